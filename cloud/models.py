@@ -1,0 +1,52 @@
+"""Database tables. API models live in ``cloud/schemas.py``; wire models in ``shared/messages.py``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Column, DateTime, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Household(SQLModel, table=True):
+    """A home with one or more fridges."""
+
+    __tablename__ = "households"
+
+    id: str = Field(primary_key=True, max_length=80)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Device(SQLModel, table=True):
+    """A fridge, known by the device id it uses as MQTT username."""
+
+    __tablename__ = "devices"
+
+    id: str = Field(primary_key=True, max_length=64)
+    household_id: str = Field(foreign_key="households.id", index=True, max_length=80)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    online: bool = False
+    last_seen_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    outbox_depth: int | None = None
+
+
+class StoredEvent(SQLModel, table=True):
+    """An event as committed, stored once per (device, seq)."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("device_id", "seq", name="uq_events_device_seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: uuid.UUID = Field(unique=True)
+    device_id: str = Field(foreign_key="devices.id", max_length=64)
+    seq: int
+    household_id: str = Field(foreign_key="households.id", index=True, max_length=80)
+    type: str = Field(max_length=40)
+    code: str | None = Field(default=None, max_length=48)
+    # Signed change of the product's stock: +n added, -n removed, 0 for events that move no stock.
+    quantity_delta: int = 0
+    occurred_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    payload: str = Field(sa_column=Column(Text, nullable=False))

@@ -1,0 +1,90 @@
+"""One cloud worker: the database, ingestion, the MQTT subscription and the HTTP API together."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import uvicorn
+
+from cloud.api import create_app
+from cloud.database import create_db_engine, create_schema
+from cloud.ingest import Ingestor
+from cloud.settings import CloudSettings
+from cloud.subscriber import Subscriber
+from shared.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+
+class CloudService:
+    """Start and stop a whole worker in this process (threads, not subprocesses)."""
+
+    def __init__(self, settings: CloudSettings, clock: Clock | None = None, *, serve_http: bool = True) -> None:
+        self.settings = settings
+        self.engine = create_db_engine(settings.database_url)
+        create_schema(self.engine)
+        self.subscriber = Subscriber(settings.mqtt, settings.client_id, self._submit)
+        self.ingestor = Ingestor(
+            self.engine,
+            self.subscriber.acknowledge,
+            clock or SystemClock(),
+            batch_size=settings.batch_size,
+            batch_interval_s=settings.batch_interval_s,
+            auto_enroll=settings.auto_enroll,
+        )
+        self.app = create_app(self.engine, self.ingestor.stats, lambda: self.subscriber.connected)
+        self._serve_http = serve_http
+        self._server: uvicorn.Server | None = None
+        self._http_thread: threading.Thread | None = None
+
+    def _submit(self, topic: str, payload: bytes) -> None:
+        self.ingestor.submit(topic, payload)
+
+    @property
+    def http_port(self) -> int:
+        """Return the port the API listens on (the real one when settings asked for 0)."""
+        if self._server is not None and self._server.servers:
+            sockets = self._server.servers[0].sockets
+            if sockets:
+                return int(sockets[0].getsockname()[1])
+        return self.settings.http_port
+
+    @property
+    def url(self) -> str:
+        """Return the API's base URL."""
+        return f"http://{self.settings.http_host}:{self.http_port}"
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start ingesting and serving; return once the API answers or raise TimeoutError."""
+        self.ingestor.start()
+        self.subscriber.start()
+        if self._serve_http:
+            config = uvicorn.Config(
+                self.app,
+                host=self.settings.http_host,
+                port=self.settings.http_port,
+                log_level="warning",
+                lifespan="off",
+            )
+            self._server = uvicorn.Server(config)
+            self._http_thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+            self._http_thread.start()
+            deadline = time.monotonic() + timeout
+            while not self._server.started:
+                if not self._http_thread.is_alive() or time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"the API did not start on {self.settings.http_host}:{self.settings.http_port}; "
+                        "is the port in use? Set FRIGO_CLOUD_HTTP_PORT"
+                    )
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop serving, commit what is buffered, disconnect."""
+        if self._server is not None and self._http_thread is not None:
+            self._server.should_exit = True
+            self._http_thread.join(10)
+        self.subscriber.stop()
+        self.ingestor.stop()
+        self.engine.dispose()

@@ -1,0 +1,30 @@
+"""The cloud service's configuration: environment variables ``FRIGO_CLOUD_*`` or arguments."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.mqtt import MqttSettings
+
+
+class CloudSettings(BaseSettings):
+    """Everything one cloud worker needs; nested MQTT settings as ``FRIGO_CLOUD_MQTT__HOST``."""
+
+    model_config = SettingsConfigDict(env_prefix="FRIGO_CLOUD_", env_nested_delimiter="__")
+
+    database_url: str = Field(
+        default="sqlite:///frigo-cloud.db",
+        description="SQLAlchemy URL: sqlite:///PATH, or postgresql+psycopg://USER@HOST/DB for production.",
+    )
+    mqtt: MqttSettings = MqttSettings()
+    client_id: str = Field(default="frigo-cloud", description="MQTT client id; unique per worker.")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535, description="0 picks a free port.")
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="Most events per commit.")
+    batch_interval_s: float = Field(
+        default=0.05, gt=0, le=5, description="Longest an event waits for its batch to fill."
+    )
+    auto_enroll: bool = Field(
+        default=True, description="Give an unknown device its own new household instead of rejecting it."
+    )

@@ -1,0 +1,94 @@
+"""The cloud's MQTT connection: receives device messages, sends commands back."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from shared import topics
+from shared.messages import EventsAcknowledged, encode
+from shared.mqtt import MqttSettings, connect_in_background, create_client
+
+log = logging.getLogger(__name__)
+
+
+class Subscriber:
+    """Subscribe to every device's events, availability and telemetry; publish commands."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        client_id: str,
+        sink: Callable[[str, bytes], None],
+        *,
+        shared_group: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._sink = sink
+        self._shared_group = shared_group
+        self._connected = threading.Event()
+        self._stopping = False
+        # Persistent: while this worker restarts, the broker queues its QoS 1 messages.
+        self._client, self._properties = create_client(settings, client_id, persistent=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    @property
+    def connected(self) -> bool:
+        """Return whether the broker connection is up."""
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait until connected and subscribed; False if ``timeout`` ran out first."""
+        return self._connected.wait(timeout)
+
+    def start(self) -> None:
+        """Connect in the background; reconnects on its own."""
+        connect_in_background(self._client, self._settings, self._properties, persistent=True)
+
+    def stop(self) -> None:
+        """Disconnect."""
+        self._stopping = True
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    def acknowledge(self, ack: EventsAcknowledged) -> None:
+        """Send a device the acknowledgement of its committed events."""
+        self._client.publish(topics.commands(ack.device_id), encode(ack), qos=1)
+
+    def _filters(self) -> list[tuple[str, int]]:
+        wanted = [
+            (topics.all_devices(topics.Channel.EVENTS), 1),
+            (topics.all_devices(topics.Channel.AVAILABILITY), 1),
+            (topics.all_devices(topics.Channel.TELEMETRY), 0),
+        ]
+        if self._shared_group is None:
+            return wanted
+        return [(topics.shared_subscription(self._shared_group, f), qos) for f, qos in wanted]
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker refused the cloud's connection: %s", reason)
+            return
+        client.subscribe(self._filters())
+        self._connected.set()
+        log.info("cloud connected to %s:%s", self._settings.host, self._settings.port)
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        if self._connected.is_set() and not self._stopping:
+            log.warning("cloud lost the broker (%s); reconnecting", reason)
+        self._connected.clear()
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._sink(message.topic, message.payload)

@@ -1,0 +1,32 @@
+"""Errors of the edge agent.
+
+    FrigoError
+    └── EdgeError
+        ├── ScanError (ValueError)       a scanner line that is not in the grammar
+        ├── NotInFridge (LookupError)    removing something the fridge does not hold
+        └── StorageError (OSError)       the local database cannot be opened or written
+"""
+
+from __future__ import annotations
+
+from shared.errors import FrigoError
+
+
+class EdgeError(FrigoError):
+    """Root of the edge agent's errors."""
+
+
+class ScanError(EdgeError, ValueError):
+    """A scanner line that is not in the grammar."""
+
+
+class NotInFridge(EdgeError, LookupError):
+    """A removal of a product the fridge does not hold."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"{code} is not in the fridge: scan it in with +{code} first")
+        self.code = code
+
+
+class StorageError(EdgeError, OSError):
+    """The local database cannot be opened or written."""

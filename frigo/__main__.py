@@ -1,0 +1,5 @@
+"""Allow `python -m frigo`."""
+
+from frigo.cli import main
+
+main()
