@@ -11,7 +11,7 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from cloud.ingest import IngestStats
-from cloud.models import Device, Household, StoredEvent
+from cloud.models import EVENTS, Device, Household
 from cloud.schemas import (
     DevicePublic,
     EventPublic,
@@ -71,8 +71,8 @@ def create_app(engine: Engine, stats: IngestStats, broker_connected: Callable[[]
     @app.get("/households", tags=["households"])
     def list_households(session: SessionDep) -> list[HouseholdPublic]:
         """List every household with its fridges."""
-        households = session.execute(select(Household).order_by(Household.id)).scalars().all()  # type: ignore[arg-type]
-        devices = session.execute(select(Device).order_by(Device.id)).scalars().all()  # type: ignore[arg-type]
+        households = session.execute(select(Household).order_by(Household.id)).scalars().all()
+        devices = session.execute(select(Device).order_by(Device.id)).scalars().all()
         by_household: dict[str, list[DevicePublic]] = {}
         for d in devices:
             by_household.setdefault(d.household_id, []).append(
@@ -86,7 +86,7 @@ def create_app(engine: Engine, stats: IngestStats, broker_connected: Callable[[]
     def get_inventory(household_id: str, session: SessionDep) -> InventoryPublic:
         """Return what the household's fridges hold, by product code."""
         household_or_404(session, household_id)
-        table = StoredEvent.__table__
+        table = EVENTS
         total = func.sum(table.c.quantity_delta)
         rows = session.execute(
             select(table.c.code, total)
@@ -113,7 +113,7 @@ def create_app(engine: Engine, stats: IngestStats, broker_connected: Callable[[]
     ) -> list[EventPublic]:
         """Return the household's stored events in the order they were stored, a page at a time."""
         household_or_404(session, household_id)
-        table = StoredEvent.__table__
+        table = EVENTS
         rows = session.execute(
             select(table)
             .where(table.c.household_id == household_id, table.c.id > after)

@@ -36,7 +36,9 @@ class EmbeddedBroker:
         self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
-            raise BrokerStartError(f"the embedded broker did not start on {self.host}:{self.port} in {timeout} s")
+            raise BrokerStartError(
+                f"the embedded broker did not start on {self.host}:{self.port} in {timeout} s"
+            )
         if self._error is not None:
             raise BrokerStartError(
                 f"the embedded broker cannot listen on {self.host}:{self.port}: {self._error}; "

@@ -1,9 +1,9 @@
 """Errors of the cloud service.
 
-    FrigoError
-    └── CloudError
-        ├── ConfigurationError (ValueError)   settings that cannot work
-        └── BrokerStartError (OSError)        the embedded broker could not listen
+FrigoError
+└── CloudError
+    ├── ConfigurationError (ValueError)   settings that cannot work
+    └── BrokerStartError (OSError)        the embedded broker could not listen
 """
 
 from __future__ import annotations

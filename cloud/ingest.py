@@ -23,7 +23,7 @@ from sqlalchemy import Engine, select, tuple_, update
 from sqlmodel import Session
 
 from cloud.database import insert_ignoring_duplicates
-from cloud.models import Device, Household, StoredEvent
+from cloud.models import DEVICES, EVENTS, HOUSEHOLDS
 from shared import topics
 from shared.clock import Clock
 from shared.errors import InvalidMessage, InvalidTopic
@@ -92,11 +92,11 @@ class Ingestor:
         self._batch_size = batch_size
         self._batch_interval_s = batch_interval_s
         self._auto_enroll = auto_enroll
-        self._insert_events = insert_ignoring_duplicates(engine, StoredEvent.__table__).returning(
-            StoredEvent.__table__.c.device_id, StoredEvent.__table__.c.seq
+        self._insert_events = insert_ignoring_duplicates(engine, EVENTS).returning(
+            EVENTS.c.device_id, EVENTS.c.seq
         )
-        self._insert_households = insert_ignoring_duplicates(engine, Household.__table__)
-        self._insert_devices = insert_ignoring_duplicates(engine, Device.__table__)
+        self._insert_households = insert_ignoring_duplicates(engine, HOUSEHOLDS)
+        self._insert_devices = insert_ignoring_duplicates(engine, DEVICES)
         self._households: dict[str, str] = {}  # device id -> household id, for known devices
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(MAX_BUFFERED)
         self._thread: threading.Thread | None = None
@@ -130,8 +130,10 @@ class Ingestor:
             while len(batch) < self._batch_size:
                 remaining = deadline - time.monotonic()
                 try:
-                    item = self._queue.get(timeout=max(remaining, 0)) if remaining > 0 else (
-                        self._queue.get_nowait()
+                    item = (
+                        self._queue.get(timeout=max(remaining, 0))
+                        if remaining > 0
+                        else (self._queue.get_nowait())
                     )
                 except queue.Empty:
                     break
@@ -180,10 +182,13 @@ class Ingestor:
             return
         started = time.perf_counter()
         with Session(self._engine) as session:
-            accepted = self._assign_households(session, list(events.values()))
+            households = self._households_of(session, {d for d, _ in events} | presence.keys())
+            accepted = self._accept(list(events.values()), households)
             acked = self._store(session, accepted)
-            self._update_presence(session, presence)
+            self._update_presence(session, {d: v for d, v in presence.items() if d in households})
             session.commit()
+        # Only what is committed may be cached: a failed batch leaves no enrolment behind.
+        self._households.update(households)
         self.stats.last_commit_ms = (time.perf_counter() - started) * 1000
         self.stats.batches += 1
         for device_id, seqs in acked.items():
@@ -193,19 +198,28 @@ class Ingestor:
         self.stats.rejected[reason] += 1
         log.warning("rejected message on %s (%s): %s", topic, reason, detail)
 
-    def _assign_households(self, session: Session, events: list[Event]) -> list[_Accepted]:
-        unknown = {e.device_id for e in events} - self._households.keys()
+    def _households_of(self, session: Session, device_ids: set[str]) -> dict[str, str]:
+        """Return the household of each known device, enrolling unknown ones if allowed."""
+        households = {d: self._households[d] for d in device_ids if d in self._households}
+        unknown = device_ids - households.keys()
         if unknown:
-            rows = session.execute(
-                select(Device.id, Device.household_id).where(Device.id.in_(unknown))  # type: ignore[attr-defined]
-            ).all()
-            self._households.update({device_id: household_id for device_id, household_id in rows})
-            missing = unknown - self._households.keys()
+            households.update(self._stored_households(session, unknown))
+            missing = unknown - households.keys()
             if missing and self._auto_enroll:
                 self._enroll(session, missing)
+                households.update(self._stored_households(session, missing))
+        return households
+
+    def _stored_households(self, session: Session, device_ids: set[str]) -> dict[str, str]:
+        rows = session.execute(
+            select(DEVICES.c.id, DEVICES.c.household_id).where(DEVICES.c.id.in_(device_ids))
+        ).all()
+        return {str(device_id): str(household_id) for device_id, household_id in rows}
+
+    def _accept(self, events: list[Event], households: dict[str, str]) -> list[_Accepted]:
         accepted = []
         for event in events:
-            household_id = self._households.get(event.device_id)
+            household_id = households.get(event.device_id)
             if household_id is None:
                 self._reject("unknown_device", topics.events(event.device_id), "device is not enrolled")
             else:
@@ -222,13 +236,9 @@ class Ingestor:
             {"id": d, "household_id": household_id_for(d), "created_at": now, "online": True}
             for d in sorted(device_ids)
         ]
+        # Insert-or-ignore: another worker may have enrolled the device first.
         session.execute(self._insert_households, households)
         session.execute(self._insert_devices, devices)
-        # Another worker may have enrolled the device first: read back what is stored.
-        rows = session.execute(
-            select(Device.id, Device.household_id).where(Device.id.in_(device_ids))  # type: ignore[attr-defined]
-        ).all()
-        self._households.update({device_id: household_id for device_id, household_id in rows})
         log.info("enrolled %d new devices, each in its own household", len(device_ids))
 
     def _store(self, session: Session, accepted: list[_Accepted]) -> dict[str, list[int]]:
@@ -237,45 +247,45 @@ class Ingestor:
             return {}
         now = self._clock.now()
         rows = [_row(item.event, item.household_id, now) for item in accepted]
-        inserted = set(session.execute(self._insert_events, rows).tuples().all())
+        inserted = {(device_id, seq) for device_id, seq in session.execute(self._insert_events, rows)}
         self.stats.stored += len(inserted)
         skipped = [item.event for item in accepted if (item.event.device_id, item.event.seq) not in inserted]
-        if skipped:
-            self._check_duplicates(session, skipped)
+        conflicts = self._check_duplicates(session, skipped) if skipped else set()
         acked: dict[str, list[int]] = {}
         for item in accepted:
-            acked.setdefault(item.event.device_id, []).append(item.event.seq)
+            key = (item.event.device_id, item.event.seq)
+            if key not in conflicts:
+                acked.setdefault(item.event.device_id, []).append(item.event.seq)
         return acked
 
-    def _check_duplicates(self, session: Session, skipped: list[Event]) -> None:
-        """Count true redeliveries; log a (device, seq) reused by a different event loudly."""
+    def _check_duplicates(self, session: Session, skipped: list[Event]) -> set[tuple[str, int]]:
+        """Count true redeliveries; return the (device, seq) keys reused by a different event."""
         keys = [(e.device_id, e.seq) for e in skipped]
-        table = StoredEvent.__table__
-        stored = dict(
-            ((device_id, seq), event_id)
-            for device_id, seq, event_id in session.execute(
-                select(table.c.device_id, table.c.seq, table.c.event_id).where(
-                    tuple_(table.c.device_id, table.c.seq).in_(keys)
-                )
-            ).all()
-        )
+        rows = session.execute(
+            select(EVENTS.c.device_id, EVENTS.c.seq, EVENTS.c.event_id).where(
+                tuple_(EVENTS.c.device_id, EVENTS.c.seq).in_(keys)
+            )
+        ).all()
+        stored = {(device_id, seq): event_id for device_id, seq, event_id in rows}
+        conflicts = set()
         for event in skipped:
             if stored.get((event.device_id, event.seq)) == event.event_id:
                 self.stats.duplicates += 1
             else:
-                # The device's database was reset and its seq restarted: the event cannot be stored
-                # under a used seq. Counted and logged so an operator can re-provision the device.
+                # The device's database was reset and its seq restarted. The event is not
+                # acknowledged, so the device keeps it; an operator must re-provision the device.
+                conflicts.add((event.device_id, event.seq))
                 self._reject(
                     "seq_conflict",
                     topics.events(event.device_id),
-                    f"seq {event.seq} already holds another event; reset the device's seq or "
-                    "re-provision it",
+                    f"seq {event.seq} already holds event {stored.get((event.device_id, event.seq))}; "
+                    "the device's database was reset: re-provision it under a new device id",
                 )
+        return conflicts
 
     def _update_presence(self, session: Session, presence: dict[str, dict[str, Any]]) -> None:
         for device_id, values in presence.items():
-            if device_id in self._households or session.get(Device, device_id) is not None:
-                session.execute(update(Device).where(Device.id == device_id).values(**values))  # type: ignore[arg-type]
+            session.execute(update(DEVICES).where(DEVICES.c.id == device_id).values(**values))
 
 
 def _row(event: Event, household_id: str, received_at: datetime) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Text, UniqueConstraint
+from sqlalchemy import Column, DateTime, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -50,3 +50,15 @@ class StoredEvent(SQLModel, table=True):
     occurred_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     payload: str = Field(sa_column=Column(Text, nullable=False))
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table = model.__table__  # type: ignore[attr-defined]  # set by SQLModel's metaclass
+    assert isinstance(table, Table)
+    return table
+
+
+# The Core tables, for bulk statements (insert-or-ignore, aggregates) typed without ORM overhead.
+HOUSEHOLDS = _table(Household)
+DEVICES = _table(Device)
+EVENTS = _table(StoredEvent)

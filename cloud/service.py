@@ -21,11 +21,15 @@ log = logging.getLogger(__name__)
 class CloudService:
     """Start and stop a whole worker in this process (threads, not subprocesses)."""
 
-    def __init__(self, settings: CloudSettings, clock: Clock | None = None, *, serve_http: bool = True) -> None:
+    def __init__(
+        self, settings: CloudSettings, clock: Clock | None = None, *, serve_http: bool = True
+    ) -> None:
         self.settings = settings
         self.engine = create_db_engine(settings.database_url)
         create_schema(self.engine)
-        self.subscriber = Subscriber(settings.mqtt, settings.client_id, self._submit)
+        self.subscriber = Subscriber(
+            settings.mqtt, settings.client_id, self._submit, shared_group=settings.shared_group
+        )
         self.ingestor = Ingestor(
             self.engine,
             self.subscriber.acknowledge,

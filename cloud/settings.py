@@ -19,6 +19,10 @@ class CloudSettings(BaseSettings):
     )
     mqtt: MqttSettings = MqttSettings()
     client_id: str = Field(default="frigo-cloud", description="MQTT client id; unique per worker.")
+    shared_group: str | None = Field(
+        default=None,
+        description="Share the device streams among every worker of this group ($share/GROUP/...).",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535, description="0 picks a free port.")
     batch_size: int = Field(default=500, ge=1, le=10_000, description="Most events per commit.")

@@ -91,4 +91,4 @@ class Subscriber:
         self._connected.clear()
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._sink(message.topic, message.payload)
+        self._sink(message.topic, bytes(message.payload))

@@ -107,12 +107,15 @@ def describe(event: Event, quantity_now: int) -> str:
     return f"ok seq={event.seq} {sign}{event.quantity} {event.code} (now {quantity_now})"
 
 
-def run_stdin(agent: Agent, lines: TextIO = sys.stdin, out: TextIO = sys.stdout,
-              drain_timeout: float | None = None) -> int:
+def run_stdin(
+    agent: Agent, lines: TextIO | None = None, out: TextIO | None = None, drain_timeout: float | None = None
+) -> int:
     """Feed scanner lines to a started agent until end of input, then wait for the cloud's acks.
 
     Return 0 when everything recorded was acknowledged, 1 when ``drain_timeout`` ran out first.
     """
+    lines = sys.stdin if lines is None else lines
+    out = sys.stdout if out is None else out
     for line in lines:
         try:
             event = agent.scan(line)
@@ -123,9 +126,14 @@ def run_stdin(agent: Agent, lines: TextIO = sys.stdin, out: TextIO = sys.stdout,
             print(describe(event, agent.quantity(event.code)), file=out, flush=True)
     depth = agent.outbox_depth()
     if depth:
-        print(f"input ended; waiting for the cloud to acknowledge {depth} events", file=sys.stderr, flush=True)
+        print(
+            f"input ended; waiting for the cloud to acknowledge {depth} events", file=sys.stderr, flush=True
+        )
     if not agent.wait_drained(drain_timeout):
-        print(f"gave up waiting: {agent.outbox_depth()} events stay in the outbox and go out on the "
-              "next start", file=sys.stderr, flush=True)
+        print(
+            f"gave up waiting: {agent.outbox_depth()} events stay in the outbox and go out on the next start",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     return 0

@@ -39,12 +39,16 @@ def open_database(path: Path) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are explicit (see `transaction`), never implicit.
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageError(f"cannot open the agent database {path}: {exc}; check the data directory") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed event survives a power cut (NORMAL may roll back the last commits).
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.executescript(_SCHEMA)
-    except (OSError, sqlite3.Error) as exc:
+    except sqlite3.Error as exc:
+        conn.close()
         raise StorageError(f"cannot open the agent database {path}: {exc}; check the data directory") from exc
     return conn
 

@@ -1,10 +1,10 @@
 """Errors of the edge agent.
 
-    FrigoError
-    └── EdgeError
-        ├── ScanError (ValueError)       a scanner line that is not in the grammar
-        ├── NotInFridge (LookupError)    removing something the fridge does not hold
-        └── StorageError (OSError)       the local database cannot be opened or written
+FrigoError
+└── EdgeError
+    ├── ScanError (ValueError)       a scanner line that is not in the grammar
+    ├── NotInFridge (LookupError)    removing something the fridge does not hold
+    └── StorageError (OSError)       the local database cannot be opened or written
 """
 
 from __future__ import annotations

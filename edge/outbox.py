@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
 
+from edge.database import transaction
 from shared.messages import SeqRange
 
 
@@ -49,7 +50,7 @@ class Outbox:
     def acknowledge(self, ranges: Iterable[SeqRange]) -> int:
         """Forget the events the cloud has committed; return how many rows went."""
         removed = 0
-        with self._conn:
+        with transaction(self._conn):
             for first, last in ranges:
                 cursor = self._conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (first, last))
                 removed += cursor.rowcount

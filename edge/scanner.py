@@ -36,8 +36,7 @@ def parse_scan(line: str) -> Scan | None:
     match = _LINE.match(text)
     if match is None:
         raise ScanError(
-            f"cannot read scan {text!r}: expected CODE, +CODE or -CODE with a code of 1-48 letters "
-            "or digits"
+            f"cannot read scan {text!r}: expected CODE, +CODE or -CODE with a code of 1-48 letters or digits"
         )
     sign, code = match.groups()
     return Scan(code=code, delta=-1 if sign == "-" else 1)

@@ -68,6 +68,7 @@ class Uplink:
         self._window = window
         self._telemetry_interval_s = telemetry_interval_s
         self._on_command = on_command
+        self._commands_topic = topics.commands(device_id)
         self._started_at = time.monotonic()
         self._acks: queue.SimpleQueue[tuple[SeqRange, ...]] = queue.SimpleQueue()
         self._wake = threading.Event()
@@ -130,7 +131,7 @@ class Uplink:
         if reason.is_failure:
             log.warning("broker refused %s: %s", self.device_id, reason)
             return
-        client.subscribe(topics.commands(self.device_id), qos=1)
+        client.subscribe(self._commands_topic, qos=1)
         online = AvailabilityChanged(device_id=self.device_id, state="online", since=self._clock.now())
         client.publish(topics.availability(self.device_id), encode(online), qos=1, retain=True)
         self._reconnected = True
@@ -146,8 +147,12 @@ class Uplink:
             log.warning("%s lost the broker (%s); reconnecting", self.device_id, reason)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic != self._commands_topic:
+            # amqtt sometimes replays other topics into a persistent session; not ours to read.
+            log.debug("ignoring message on %s", message.topic)
+            return
         try:
-            command = decode_command(message.payload)
+            command = decode_command(bytes(message.payload))
         except InvalidMessage as exc:
             log.warning("ignoring invalid command on %s: %s", message.topic, exc.reason)
             return
@@ -187,8 +192,12 @@ class Uplink:
                 inflight.clear()
                 cursor = 0
             elif inflight and now - next(iter(inflight.values())) > resend_after:
-                log.info("%s: no ack for %d events in %.0f s; sending again", self.device_id,
-                         len(inflight), resend_after)
+                log.info(
+                    "%s: no ack for %d events in %.0f s; sending again",
+                    self.device_id,
+                    len(inflight),
+                    resend_after,
+                )
                 inflight.clear()
                 cursor = 0
                 resend_after = min(resend_after * 2, MAX_RESEND_AFTER_S)

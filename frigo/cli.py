@@ -79,15 +79,22 @@ def demo(
     rate: Annotated[float, typer.Option(min=0.01, max=100, help="Scans per second per fridge.")] = 2.0,
     mqtt_port: Annotated[int, typer.Option(help="Embedded broker port (a free one if busy).")] = 1884,
     http_port: Annotated[int, typer.Option(help="API port (a free one if busy).")] = 8000,
-    data_dir: Annotated[Path | None, typer.Option(help="Keep the databases here [default: a temp dir]")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Keep the databases here [default: a temp dir]")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the virtual households.")] = 1,
 ) -> None:
     """Run the whole system on embedded defaults: broker, cloud on SQLite, virtual fridges."""
     from frigo.demo import run_demo
 
     run_demo(
-        fridges=fridges, duration=duration, rate=rate, mqtt_port=mqtt_port, http_port=http_port,
-        data_dir=data_dir, seed=seed,
+        fridges=fridges,
+        duration=duration,
+        rate=rate,
+        mqtt_port=mqtt_port,
+        http_port=http_port,
+        data_dir=data_dir,
+        seed=seed,
     )
 
 
@@ -141,13 +148,18 @@ def cloud(
 
 @app.command()
 def edge(
-    device_id: Annotated[str | None, typer.Option(help="This fridge's id [env: FRIGO_EDGE_DEVICE_ID]")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Local database folder [env: FRIGO_EDGE_DATA_DIR]")] = None,
+    device_id: Annotated[
+        str | None, typer.Option(help="This fridge's id [env: FRIGO_EDGE_DEVICE_ID]")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Local database folder [env: FRIGO_EDGE_DATA_DIR]")
+    ] = None,
     mqtt_host: MqttHost = None,
     mqtt_port: MqttPort = None,
     mqtt_protocol: MqttProtocol = None,
     drain_timeout: Annotated[
-        float | None, typer.Option(help="At end of input, wait at most this long for acks [default: no limit]")
+        float | None,
+        typer.Option(help="At end of input, wait at most this long for acks [default: no limit]"),
     ] = None,
 ) -> None:
     """Run the fridge agent, reading barcode-scanner lines from standard input.
@@ -170,7 +182,9 @@ def edge(
     try:
         settings = EdgeSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        typer.echo(f"error: invalid edge settings (set --device-id or FRIGO_EDGE_DEVICE_ID):\n{exc}", err=True)
+        typer.echo(
+            f"error: invalid edge settings (set --device-id or FRIGO_EDGE_DEVICE_ID):\n{exc}", err=True
+        )
         raise typer.Exit(2) from None
     settings = settings.model_copy(update={"mqtt": _mqtt(settings.mqtt, mqtt_host, mqtt_port, mqtt_protocol)})
 
@@ -202,7 +216,9 @@ def sim(
         float | None, typer.Option(min=0.1, help="Scan for this many seconds [default: until Ctrl-C]")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the virtual households.")] = 1,
-    data_dir: Annotated[Path, typer.Option(help="Where the fridges keep their databases.")] = Path("frigo-sim-data"),
+    data_dir: Annotated[Path, typer.Option(help="Where the fridges keep their databases.")] = Path(
+        "frigo-sim-data"
+    ),
     mqtt_host: MqttHost = None,
     mqtt_port: MqttPort = None,
     mqtt_protocol: MqttProtocol = None,
@@ -226,7 +242,9 @@ def sim(
 
 @contract_app.command("export")
 def contract_export(
-    directory: Annotated[Path, typer.Argument(help="Where to write the schema files.")] = Path("docs/contract"),
+    directory: Annotated[Path, typer.Argument(help="Where to write the schema files.")] = Path(
+        "docs/contract"
+    ),
 ) -> None:
     """Write the JSON Schema of every payload to DIRECTORY."""
     from shared.contract import export

@@ -54,11 +54,16 @@ def _data_dir(path: Path | None) -> Iterator[Path]:
 def _summary(client: httpx.Client, rate: float, elapsed: float) -> Group:
     stats = client.get("/stats").json()
     header = Text.assemble(
-        ("events/s ", "bold"), f"{rate:7.1f}   ",
-        ("stored ", "bold"), f"{stats['stored']}   ",
-        ("duplicates ", "bold"), f"{stats['duplicates']}   ",
-        ("rejected ", "bold"), f"{sum(stats['rejected'].values())}   ",
-        ("running ", "bold"), f"{elapsed:.0f} s",
+        ("events/s ", "bold"),
+        f"{rate:7.1f}   ",
+        ("stored ", "bold"),
+        f"{stats['stored']}   ",
+        ("duplicates ", "bold"),
+        f"{stats['duplicates']}   ",
+        ("rejected ", "bold"),
+        f"{sum(stats['rejected'].values())}   ",
+        ("running ", "bold"),
+        f"{elapsed:.0f} s",
     )
     table = Table(title="Inventory per household (from the cloud's API)", expand=False)
     table.add_column("household")
@@ -74,8 +79,11 @@ def _summary(client: httpx.Client, rate: float, elapsed: float) -> Group:
             f"{d['id']} ({'online' if d['online'] else 'offline'})" for d in household["devices"]
         )
         table.add_row(
-            household["id"], devices, str(inventory["event_count"]),
-            str(sum(i["quantity"] for i in items)), top,
+            household["id"],
+            devices,
+            str(inventory["event_count"]),
+            str(sum(i["quantity"] for i in items)),
+            top,
         )
     return Group(header, table)
 

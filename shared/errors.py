@@ -1,8 +1,8 @@
 """Errors of the wire contract.
 
-    FrigoError
-    ├── InvalidTopic (ValueError)
-    └── InvalidMessage (ValueError)
+FrigoError
+├── InvalidTopic (ValueError)
+└── InvalidMessage (ValueError)
 """
 
 from __future__ import annotations

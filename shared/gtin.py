@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 
+def _ascii_digits(text: str) -> bool:
+    # str.isdigit() also accepts other scripts' digits and superscripts, which no barcode carries.
+    return text.isascii() and text.isdigit()
+
+
 def check_digit(body: str) -> int:
     """Return the check digit for the digits of a GTIN without its last digit."""
-    if not body.isdigit():
+    if not _ascii_digits(body):
         raise ValueError(f"a GTIN has only digits, got {body!r}")
     # From the right, weights alternate 3, 1, 3, ...
     total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
@@ -14,7 +19,7 @@ def check_digit(body: str) -> int:
 
 def is_valid(code: str) -> bool:
     """Return whether ``code`` is a GTIN-8, -12, -13 or -14 with a correct check digit."""
-    return code.isdigit() and len(code) in (8, 12, 13, 14) and check_digit(code[:-1]) == int(code[-1])
+    return _ascii_digits(code) and len(code) in (8, 12, 13, 14) and check_digit(code[:-1]) == int(code[-1])
 
 
 def make_gtin13(body12: str) -> str:

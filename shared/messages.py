@@ -136,9 +136,7 @@ class OrderUpdated(Message):
     type: Literal["order_updated"] = "order_updated"
     order_id: UUID
     device_id: DeviceId
-    status: Literal[
-        "created", "accepted", "rejected", "picking", "dispatched", "delivered", "cancelled"
-    ]
+    status: Literal["created", "accepted", "rejected", "picking", "dispatched", "delivered", "cancelled"]
     expected_delivery: UtcDatetime | None = None
 
 

@@ -12,8 +12,8 @@ from typing import Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 # A week: long enough for a fridge to come back from a holiday-length outage with its session
@@ -50,7 +50,7 @@ def create_client(
     """
     if settings.protocol == "5":
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        properties: Properties | None = Properties(PacketTypes.CONNECT)
+        properties: Properties | None = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         assert properties is not None
         properties.SessionExpiryInterval = settings.session_expiry_s if persistent else 0
     else:

@@ -50,7 +50,7 @@ class DeviceTopic:
 
 def validate_device_id(device_id: str) -> str:
     """Return ``device_id`` if it can name a device, else raise :class:`InvalidTopic`."""
-    if not _DEVICE_ID.match(device_id):
+    if not _DEVICE_ID.fullmatch(device_id):
         raise InvalidTopic(
             f"invalid device id {device_id!r}: use 1-64 letters, digits, '-' or '_', starting with a "
             "letter or digit"

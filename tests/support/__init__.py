@@ -1,0 +1,1 @@
+"""Helpers for tests: real services started on free loopback ports."""

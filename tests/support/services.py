@@ -1,0 +1,160 @@
+"""Start real brokers and databases for tests, each on its own port or database."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from shared.mqtt import MqttSettings
+
+REQUIRE_SERVICES = os.environ.get("FRIGO_REQUIRE_SERVICES") == "1"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "FRIGO_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def unavailable(reason: str) -> None:
+    """Skip the test, or fail it when FRIGO_REQUIRE_SERVICES=1 says services must be there."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (FRIGO_REQUIRE_SERVICES=1 requires it)")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    """Wait until something accepts connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s") from None
+            time.sleep(0.02)
+
+
+def mosquitto_binary() -> str | None:
+    """Return the path of the mosquitto binary, if installed."""
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    return "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+
+
+@dataclass
+class Mosquitto:
+    """A Mosquitto process of the test's own, with a generated config on a free port."""
+
+    binary: str
+    directory: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def config(self) -> str:
+        """Return the broker's configuration text."""
+        return "\n".join(
+            [
+                f"listener {self.port} 127.0.0.1",
+                "allow_anonymous true",
+                # No per-client queue limit: the default (1000) silently drops messages for a
+                # subscriber that falls behind.
+                "max_queued_messages 0",
+                "persistence false",
+                f"log_dest file {self.directory / 'mosquitto.log'}",
+                "log_type error",
+                "log_type warning",
+                "",
+            ]
+        )
+
+    def start(self) -> None:
+        """Start the broker and wait until it accepts connections."""
+        conf = self.directory / "mosquitto.conf"
+        conf.write_text(self.config())
+        self.process = subprocess.Popen(
+            [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            wait_for_port(self.port)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop the broker with ``sig`` (SIGKILL to simulate a crash) and wait for it."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        self.process = None
+
+    def restart(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop and start again on the same port."""
+        self.stop(sig)
+        self.start()
+
+    def mqtt(self, protocol: str = "5") -> MqttSettings:
+        """Return client settings for this broker."""
+        return MqttSettings.model_validate({"host": "127.0.0.1", "port": self.port, "protocol": protocol})
+
+
+@contextmanager
+def running_mosquitto(directory: Path) -> Iterator[Mosquitto]:
+    """Run a Mosquitto of the test's own, or skip (fail under FRIGO_REQUIRE_SERVICES=1) without one."""
+    binary = mosquitto_binary()
+    if binary is None:
+        unavailable("mosquitto is not installed (apt-get install mosquitto)")
+        raise AssertionError("unreachable")
+    broker = Mosquitto(binary, directory)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """Create a PostgreSQL database of the test's own; yield its URL; drop it afterwards."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(POSTGRES_ADMIN_URL)
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"frigo_test_{uuid.uuid4().hex[:12]}"
+    try:
+        conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        unavailable(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+        raise AssertionError("unreachable") from exc
+    with conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield admin.set(database=name).render_as_string(hide_password=False)
+        finally:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
