@@ -131,7 +131,7 @@ def run_demo(
         stack.callback(fleet.stop)
 
         console.print(f"Embedded MQTT broker on {host}:{port} (MQTT 3.1.1)")
-        console.print(f"Cloud API on {cloud.url} — API docs: [bold]{cloud.url}/docs[/]")
+        console.print(f"Cloud API on {cloud.url} — API docs: [bold]{cloud.url}/docs[/]", soft_wrap=True)
         console.print(f"{fridges} virtual fridges scanning {rate:g} times/s each; data in {directory}")
         console.print("Press Ctrl-C to stop." if duration is None else f"Running for {duration:g} s.")
         _show_live(console, cloud.url, cloud, duration)
@@ -142,7 +142,8 @@ def run_demo(
         console.print(
             f"Done: {fleet.scans} scans, {stats.stored} events stored, {stats.duplicates} duplicates "
             f"dropped, {stats.rejected_total} rejected; "
-            + ("every event acknowledged." if drained else "some events stay in the fridges' outboxes.")
+            + ("every event acknowledged." if drained else "some events stay in the fridges' outboxes."),
+            soft_wrap=True,
         )
 
 
