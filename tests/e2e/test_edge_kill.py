@@ -84,7 +84,8 @@ def run_with_kills(
             agent_command(data_dir, mosquitto.port, drain_timeout=60),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr_log, text=True, bufsize=1,
         )  # fmt: skip
-        assert process.stdin is not None and process.stdout is not None
+        assert process.stdin is not None
+        assert process.stdout is not None
         feeder = threading.Thread(target=feed, args=(process.stdin, rng), daemon=True)
         feeder.start()
         # Kill at a random point: after 60-260 more recorded scans, while publishing goes on.
@@ -131,7 +132,9 @@ def run_with_kills(
     events: list[dict[str, object]] = []
     with httpx.Client(base_url=cloud.url, timeout=10) as client:
         after = 0
-        while page := client.get(f"/households/{household}/events", params={"after": after, "limit": 1000}).json():
+        while page := client.get(
+            f"/households/{household}/events", params={"after": after, "limit": 1000}
+        ).json():
             events += page
             after = page[-1]["id"]
         inventory = client.get(f"/households/{household}/inventory").json()

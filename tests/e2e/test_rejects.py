@@ -24,7 +24,11 @@ DEVICE = "fridge-bad"
 def valid_event(seq: int) -> bytes:
     return encode(
         ItemAdded(
-            event_id=uuid.uuid4(), device_id=DEVICE, seq=seq, occurred_at=datetime.now(UTC), code="4006381333931"
+            event_id=uuid.uuid4(),
+            device_id=DEVICE,
+            seq=seq,
+            occurred_at=datetime.now(UTC),
+            code="4006381333931",
         )
     )
 
@@ -59,7 +63,9 @@ def test_bad_payloads_are_counted_and_the_next_event_is_stored(
             for payload in BAD_PAYLOADS.values():
                 device.publish(topics.events(DEVICE), payload, qos=1).wait_for_publish(5)
             # A payload naming another device is refused: no device speaks for another.
-            device.publish(topics.events(DEVICE), valid_event(1).replace(b"fridge-bad", b"fridge-other"), qos=1)
+            device.publish(
+                topics.events(DEVICE), valid_event(1).replace(b"fridge-bad", b"fridge-other"), qos=1
+            )
             device.publish(topics.events(DEVICE), valid_event(1), qos=1).wait_for_publish(5)
             ack = acks.get(timeout=10)
             deadline = time.monotonic() + 5

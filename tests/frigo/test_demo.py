@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,7 +29,7 @@ def test_demo_shows_three_fridges_and_serves_their_inventory(tmp_path: Path) -> 
     )  # fmt: skip
     try:
         started = time.monotonic()
-        inventories: dict[str, dict[str, object]] = {}
+        inventories: dict[str, dict[str, Any]] = {}
         with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=5) as client:
             while time.monotonic() - started < FIRST_EVENTS_WITHIN_S:
                 time.sleep(0.5)
