@@ -154,6 +154,7 @@ class Ingestor:
         """Validate, store and acknowledge one batch of (topic, payload) messages."""
         self.stats.received += len(batch)
         events: dict[tuple[str, int], Event] = {}
+        clashes: set[tuple[str, int]] = set()
         presence: dict[str, dict[str, Any]] = {}
         for topic, payload in batch:
             try:
@@ -163,7 +164,7 @@ class Ingestor:
                     if event.device_id != where.device_id:
                         self._reject("device_mismatch", topic, f"payload names device {event.device_id!r}")
                         continue
-                    events[(event.device_id, event.seq)] = event
+                    self._collect(events, clashes, event)
                 elif where.channel is topics.Channel.AVAILABILITY:
                     state = decode_availability(payload)
                     presence.setdefault(where.device_id, {})["online"] = state.state == "online"
@@ -184,7 +185,7 @@ class Ingestor:
         with Session(self._engine) as session:
             households = self._households_of(session, {d for d, _ in events} | presence.keys())
             accepted = self._accept(list(events.values()), households)
-            acked = self._store(session, accepted)
+            acked = self._store(session, accepted, clashes)
             self._update_presence(session, {d: v for d, v in presence.items() if d in households})
             session.commit()
         # Only what is committed may be cached: a failed batch leaves no enrolment behind.
@@ -193,6 +194,32 @@ class Ingestor:
         self.stats.batches += 1
         for device_id, seqs in acked.items():
             self._acknowledge(EventsAcknowledged(device_id=device_id, ranges=seq_ranges(seqs)))
+
+    def _collect(
+        self, events: dict[tuple[str, int], Event], clashes: set[tuple[str, int]], event: Event
+    ) -> None:
+        """Add ``event`` to the batch; a copy of one already in it is a duplicate, a clash a conflict."""
+        key = (event.device_id, event.seq)
+        earlier = events.get(key)
+        if earlier is None:
+            events[key] = event
+        elif earlier.event_id == event.event_id:
+            self.stats.duplicates += 1
+        else:
+            # Which of the two the device still holds is unknown: acknowledge neither now. The
+            # device sends its own again; the next batch acks it if stored, or refuses it.
+            clashes.add(key)
+            self._reject_conflict(event, earlier.event_id)
+
+    def _reject_conflict(self, event: Event, holder: object) -> None:
+        # Two events under one (device, seq): the device's database was reset and its seq restarted.
+        # Not acknowledged, so the device keeps the event; an operator must re-enrol the device.
+        self._reject(
+            "seq_conflict",
+            topics.events(event.device_id),
+            f"seq {event.seq} already holds event {holder}, not {event.event_id}; the device's database "
+            "was reset: re-enrol it under a new device id",
+        )
 
     def _reject(self, reason: str, topic: str, detail: str) -> None:
         self.stats.rejected[reason] += 1
@@ -241,7 +268,9 @@ class Ingestor:
         session.execute(self._insert_devices, devices)
         log.info("enrolled %d new devices, each in its own household", len(device_ids))
 
-    def _store(self, session: Session, accepted: list[_Accepted]) -> dict[str, list[int]]:
+    def _store(
+        self, session: Session, accepted: list[_Accepted], clashes: set[tuple[str, int]]
+    ) -> dict[str, list[int]]:
         """Insert the events, skipping stored ones; return the seqs to acknowledge per device."""
         if not accepted:
             return {}
@@ -250,7 +279,7 @@ class Ingestor:
         inserted = {(device_id, seq) for device_id, seq in session.execute(self._insert_events, rows)}
         self.stats.stored += len(inserted)
         skipped = [item.event for item in accepted if (item.event.device_id, item.event.seq) not in inserted]
-        conflicts = self._check_duplicates(session, skipped) if skipped else set()
+        conflicts = clashes | (self._check_duplicates(session, skipped) if skipped else set())
         acked: dict[str, list[int]] = {}
         for item in accepted:
             key = (item.event.device_id, item.event.seq)
@@ -269,18 +298,21 @@ class Ingestor:
         stored = {(device_id, seq): event_id for device_id, seq, event_id in rows}
         conflicts = set()
         for event in skipped:
-            if stored.get((event.device_id, event.seq)) == event.event_id:
+            key = (event.device_id, event.seq)
+            holder = stored.get(key)
+            if holder == event.event_id:
                 self.stats.duplicates += 1
-            else:
-                # The device's database was reset and its seq restarted. The event is not
-                # acknowledged, so the device keeps it; an operator must re-provision the device.
-                conflicts.add((event.device_id, event.seq))
+                continue
+            conflicts.add(key)
+            if holder is None:
+                # Skipped for its event_id, stored under another (device, seq): a forged or corrupt id.
                 self._reject(
-                    "seq_conflict",
+                    "event_id_conflict",
                     topics.events(event.device_id),
-                    f"seq {event.seq} already holds event {stored.get((event.device_id, event.seq))}; "
-                    "the device's database was reset: re-provision it under a new device id",
+                    f"event id {event.event_id} (seq {event.seq}) is already stored for another seq",
                 )
+            else:
+                self._reject_conflict(event, holder)
         return conflicts
 
     def _update_presence(self, session: Session, presence: dict[str, dict[str, Any]]) -> None:

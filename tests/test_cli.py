@@ -1,0 +1,141 @@
+"""The `frigo` command line, run as a real process (`python -m frigo`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.services import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+CONTRACT_DIR = REPO / "docs" / "contract"
+COMMANDS = ["demo", "broker", "cloud", "edge", "sim", "contract"]
+SCHEMA_FILES = [
+    "availability.schema.json",
+    "command.schema.json",
+    "config-desired.schema.json",
+    "event.schema.json",
+    "telemetry.schema.json",
+]
+
+
+def frigo(*args: str, cwd: Path, stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `python -m frigo ARGS` in ``cwd`` with no FRIGO_* variables from the caller's environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRIGO_")}
+    # A wide terminal keeps rich from wrapping names in the help panels.
+    env.update(COLUMNS="200", PYTHONIOENCODING="utf-8", NO_COLOR="1")
+    return subprocess.run(
+        [sys.executable, "-m", "frigo", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_help_lists_every_command(tmp_path: Path) -> None:
+    result = frigo("--help", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "Usage: python -m frigo [OPTIONS] COMMAND [ARGS]..." in result.stdout
+    # Command rows of the rich panel: "│ name   description"; wrapped lines start with spaces.
+    assert re.findall(r"^[│|] ([a-z]+) {2,}\S", result.stdout, re.MULTILINE) == COMMANDS
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "contract export"])
+def test_every_command_has_help(tmp_path: Path, command: str) -> None:
+    result = frigo(*command.split(), "--help", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert f"Usage: python -m frigo {command} [OPTIONS]" in result.stdout
+    assert list(tmp_path.iterdir()) == []  # --help creates nothing
+
+
+def test_contract_export_writes_the_committed_schemas(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "contract"
+
+    result = frigo("contract", "export", str(target), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"wrote {target / name}"
+        for name in [
+            "event.schema.json",
+            "command.schema.json",
+            "telemetry.schema.json",
+            "availability.schema.json",
+            "config-desired.schema.json",
+        ]
+    ]
+    assert sorted(p.name for p in target.iterdir()) == SCHEMA_FILES
+    for name in SCHEMA_FILES:
+        assert (target / name).read_bytes() == (CONTRACT_DIR / name).read_bytes(), name
+
+
+def test_edge_without_device_id_names_the_variable(tmp_path: Path) -> None:
+    result = frigo("edge", "--data-dir", str(tmp_path / "data"), cwd=tmp_path, stdin="+MILK\n")
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        "error: invalid edge settings (set --device-id or FRIGO_EDGE_DEVICE_ID):\n"
+        "1 validation error for EdgeSettings\ndevice_id\n  Field required"
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_edge_with_invalid_device_id_says_why(tmp_path: Path) -> None:
+    result = frigo(
+        "edge", "--device-id", "bad/id", "--data-dir", str(tmp_path / "data"), cwd=tmp_path, stdin="+MILK\n"
+    )
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        "error: invalid edge settings (set --device-id or FRIGO_EDGE_DEVICE_ID):\n"
+    )
+    assert (
+        "invalid device id 'bad/id': use 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_edge_reports_bad_scanner_lines_and_keeps_reading(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = frigo(
+        "edge",
+        "--device-id",
+        "fridge-1",
+        "--data-dir",
+        str(data),
+        "--mqtt-port",
+        str(free_port()),  # nothing listens: nothing gets acknowledged
+        "--drain-timeout",
+        "1",
+        cwd=tmp_path,
+        stdin="ab c\n# a comment\n+MILK\n-EGGS\n",
+    )
+
+    # Nothing was acknowledged before the drain timeout: exit code 1.
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == ["ok seq=1 +1 MILK (now 1)"]
+    assert result.stderr.splitlines() == [
+        "error: cannot read scan 'ab c': expected CODE, +CODE or -CODE with a code of 1-48 letters or digits",
+        "error: EGGS is not in the fridge: scan it in with +EGGS first",
+        "input ended; waiting for the cloud to acknowledge 1 events",
+        "gave up waiting: 1 events stay in the outbox and go out on the next start",
+    ]
+    assert (data / "edge.db").is_file()
