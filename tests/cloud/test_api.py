@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,43 +21,12 @@ from cloud.service import CloudService
 from cloud.settings import CloudSettings
 from shared import topics
 from shared.clock import ManualClock
-from shared.messages import ItemAdded, ItemRemoved, TelemetryReported, encode
+from shared.messages import TelemetryReported, encode
 from shared.mqtt import MqttSettings
+from tests.support.factories import T0, added, event_id, msg, removed
 from tests.support.services import free_port, postgres_database
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 RECEIVED = T0 + timedelta(minutes=10)
-IDS = uuid.UUID("0b7e7c52-3f0e-4a61-8f57-2a1d6f0c9e11")
-
-Message = tuple[str, bytes]
-
-
-def event_id(device_id: str, seq: int) -> uuid.UUID:
-    return uuid.uuid5(IDS, f"{device_id}/{seq}")
-
-
-def added(device_id: str, seq: int, code: str, quantity: int = 1) -> Message:
-    event = ItemAdded(
-        event_id=event_id(device_id, seq),
-        device_id=device_id,
-        seq=seq,
-        occurred_at=T0 + timedelta(seconds=seq),
-        code=code,
-        quantity=quantity,
-    )
-    return topics.events(device_id), encode(event)
-
-
-def removed(device_id: str, seq: int, code: str, quantity: int = 1) -> Message:
-    event = ItemRemoved(
-        event_id=event_id(device_id, seq),
-        device_id=device_id,
-        seq=seq,
-        occurred_at=T0 + timedelta(seconds=seq),
-        code=code,
-        quantity=quantity,
-    )
-    return topics.events(device_id), encode(event)
 
 
 def iso(value: datetime) -> str:
@@ -82,12 +51,12 @@ def populate(service: CloudService) -> None:
     ingest = service.ingestor.process
     ingest(
         [
-            added("fridge-a", 1, "MILK", 2),
-            added("fridge-a", 2, "EGGS", 6),
-            removed("fridge-a", 3, "MILK"),
-            added("fridge-a", 4, "BUTTER"),
-            removed("fridge-a", 5, "BUTTER"),
-            added("fridge-b", 1, "MILK", 5),
+            msg(added("fridge-a", 1, "MILK", 2)),
+            msg(added("fridge-a", 2, "EGGS", 6)),
+            msg(removed("fridge-a", 3, "MILK")),
+            msg(added("fridge-a", 4, "BUTTER")),
+            msg(removed("fridge-a", 5, "BUTTER")),
+            msg(added("fridge-b", 1, "MILK", 5)),
         ]
     )
     # A second fridge in the same household, enrolled by hand.
@@ -99,9 +68,9 @@ def populate(service: CloudService) -> None:
     )
     ingest(
         [
-            added("fridge-c", 1, "APPLE", 3),
-            added("fridge-a", 6, "4006381333931"),
-            added("fridge-a", 1, "MILK", 2),  # a redelivery
+            msg(added("fridge-c", 1, "APPLE", 3)),
+            msg(added("fridge-a", 6, "4006381333931")),
+            msg(added("fridge-a", 1, "MILK", 2)),  # a redelivery
             (topics.events("fridge-a"), b"not json"),
             (topics.telemetry("fridge-a"), encode(telemetry)),
         ]
@@ -157,8 +126,8 @@ def test_fresh_worker_counts_what_it_ingests(fresh: CloudService) -> None:
             "broker_connected": False,
         }
 
-        fresh.ingestor.process([added("fridge-a", 1, "MILK"), (topics.events("fridge-a"), b"{}")])
-        fresh.ingestor.process([added("fridge-a", 1, "MILK"), removed("fridge-a", 2, "MILK")])
+        fresh.ingestor.process([msg(added("fridge-a", 1, "MILK")), (topics.events("fridge-a"), b"{}")])
+        fresh.ingestor.process([msg(added("fridge-a", 1, "MILK")), msg(removed("fridge-a", 2, "MILK"))])
 
         stats = client.get("/stats").json()
         assert stats.pop("last_commit_ms") > 0

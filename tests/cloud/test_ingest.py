@@ -27,47 +27,10 @@ from shared.messages import (
     AvailabilityChanged,
     EventsAcknowledged,
     ItemAdded,
-    ItemRemoved,
     TelemetryReported,
     encode,
 )
-
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-IDS = uuid.UUID("6f1c2b1e-8d1a-4c55-9a39-0c4f3c0a7b01")
-
-Message = tuple[str, bytes]
-StockEvent = ItemAdded | ItemRemoved
-
-
-def event_id(device_id: str, seq: int, variant: str = "") -> uuid.UUID:
-    """Return a stable event id: the same (device, seq) gives the same id unless ``variant`` differs."""
-    return uuid.uuid5(IDS, f"{device_id}/{seq}/{variant}")
-
-
-def added(device_id: str, seq: int, code: str = "MILK", quantity: int = 1, variant: str = "") -> ItemAdded:
-    return ItemAdded(
-        event_id=event_id(device_id, seq, variant),
-        device_id=device_id,
-        seq=seq,
-        occurred_at=T0 + timedelta(seconds=seq),
-        code=code,
-        quantity=quantity,
-    )
-
-
-def removed(device_id: str, seq: int, code: str = "MILK", quantity: int = 1) -> ItemRemoved:
-    return ItemRemoved(
-        event_id=event_id(device_id, seq),
-        device_id=device_id,
-        seq=seq,
-        occurred_at=T0 + timedelta(seconds=seq),
-        code=code,
-        quantity=quantity,
-    )
-
-
-def msg(event: StockEvent) -> Message:
-    return topics.events(event.device_id), encode(event)
+from tests.support.factories import T0, Message, StockEvent, added, event_id, msg, removed
 
 
 def ack(device_id: str, *ranges: tuple[int, int]) -> EventsAcknowledged:
