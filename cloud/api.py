@@ -92,7 +92,7 @@ def create_app(engine: Engine, stats: IngestStats, broker_connected: Callable[[]
             select(table.c.code, total)
             .where(table.c.household_id == household_id, table.c.code.is_not(None))
             .group_by(table.c.code)
-            .having(total > 0)
+            .having(total > 1e-9)
             .order_by(table.c.code)
         ).all()
         count = session.execute(
@@ -100,7 +100,7 @@ def create_app(engine: Engine, stats: IngestStats, broker_connected: Callable[[]
         ).scalar_one()
         return InventoryPublic(
             household_id=household_id,
-            items=[InventoryItemPublic(code=code, quantity=int(quantity)) for code, quantity in rows],
+            items=[InventoryItemPublic(code=code, quantity=round(float(quantity), 6)) for code, quantity in rows],
             event_count=int(count),
         )
 

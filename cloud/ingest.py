@@ -31,7 +31,10 @@ from shared.messages import (
     Event,
     EventsAcknowledged,
     ItemAdded,
-    ItemRemoved,
+    ItemConsumed,
+    ItemDiscarded,
+    ItemMoved,
+    ItemOpened,
     decode_availability,
     decode_event,
     decode_telemetry,
@@ -320,11 +323,21 @@ class Ingestor:
             session.execute(update(DEVICES).where(DEVICES.c.id == device_id).values(**values))
 
 
+def stock_change(event: Event) -> tuple[str | None, float]:
+    """Return the product an event concerns and how much it changes its stock (signed)."""
+    match event:
+        case ItemAdded(code=code, quantity=quantity):
+            return code, quantity
+        case ItemConsumed(code=code, quantity=quantity) | ItemDiscarded(code=code, quantity=quantity):
+            return code, -quantity
+        case ItemOpened(code=code) | ItemMoved(code=code):
+            return code, 0.0
+        case _:
+            return None, 0.0
+
+
 def _row(event: Event, household_id: str, received_at: datetime) -> dict[str, Any]:
-    if isinstance(event, ItemAdded):
-        code, delta = event.code, event.quantity
-    elif isinstance(event, ItemRemoved):
-        code, delta = event.code, -event.quantity
+    code, delta = stock_change(event)
     return {
         "event_id": event.event_id,
         "device_id": event.device_id,

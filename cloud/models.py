@@ -46,7 +46,7 @@ class StoredEvent(SQLModel, table=True):
     type: str = Field(max_length=40)
     code: str | None = Field(default=None, max_length=48)
     # Signed change of the product's stock: +n added, -n removed, 0 for events that move no stock.
-    quantity_delta: int = 0
+    quantity_delta: float = 0.0
     occurred_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     payload: str = Field(sa_column=Column(Text, nullable=False))

@@ -29,7 +29,7 @@ class InventoryItemPublic(BaseModel):
     """How many units of one product a household's fridges hold."""
 
     code: str
-    quantity: int
+    quantity: float
 
 
 class InventoryPublic(BaseModel):
@@ -49,7 +49,7 @@ class EventPublic(BaseModel):
     seq: int
     type: str
     code: str | None
-    quantity_delta: int
+    quantity_delta: float
     occurred_at: datetime
     received_at: datetime
 

@@ -1,4 +1,4 @@
-"""The edge agent: scans in, inventory and outbox updated durably, events out to the cloud."""
+"""The edge agent: sensors in, inventory and outbox updated durably, events out to the cloud."""
 
 from __future__ import annotations
 
@@ -6,33 +6,105 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TextIO
+from typing import Any, TextIO
 
-from edge.database import open_database
-from edge.errors import EdgeError
+from pydantic import ValidationError
+
+from edge.consent import ConsentSettings
+from edge.consumption import Consumed, ConsumptionConfig, ShelfTracker, Unmatched
+from edge.database import open_database, transaction
+from edge.errors import EdgeError, SensorError
+from edge.inventory import Lot
 from edge.recorder import Recorder
+from edge.rules import LotView, Rules, RulesConfig
 from edge.scanner import parse_scan
-from edge.settings import EdgeSettings
+from edge.sensors.base import Door, Scanner, Shelf, Thermometer
+from edge.settings import EdgeSettings, RulesSettings
 from edge.uplink import Uplink
 from shared.clock import Clock, SystemClock
-from shared.messages import Event, ItemAdded
+from shared.messages import (
+    CatalogUpdated,
+    Command,
+    ConfigDesired,
+    Event,
+    ItemAdded,
+    ItemConsumed,
+    OfferSent,
+    OrderUpdated,
+    TelemetryReported,
+    WipeRequested,
+)
 
 log = logging.getLogger(__name__)
 
 # How often `wait_drained` looks at the outbox.
 DRAIN_POLL_S = 0.05
+# Rules are evaluated this often: expiry moves by days and the door limit is minutes, so ten
+# seconds loses nothing and keeps an idle Pi quiet.
+RULES_INTERVAL_S = 10.0
+# Desired-configuration keys a device accepts from the cloud.
+CONFIGURABLE = frozenset({"consent", "rules", "telemetry_interval_s"})
+
+
+@dataclass
+class Sensors:
+    """The sensors a fridge has; any may be missing."""
+
+    scanner: Scanner | None = None
+    door: Door | None = None
+    thermometers: Sequence[Thermometer] = ()
+    shelves: Sequence[Shelf] = ()
+
+
+@dataclass(frozen=True)
+class Status:
+    """What `frigo edge status` shows."""
+
+    device_id: str
+    connected: bool
+    outbox_depth: int
+    outbox_capacity: int
+    pressure: str
+    dropped_events: int
+    lots: list[tuple[Lot, str]]
+    alerts: list[tuple[str, str, str, str]]
+    offers: int
+    expected: list[tuple[str, str, int, int]]
+    unknown_codes: list[str] = field(default_factory=list)
+
+
+def _rules_config(settings: RulesSettings) -> RulesConfig:
+    return RulesConfig(
+        expiring_within_days=settings.expiring_within_days,
+        max_temperature_c=settings.max_temperature_c,
+        temperature_grace=timedelta(seconds=settings.temperature_grace_s),
+        door_open_limit=timedelta(seconds=settings.door_open_limit_s),
+    )
 
 
 class Agent:
     """One fridge's agent; usable as a context manager that starts and stops it."""
 
-    def __init__(self, settings: EdgeSettings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: EdgeSettings, clock: Clock | None = None, sensors: Sensors | None = None) -> None:
         self.settings = settings
         self._clock = clock or SystemClock()
+        self.sensors = sensors or Sensors()
         self._conn = open_database(settings.db_path)
-        self._lock = threading.Lock()  # one scan at a time per agent
-        self.recorder = Recorder(self._conn, settings.device_id, self._clock)
+        self._lock = threading.RLock()  # one writer at a time on this agent's connection
+        self.recorder = Recorder(
+            self._conn,
+            settings.device_id,
+            self._clock,
+            consent=settings.consent,
+            capacity=settings.outbox_capacity,
+        )
+        self.rules = Rules(_rules_config(settings.rules))
+        self.tracker = ShelfTracker(ConsumptionConfig(return_window=timedelta(seconds=settings.sensors.return_window_s)))
+        self._telemetry_interval_s = settings.telemetry_interval_s
         self.uplink = Uplink(
             device_id=settings.device_id,
             mqtt_settings=settings.mqtt,
@@ -40,20 +112,46 @@ class Agent:
             clock=self._clock,
             resend_after_s=settings.resend_after_s,
             window=settings.window,
-            telemetry_interval_s=settings.telemetry_interval_s,
+            on_command=self.handle_command,
+            on_config=self.apply_config,
         )
+        self._temperatures: dict[str, float] = {}
+        self._door_open: bool | None = None
+        self._started_at = self._clock.now()
+        self._next_temperature: datetime | None = None
+        self._next_rules: datetime | None = None
+        self._next_telemetry: datetime | None = None
+        self._was_connected: bool | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
 
     @property
     def device_id(self) -> str:
         """Return this fridge's device id."""
         return self.settings.device_id
 
-    def start(self) -> None:
-        """Connect to the broker and start sending whatever the outbox holds."""
+    # lifecycle --------------------------------------------------------------------------------
+
+    def start(self, *, poll: bool = True) -> None:
+        """Connect, start sending the outbox, and read the sensors (unless ``poll`` is False)."""
         self.uplink.start()
+        if poll:
+            self._spawn(self._poll_loop, "sensors")
+        if self.sensors.scanner is not None:
+            self._spawn(self._scanner_loop, "scanner")
+
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=f"{name}-{self.device_id}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def stop(self) -> None:
-        """Disconnect and close the database; nothing recorded is lost."""
+        """Stop reading sensors, disconnect and close the database; nothing recorded is lost."""
+        self._stop.set()
+        if self.sensors.scanner is not None:
+            self.sensors.scanner.close()
+        for thread in self._threads:
+            thread.join(5)
         self.uplink.stop()
         self._conn.close()
 
@@ -66,23 +164,194 @@ class Agent:
     ) -> None:
         self.stop()
 
-    def scan(self, line: str) -> Event | None:
-        """Record one scanner line; return its event, or None for a blank line."""
-        parsed = parse_scan(line)
-        if parsed is None:
-            return None
-        with self._lock:
-            event = self.recorder.record(parsed)
-        self.uplink.notify()
-        return event
+    # what people and sensors do -----------------------------------------------------------------
 
-    def inventory(self) -> dict[str, int]:
+    def scan(self, line: str) -> list[Event]:
+        """Record one scanner line; return the events it produced (none for a blank line)."""
+        action = parse_scan(line)
+        if action is None:
+            return []
+        with self._lock:
+            events = self.recorder.apply(action)
+            for event in events:
+                if isinstance(event, ItemAdded):
+                    product = self.recorder.inventory.product(event.code)
+                    self.tracker.scanned_in(event.lot_id, event.code, product.unit_grams, self._clock.now())
+        self.uplink.notify()
+        return events
+
+    def poll_once(self) -> None:
+        """Read every sensor once, apply the rules that are due, and keep telemetry; one poll."""
+        now = self._clock.now()
+        door_open = self.sensors.door.is_open() if self.sensors.door is not None else None
+        if door_open is not None:
+            self.rules.door(door_open, now)
+            self._door_open = door_open
+        if self.sensors.thermometers and (self._next_temperature is None or now >= self._next_temperature):
+            self._next_temperature = now + timedelta(seconds=self.settings.sensors.temperature_interval_s)
+            for probe in self.sensors.thermometers:
+                try:
+                    celsius = probe.read_celsius()
+                except SensorError as exc:
+                    log.warning("%s", exc)
+                    continue
+                self._temperatures[probe.sensor_id] = celsius
+                self.rules.temperature(probe.sensor_id, celsius, now)
+        decisions = []
+        for shelf in self.sensors.shelves:
+            try:
+                decisions += self.tracker.weight(shelf.shelf_id, shelf.read_grams(), now)
+            except SensorError as exc:
+                log.warning("%s", exc)
+        decisions += self.tracker.tick(now)
+        with self._lock:
+            for decision in decisions:
+                if isinstance(decision, Consumed):
+                    self._consume_weight(decision)
+                elif isinstance(decision, Unmatched):
+                    log.info("shelf %s changed by %.0f g; no lot explains it", decision.shelf_id, decision.delta_grams)
+            if self._next_rules is None or now >= self._next_rules or decisions:
+                self._next_rules = now + timedelta(seconds=RULES_INTERVAL_S)
+                self._apply_rules(now)
+            if self._next_telemetry is None or now >= self._next_telemetry:
+                self._next_telemetry = now + timedelta(seconds=self._telemetry_interval_s)
+                self._keep_telemetry(now)
+            self.recorder.check_recovered()
+            self._note_connection()
+        self.uplink.notify()
+
+    def _consume_weight(self, decision: Consumed) -> None:
+        lot = self.recorder.inventory.lot(decision.lot_id)
+        if lot is None:
+            return
+        product = self.recorder.inventory.product(lot.code)
+        if lot.unit == "unit":
+            if not product.unit_grams:
+                log.info("lot %d lost %.0f g, but its unit weight is unknown", lot.id, decision.grams)
+                return
+            quantity = decision.grams / product.unit_grams
+        else:
+            quantity = decision.grams  # grams, or millilitres at about 1 g/ml
+        self.recorder.consume_lot(lot.id, quantity)
+
+    def _apply_rules(self, now: datetime) -> None:
+        views = []
+        for lot in self.recorder.inventory.lots():
+            product = self.recorder.inventory.product(lot.code)
+            views.append(
+                LotView(
+                    lot_id=lot.id, code=lot.code, name=product.name, quantity=lot.quantity, unit=lot.unit,
+                    location=lot.location, best_before=lot.best_before, perishable=product.perishable,
+                )  # fmt: skip
+            )
+        result = self.rules.evaluate(views, now)
+        for alert in result.cleared:
+            self.recorder.alert_cleared(alert.kind, alert.subject)
+        for alert in result.raised:
+            self.recorder.alert_raised(alert.kind, alert.subject, alert.detail, alert.since, alert.perishable_codes)
+
+    def _keep_telemetry(self, now: datetime) -> None:
+        self.recorder.telemetry_sample(
+            TelemetryReported(
+                device_id=self.device_id,
+                occurred_at=now,
+                outbox_depth=self.recorder.depth(),
+                uptime_s=max((now - self._started_at).total_seconds(), 0.0),
+                temperatures_c=dict(self._temperatures),
+                door_open=self._door_open,
+            )
+        )
+
+    def _note_connection(self) -> None:
+        connected = self.uplink.connected
+        if connected != self._was_connected:
+            self._was_connected = connected
+            with transaction(self._conn):
+                self._conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('connected', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (int(connected),),
+                )
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except EdgeError:
+                log.exception("sensor poll failed; trying again")
+            self._stop.wait(self.settings.sensors.poll_interval_s)
+
+    def _scanner_loop(self) -> None:
+        assert self.sensors.scanner is not None
+        for line in self.sensors.scanner.lines():
+            try:
+                self.scan(line)
+            except (EdgeError, LookupError) as exc:
+                log.warning("scan %r: %s", line, exc)
+
+    # what the cloud sends ---------------------------------------------------------------------
+
+    def handle_command(self, command: Command) -> None:
+        """Act on a command from the cloud (called on the MQTT thread)."""
+        now = self._clock.now()
+        with self._lock:
+            if isinstance(command, OfferSent):
+                with transaction(self._conn):
+                    self.recorder.offers.store(command, now)
+            elif isinstance(command, OrderUpdated):
+                with transaction(self._conn):
+                    self.recorder.orders.update(command, now)
+            elif isinstance(command, CatalogUpdated):
+                with transaction(self._conn):
+                    for info in command.products:
+                        self.recorder.inventory.learn(info)
+            elif isinstance(command, WipeRequested):
+                self.recorder.wipe(command.request_id)
+                self._temperatures.clear()
+                log.warning("local data wiped at the cloud's request %s", command.request_id)
+        self.uplink.notify()
+
+    def apply_config(self, desired: ConfigDesired) -> None:
+        """Apply a desired configuration once per version and report the outcome."""
+        with self._lock:
+            if desired.version <= self.recorder.applied_config_version():
+                return
+            error = self._configure(desired.settings)
+            self.recorder.config_applied(desired.version, error)
+        self.uplink.notify()
+
+    def _configure(self, values: dict[str, Any]) -> str | None:
+        unknown = set(values) - CONFIGURABLE
+        if unknown:
+            return f"settings not configurable remotely: {', '.join(sorted(unknown))}"
+        try:
+            consent = ConsentSettings.model_validate(values.get("consent", self.recorder.consent.model_dump()))
+            rules = RulesSettings.model_validate(values.get("rules", self.settings.rules.model_dump()))
+            interval = float(values.get("telemetry_interval_s", self._telemetry_interval_s))
+            if interval <= 0:
+                raise ValueError("telemetry_interval_s must be above 0")
+        except (ValidationError, ValueError, TypeError) as exc:
+            return str(exc)[:1000]
+        self.recorder.consent = consent
+        self.rules.configure(_rules_config(rules))
+        self._telemetry_interval_s = interval
+        return None
+
+    # what the household sees ------------------------------------------------------------------
+
+    def answer_offer(self, offer_id: Any, answer: str) -> None:
+        """Accept or dismiss an offer; the answer goes to the cloud."""
+        with self._lock:
+            self.recorder.answer_offer(offer_id, answer)
+        self.uplink.notify()
+
+    def inventory(self) -> dict[str, float]:
         """Return what the fridge holds, by product code."""
         with self._lock:
             return self.recorder.inventory.snapshot()
 
-    def quantity(self, code: str) -> int:
-        """Return how many units of ``code`` the fridge holds."""
+    def quantity(self, code: str) -> float:
+        """Return how much of ``code`` the fridge holds."""
         with self._lock:
             return self.recorder.inventory.quantity(code)
 
@@ -101,10 +370,38 @@ class Agent:
         return True
 
 
-def describe(event: Event, quantity_now: int) -> str:
-    """Return the one-line confirmation printed for a recorded scan."""
-    sign = "+" if isinstance(event, ItemAdded) else "-"
-    return f"ok seq={event.seq} {sign}{event.quantity} {event.code} (now {quantity_now})"
+def read_status(settings: EdgeSettings) -> Status:
+    """Read the agent's state from its database (the agent may be running in another process)."""
+    conn = open_database(settings.db_path)
+    try:
+        recorder = Recorder(conn, settings.device_id, SystemClock(), capacity=settings.outbox_capacity)
+        level, dropped, _ = recorder.pressure()
+        lots = [(lot, recorder.inventory.product(lot.code).label) for lot in recorder.inventory.lots()]
+        connected = conn.execute("SELECT value FROM meta WHERE key = 'connected'").fetchone()
+        return Status(
+            device_id=settings.device_id,
+            connected=bool(connected and connected[0]),
+            outbox_depth=recorder.outbox.depth(),
+            outbox_capacity=settings.outbox_capacity,
+            pressure=level,
+            dropped_events=dropped,
+            lots=lots,
+            alerts=recorder.active_alerts(),
+            offers=len(recorder.offers.current(SystemClock().now())),
+            expected=recorder.orders.expected(),
+            unknown_codes=recorder.inventory.unknown_codes(),
+        )
+    finally:
+        conn.close()
+
+
+def describe(event: Event, quantity_now: float) -> str:
+    """Return the one-line confirmation printed for a recorded event."""
+    if isinstance(event, ItemAdded):
+        return f"ok seq={event.seq} +{event.quantity:g} {event.code} (now {quantity_now:g})"
+    if isinstance(event, ItemConsumed):
+        return f"ok seq={event.seq} -{event.quantity:g} {event.code} (now {quantity_now:g})"
+    return f"ok seq={event.seq} {event.type}"
 
 
 def run_stdin(
@@ -118,17 +415,16 @@ def run_stdin(
     out = sys.stdout if out is None else out
     for line in lines:
         try:
-            event = agent.scan(line)
-        except EdgeError as exc:
+            events = agent.scan(line)
+        except (EdgeError, LookupError) as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             continue
-        if event is not None:
-            print(describe(event, agent.quantity(event.code)), file=out, flush=True)
+        for event in events:
+            code = getattr(event, "code", None)
+            print(describe(event, agent.quantity(code) if code else 0), file=out, flush=True)
     depth = agent.outbox_depth()
     if depth:
-        print(
-            f"input ended; waiting for the cloud to acknowledge {depth} events", file=sys.stderr, flush=True
-        )
+        print(f"input ended; waiting for the cloud to acknowledge {depth} events", file=sys.stderr, flush=True)
     if not agent.wait_drained(drain_timeout):
         print(
             f"gave up waiting: {agent.outbox_depth()} events stay in the outbox and go out on the next start",

@@ -1,4 +1,4 @@
-"""The agent's local SQLite file: inventory, outbox and sequence counter in one database.
+"""The agent's local SQLite file: inventory, outbox and everything else the fridge keeps.
 
 One file, so that recording a scan changes the inventory and appends its event in one transaction:
 after a power cut either both happened or neither did.
@@ -15,26 +15,79 @@ from edge.errors import StorageError
 
 # Wait this long for the other thread's write lock instead of failing at once.
 BUSY_TIMEOUT_MS = 10_000
+# Bumped with every change to _SCHEMA; `_migrate` brings older files up to date.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS inventory (
-    code     TEXT PRIMARY KEY,
-    quantity INTEGER NOT NULL CHECK (quantity >= 0)
+CREATE TABLE IF NOT EXISTS products (
+    code                   TEXT PRIMARY KEY,
+    name                   TEXT,
+    unit                   TEXT NOT NULL DEFAULT 'unit',
+    unit_grams             REAL,
+    shelf_life_days        INTEGER,
+    opened_shelf_life_days INTEGER,
+    perishable             INTEGER NOT NULL DEFAULT 1,
+    location               TEXT NOT NULL DEFAULT 'fridge',
+    known                  INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS lots (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    code        TEXT NOT NULL,
+    quantity    REAL NOT NULL CHECK (quantity >= 0),
+    unit        TEXT NOT NULL,
+    location    TEXT NOT NULL,
+    best_before TEXT,
+    opened_at   TEXT,
+    added_at    TEXT NOT NULL,
+    order_id    TEXT,
+    -- consumption kept back under consent without consumption detail, sent when the lot is finished
+    withheld    REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS lots_by_code ON lots (code, quantity);
 CREATE TABLE IF NOT EXISTS outbox (
     seq        INTEGER PRIMARY KEY,
     payload    BLOB NOT NULL,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS telemetry (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload    BLOB NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    subject TEXT PRIMARY KEY,
+    kind    TEXT NOT NULL,
+    detail  TEXT NOT NULL,
+    since   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS offers (
+    offer_id    TEXT PRIMARY KEY,
+    payload     BLOB NOT NULL,
+    received_at TEXT NOT NULL,
+    answer      TEXT
+);
+CREATE TABLE IF NOT EXISTS orders (
+    order_id          TEXT PRIMARY KEY,
+    status            TEXT NOT NULL,
+    expected_delivery TEXT,
+    updated_at        TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS order_lines (
+    order_id TEXT NOT NULL REFERENCES orders (order_id) ON DELETE CASCADE,
+    code     TEXT NOT NULL,
+    quantity INTEGER NOT NULL,
+    received INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (order_id, code)
+);
 """
 
 
 def open_database(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the agent's database with durable settings."""
+    """Open (creating or upgrading if needed) the agent's database with durable settings."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are explicit (see `transaction`), never implicit.
@@ -46,11 +99,31 @@ def open_database(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed event survives a power cut (NORMAL may roll back the last commits).
         conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(_SCHEMA)
+        conn.execute("PRAGMA foreign_keys=ON")
+        with transaction(conn):
+            _migrate(conn)
     except sqlite3.Error as exc:
         conn.close()
         raise StorageError(f"cannot open the agent database {path}: {exc}; check the data directory") from exc
     return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    # executescript would commit the open transaction: run the statements one by one instead.
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    if version < 2:
+        has_old = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'inventory'").fetchone()
+        if has_old:
+            # Version 1 kept a count per code; each becomes one lot.
+            conn.execute(
+                "INSERT INTO lots (code, quantity, unit, location, added_at) "
+                "SELECT code, quantity, 'unit', 'fridge', datetime('now') FROM inventory WHERE quantity > 0"
+            )
+            conn.execute("DROP TABLE inventory")
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 @contextmanager

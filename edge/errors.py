@@ -4,7 +4,8 @@ FrigoError
 └── EdgeError
     ├── ScanError (ValueError)       a scanner line that is not in the grammar
     ├── NotInFridge (LookupError)    removing something the fridge does not hold
-    └── StorageError (OSError)       the local database cannot be opened or written
+    ├── StorageError (OSError)       the local database cannot be opened or written
+    └── SensorError (OSError)        a sensor that cannot be read
 """
 
 from __future__ import annotations
@@ -30,3 +31,7 @@ class NotInFridge(EdgeError, LookupError):
 
 class StorageError(EdgeError, OSError):
     """The local database cannot be opened or written."""
+
+
+class SensorError(EdgeError, OSError):
+    """A sensor that cannot be read; the message names the device and what to check."""

@@ -56,6 +56,17 @@ class Outbox:
                 removed += cursor.rowcount
         return removed
 
+    def span(self) -> int:
+        """Return an upper bound of the depth, cheap at any size: newest minus oldest seq, plus one."""
+        low, high = self._conn.execute("SELECT MIN(seq), MAX(seq) FROM outbox").fetchone()
+        return 0 if low is None else int(high) - int(low) + 1
+
+    def clear(self) -> list[int]:
+        """Erase every waiting event (a wipe) and return their sequence numbers."""
+        seqs = [int(r[0]) for r in self._conn.execute("SELECT seq FROM outbox ORDER BY seq")]
+        self._conn.execute("DELETE FROM outbox")
+        return seqs
+
     def depth(self) -> int:
         """Return how many events wait for the cloud's acknowledgement."""
         return int(self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

@@ -1,42 +1,335 @@
-"""Turn a scan into an event, recorded durably before anything is sent."""
+"""Record what happens in the fridge: local state changed and events appended, atomically.
+
+Every public method is one transaction: the inventory (or offers, orders, alerts) changes and
+the events describing it enter the outbox together, before anything is sent. Consent decides
+which events are written at all; the outbox bound decides what happens when room runs out.
+"""
 
 from __future__ import annotations
 
 import sqlite3
-from uuid import uuid4
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from uuid import UUID, uuid4
 
+from edge.consent import ConsentSettings, category_of
 from edge.database import transaction
 from edge.errors import NotInFridge
-from edge.inventory import Inventory
+from edge.inventory import Inventory, Lot, due_after_opening
+from edge.offers import Offers
+from edge.orders import Orders
 from edge.outbox import Outbox
-from edge.scanner import Scan
+from edge.scanner import Action, Discard, Move, Open, Scan
+from edge.telemetry import TelemetryBuffer
 from shared.clock import Clock
-from shared.messages import Event, ItemAdded, ItemRemoved, encode
+from shared.messages import (
+    AlertCleared,
+    AlertKind,
+    AlertRaised,
+    ConfigApplied,
+    DataWiped,
+    Event,
+    EventBase,
+    ItemAdded,
+    ItemConsumed,
+    ItemDiscarded,
+    ItemMoved,
+    ItemOpened,
+    Location,
+    OfferAnswered,
+    OutboxPressure,
+    TelemetryReported,
+    encode,
+    seq_ranges,
+)
+
+# Warn when the outbox is this full, and say "recovered" once it is back below the lower mark.
+WARNING_FILL = 0.8
+RECOVERED_FILL = 0.7
+# Quantities below this are rounding noise, not food.
+EPSILON = 1e-9
+
+_PRESSURE_LEVELS = {0: "none", 1: "warning", 2: "full"}
 
 
 class Recorder:
-    """Apply scans to the inventory and append their events to the outbox, atomically."""
+    """Apply actions to the fridge's state and append their events to the outbox."""
 
-    def __init__(self, conn: sqlite3.Connection, device_id: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        device_id: str,
+        clock: Clock,
+        *,
+        consent: ConsentSettings | None = None,
+        capacity: int = 200_000,
+    ) -> None:
         self._conn = conn
         self._device_id = device_id
         self._clock = clock
+        self.consent = consent or ConsentSettings()
+        self.capacity = capacity
         self.inventory = Inventory(conn)
         self.outbox = Outbox(conn)
+        self.telemetry = TelemetryBuffer(conn)
+        self.offers = Offers(conn)
+        self.orders = Orders(conn)
 
-    def record(self, scan: Scan) -> Event:
-        """Record one scan in a single transaction and return its event."""
+    # actions from the scanner ----------------------------------------------------------------
+
+    def apply(self, action: Action) -> list[Event]:
+        """Record one scanner action; return the events it produced (may be none under consent)."""
+        match action:
+            case Scan(code=code, delta=delta) if delta > 0:
+                return self.add(code)
+            case Scan(code=code, delta=delta):
+                return self.consume(code, -delta)
+            case Open(code=code):
+                return self.open(code)
+            case Discard(code=code, reason=reason):
+                return self.discard(code, reason)
+            case Move(code=code, location=location):
+                return self.move(code, location)
+        raise AssertionError(f"unhandled action {action!r}")
+
+    def add(self, code: str, quantity: float = 1) -> list[Event]:
+        """Put a new lot of ``code`` into the fridge, reconciling an expected delivery."""
         with transaction(self._conn):
-            if scan.delta < 0 and self.inventory.quantity(scan.code) < -scan.delta:
-                raise NotInFridge(scan.code)
-            seq = self.outbox.next_seq()
             now = self._clock.now()
-            common = {"event_id": uuid4(), "device_id": self._device_id, "seq": seq, "occurred_at": now}
-            event: Event
-            if scan.delta > 0:
-                event = ItemAdded(code=scan.code, quantity=scan.delta, **common)
-            else:
-                event = ItemRemoved(code=scan.code, quantity=-scan.delta, **common)
-            self.inventory.apply(event)
-            self.outbox.append(seq, encode(event), now)
+            product = self.inventory.product(code)
+            best_before = (
+                now.date() + timedelta(days=product.shelf_life_days) if product.shelf_life_days is not None else None
+            )
+            order_id = self.orders.receive(code)
+            lot_id = self.inventory.add_lot(code, quantity, product.unit, product.location, best_before, now, order_id)
+            event = self._emit(
+                ItemAdded, code=code, lot_id=lot_id, quantity=quantity, unit=product.unit,
+                location=product.location, best_before=best_before,
+                order_id=UUID(order_id) if order_id else None,
+            )  # fmt: skip
+        return [event] if event else []
+
+    def consume(self, code: str, quantity: float = 1) -> list[Event]:
+        """Use ``quantity`` of ``code``, from lots in consumption order (opened, due, first in)."""
+        with transaction(self._conn):
+            lots = self.inventory.lots_of(code)
+            if sum(lot.quantity for lot in lots) < quantity - EPSILON:
+                raise NotInFridge(code)
+            events: list[Event] = []
+            remaining = quantity
+            for lot in lots:
+                if remaining <= EPSILON:
+                    break
+                taken = min(lot.quantity, remaining)
+                remaining -= taken
+                events += self._consume_lot(lot, taken, "scan")
+        return events
+
+    def consume_lot(self, lot_id: int, quantity: float) -> list[Event]:
+        """Use part of one lot, as a weight shelf measured it."""
+        with transaction(self._conn):
+            lot = self.inventory.lot(lot_id)
+            if lot is None or lot.quantity <= EPSILON:
+                return []
+            return self._consume_lot(lot, min(quantity, lot.quantity), "weight")
+
+    def _consume_lot(self, lot: Lot, taken: float, source: str) -> list[Event]:
+        left = self.inventory.take(lot.id, taken)
+        if not self.consent.allows("consumption_detail"):
+            # Minimised: partial uses stay home until the lot is finished; then one use, by the day.
+            withheld = self.inventory.withhold(lot.id, taken)
+            if left > EPSILON and source == "weight":
+                return []
+            self.inventory.release_withheld(lot.id)
+            event = self._emit(
+                ItemConsumed, code=lot.code, lot_id=lot.id, quantity=withheld, unit=lot.unit, source=source,
+                occurred_at=datetime.combine(self._clock.now().date(), time(), UTC),
+            )  # fmt: skip
+        else:
+            event = self._emit(
+                ItemConsumed, code=lot.code, lot_id=lot.id, quantity=taken, unit=lot.unit, source=source
+            )
+        return [event] if event else []
+
+    def open(self, code: str) -> list[Event]:
+        """Open the next unopened lot of ``code``; its due date shortens."""
+        with transaction(self._conn):
+            lot = next((lot for lot in self.inventory.lots_of(code) if lot.opened_at is None), None)
+            if lot is None:
+                raise NotInFridge(code)
+            now = self._clock.now()
+            due = due_after_opening(self.inventory.product(code), lot, now.date())
+            self.inventory.open(lot.id, now, due)
+            event = self._emit(ItemOpened, code=code, lot_id=lot.id, best_before=due)
+        return [event] if event else []
+
+    def move(self, code: str, location: Location) -> list[Event]:
+        """Move the next lot of ``code`` that is elsewhere to ``location``."""
+        with transaction(self._conn):
+            lot = next((lot for lot in self.inventory.lots_of(code) if lot.location != location), None)
+            if lot is None:
+                raise NotInFridge(code)
+            self.inventory.move(lot.id, location)
+            event = self._emit(ItemMoved, code=code, lot_id=lot.id, from_location=lot.location, to_location=location)
+        return [event] if event else []
+
+    def discard(self, code: str, reason: str, lot_id: int | None = None) -> list[Event]:
+        """Throw away the next lot of ``code`` (or lot ``lot_id``), all of what is left of it."""
+        with transaction(self._conn):
+            lots = self.inventory.lots_of(code)
+            lot = next((lot for lot in lots if lot_id is None or lot.id == lot_id), None)
+            if lot is None:
+                raise NotInFridge(code)
+            self.inventory.take(lot.id, lot.quantity)
+            event = self._emit(
+                ItemDiscarded, code=code, lot_id=lot.id, quantity=lot.quantity, unit=lot.unit, reason=reason
+            )
+        return [event] if event else []
+
+    # everything else that becomes an event ------------------------------------------------------
+
+    def alert_raised(
+        self, kind: AlertKind, subject: str, detail: str, since: datetime, perishable_codes: tuple[str, ...] = ()
+    ) -> Event | None:
+        """Keep an alert visible locally and report it."""
+        with transaction(self._conn):
+            self._conn.execute(
+                "INSERT OR REPLACE INTO alerts (subject, kind, detail, since) VALUES (?, ?, ?, ?)",
+                (subject, kind, detail, since.isoformat()),
+            )
+            return self._emit(
+                AlertRaised, kind=kind, subject=subject, detail=detail, since=since,
+                perishable_codes=perishable_codes,
+            )  # fmt: skip
+
+    def alert_cleared(self, kind: AlertKind, subject: str) -> Event | None:
+        """Remove an alert and report that it no longer holds."""
+        with transaction(self._conn):
+            self._conn.execute("DELETE FROM alerts WHERE subject = ?", (subject,))
+            return self._emit(AlertCleared, kind=kind, subject=subject)
+
+    def active_alerts(self) -> list[tuple[str, str, str, str]]:
+        """Return (kind, subject, detail, since) of the alerts that hold now."""
+        rows = self._conn.execute("SELECT kind, subject, detail, since FROM alerts ORDER BY since").fetchall()
+        return [(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
+
+    def answer_offer(self, offer_id: UUID, answer: str) -> Event | None:
+        """Record the household's answer to an offer and send it."""
+        with transaction(self._conn):
+            if self.offers.get(offer_id) is None:
+                raise LookupError(f"no offer {offer_id} on this fridge: `frigo edge offers` lists them")
+            self.offers.answer(offer_id, answer)
+            return self._emit(OfferAnswered, offer_id=offer_id, answer=answer)
+
+    def config_applied(self, version: int, error: str | None) -> Event | None:
+        """Report the outcome of a desired configuration."""
+        with transaction(self._conn):
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('config_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (version,),
+            )
+            return self._emit(
+                ConfigApplied, version=version, status="rejected" if error else "applied", error=error
+            )
+
+    def applied_config_version(self) -> int:
+        """Return the last desired-configuration version handled (0 if none)."""
+        return self._meta("config_version")
+
+    def wipe(self, request_id: UUID) -> Event | None:
+        """Erase every local record of the household, keeping only the sequence counter."""
+        with transaction(self._conn):
+            discarded = self.outbox.clear()
+            self.inventory.clear()
+            self.offers.clear()
+            self.orders.clear()
+            self._conn.execute("DELETE FROM telemetry")
+            self._conn.execute("DELETE FROM alerts")
+            return self._emit(DataWiped, request_id=request_id, discarded=seq_ranges(discarded))
+
+    def telemetry_sample(self, sample: TelemetryReported) -> bool:
+        """Keep a telemetry sample for publishing; False if consent excludes telemetry."""
+        if not self.consent.allows("telemetry"):
+            return False
+        with transaction(self._conn):
+            if not self._make_room():
+                return False
+            self.telemetry.add(encode(sample), self._clock.now())
+        return True
+
+    # the outbox bound -------------------------------------------------------------------------
+
+    def depth(self) -> int:
+        """Return the outbox's fill, events and telemetry samples together (an upper bound)."""
+        return self.outbox.span() + self.telemetry.depth()
+
+    def pressure(self) -> tuple[str, int, int]:
+        """Return the pressure level, events dropped and telemetry samples coalesced so far."""
+        return (
+            _PRESSURE_LEVELS[self._meta("pressure_level")],
+            self._meta("dropped_events"),
+            self._meta("coalesced_telemetry"),
+        )
+
+    def check_recovered(self) -> Event | None:
+        """Report once the outbox has drained below the recovery mark after pressure."""
+        if self._meta("pressure_level") == 0 or self.depth() >= RECOVERED_FILL * self.capacity:
+            return None
+        with transaction(self._conn):
+            self._set_meta("pressure_level", 0)
+            return self._pressure_event("recovered")
+
+    def _make_room(self) -> bool:
+        """Ensure one more row fits, coalescing telemetry first; False if an event must be dropped."""
+        depth = self.depth()
+        if depth >= WARNING_FILL * self.capacity and self._meta("pressure_level") == 0:
+            self._set_meta("pressure_level", 1)
+            self._pressure_event("warning")
+        if depth < self.capacity:
+            return True
+        thinned = self.telemetry.thin() if self.telemetry.depth() else 0
+        if thinned:
+            self._set_meta("coalesced_telemetry", self._meta("coalesced_telemetry") + thinned)
+            if self.depth() < self.capacity:
+                return True
+        self._set_meta("dropped_events", self._meta("dropped_events") + 1)
+        if self._meta("pressure_level") < 2:
+            self._set_meta("pressure_level", 2)
+            self._pressure_event("full")
+        return False
+
+    def _pressure_event(self, level: str) -> Event:
+        # Pressure reports bypass the bound: they are what tells the cloud something was dropped.
+        return self._append(
+            OutboxPressure, level=level, depth=self.depth(), capacity=self.capacity,
+            dropped_events=self._meta("dropped_events"), coalesced_telemetry=self._meta("coalesced_telemetry"),
+        )  # fmt: skip
+
+    # the one way into the outbox ---------------------------------------------------------------
+
+    def _emit(self, event_type: type[EventBase], /, **fields: Any) -> Event | None:
+        """Append an event if consent allows it and room exists; call inside a transaction."""
+        if not self.consent.allows(category_of(event_type.model_construct(**fields))):  # type: ignore[arg-type]
+            return None
+        if not self._make_room():
+            return None
+        return self._append(event_type, **fields)
+
+    def _append(self, event_type: type[EventBase], /, **fields: Any) -> Event:
+        seq = self.outbox.next_seq()
+        now = self._clock.now()
+        fields.setdefault("occurred_at", now)
+        event: Event = event_type(event_id=uuid4(), device_id=self._device_id, seq=seq, **fields)  # type: ignore[assignment]
+        self.outbox.append(seq, encode(event), now)
         return event
+
+    def _meta(self, key: str) -> int:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _set_meta(self, key: str, value: int) -> None:
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )

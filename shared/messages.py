@@ -9,7 +9,7 @@ no ``json.loads`` first.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal, TypeVar
 from uuid import UUID
 
@@ -60,23 +60,142 @@ class EventBase(Message):
     occurred_at: UtcDatetime
 
 
+Unit = Literal["unit", "g", "ml"]
+Location = Literal["fridge", "freezer", "door"]
+Quantity = Annotated[float, Field(gt=0, description="How much, in the event's unit.")]
+
+
 class ItemAdded(EventBase):
-    """Units of a product were put into the fridge."""
+    """A lot of a product was put into the fridge."""
 
     type: Literal["item_added"] = "item_added"
     code: ProductCode
-    quantity: PositiveInt = 1
+    lot_id: PositiveInt
+    quantity: Quantity = 1
+    unit: Unit = "unit"
+    location: Location = "fridge"
+    best_before: date | None = None
+    order_id: UUID | None = Field(default=None, description="The order this delivery reconciles, if any.")
 
 
-class ItemRemoved(EventBase):
-    """Units of a product were taken out of the fridge."""
+class ItemConsumed(EventBase):
+    """Part or all of a lot was used up."""
 
-    type: Literal["item_removed"] = "item_removed"
+    type: Literal["item_consumed"] = "item_consumed"
     code: ProductCode
-    quantity: PositiveInt = 1
+    lot_id: PositiveInt
+    quantity: Quantity = 1
+    unit: Unit = "unit"
+    source: Literal["scan", "weight"] = Field(
+        default="scan", description="A scan out, or inferred from a weight shelf."
+    )
 
 
-Event = Annotated[ItemAdded | ItemRemoved, Field(discriminator="type")]
+class ItemOpened(EventBase):
+    """A lot was opened; opening shortens its shelf life."""
+
+    type: Literal["item_opened"] = "item_opened"
+    code: ProductCode
+    lot_id: PositiveInt
+    best_before: date | None = Field(description="The lot's due date now that it is open.")
+
+
+class ItemMoved(EventBase):
+    """A lot changed place: fridge, freezer or door."""
+
+    type: Literal["item_moved"] = "item_moved"
+    code: ProductCode
+    lot_id: PositiveInt
+    from_location: Location
+    to_location: Location
+
+
+class ItemDiscarded(EventBase):
+    """A lot, or part of it, was thrown away: waste."""
+
+    type: Literal["item_discarded"] = "item_discarded"
+    code: ProductCode
+    lot_id: PositiveInt
+    quantity: Quantity
+    unit: Unit = "unit"
+    reason: Literal["expired", "spoiled", "other"]
+
+
+AlertKind = Literal["expiring", "expired", "temperature_high", "door_open"]
+
+
+class AlertRaised(EventBase):
+    """A local rule started to hold: food about to expire, a warm fridge, an open door."""
+
+    type: Literal["alert_raised"] = "alert_raised"
+    kind: AlertKind
+    subject: str = Field(max_length=100, description="Which instance: 'lot:12', 'probe:fridge', 'door'.")
+    detail: str = Field(max_length=1000, description="What the household is told.")
+    since: UtcDatetime
+    perishable_codes: tuple[ProductCode, ...] = ()
+
+
+class AlertCleared(EventBase):
+    """A local rule stopped holding."""
+
+    type: Literal["alert_cleared"] = "alert_cleared"
+    kind: AlertKind
+    subject: str = Field(max_length=100)
+
+
+class OfferAnswered(EventBase):
+    """The household accepted or dismissed an offer on the fridge."""
+
+    type: Literal["offer_answered"] = "offer_answered"
+    offer_id: UUID
+    answer: Literal["accepted", "dismissed"]
+
+
+class ConfigApplied(EventBase):
+    """The device applied (or refused) a desired configuration version, like a device shadow's report."""
+
+    type: Literal["config_applied"] = "config_applied"
+    version: PositiveInt
+    status: Literal["applied", "rejected"]
+    error: str | None = Field(default=None, max_length=1000)
+
+
+class DataWiped(EventBase):
+    """The device erased its local data as requested; its sequence numbers continue."""
+
+    type: Literal["data_wiped"] = "data_wiped"
+    request_id: UUID
+    discarded: tuple[tuple[PositiveInt, PositiveInt], ...] = Field(
+        default=(), description="Inclusive seq ranges of unsent events erased with the rest."
+    )
+
+
+class OutboxPressure(EventBase):
+    """The outbox is filling up (warning at 80 %) or full; drops, if any, are counted here."""
+
+    type: Literal["outbox_pressure"] = "outbox_pressure"
+    level: Literal["warning", "full", "recovered"]
+    depth: int = Field(ge=0)
+    capacity: PositiveInt
+    dropped_events: int = Field(ge=0, description="Events not recorded for lack of room, since the start.")
+    coalesced_telemetry: int = Field(ge=0, description="Telemetry samples merged to make room.")
+
+
+Event = Annotated[
+    ItemAdded
+    | ItemConsumed
+    | ItemOpened
+    | ItemMoved
+    | ItemDiscarded
+    | AlertRaised
+    | AlertCleared
+    | OfferAnswered
+    | ConfigApplied
+    | DataWiped
+    | OutboxPressure,
+    Field(discriminator="type"),
+]
+StockEvent = ItemAdded | ItemConsumed | ItemOpened | ItemMoved | ItemDiscarded
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
@@ -88,6 +207,8 @@ class TelemetryReported(Message):
     occurred_at: UtcDatetime
     outbox_depth: int = Field(ge=0, description="Events recorded but not yet acknowledged by the cloud.")
     uptime_s: float = Field(ge=0)
+    temperatures_c: dict[str, float] = Field(default_factory=dict, description="Latest reading per probe.")
+    door_open: bool | None = None
 
 
 class AvailabilityChanged(Message):
@@ -130,17 +251,61 @@ class OfferSent(Message):
     expires_at: UtcDatetime
 
 
+class OrderLine(BaseModel):
+    """One product of an order and how many units of it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: ProductCode
+    quantity: PositiveInt
+
+
 class OrderUpdated(Message):
-    """The state of a grocery order changed."""
+    """The state of a grocery order changed; delivered lines are expected in the fridge."""
 
     type: Literal["order_updated"] = "order_updated"
     order_id: UUID
     device_id: DeviceId
     status: Literal["created", "accepted", "rejected", "picking", "dispatched", "delivered", "cancelled"]
     expected_delivery: UtcDatetime | None = None
+    lines: tuple[OrderLine, ...] = ()
 
 
-Command = Annotated[EventsAcknowledged | OfferSent | OrderUpdated, Field(discriminator="type")]
+class ProductInfo(BaseModel):
+    """What the cloud's catalog knows about a product the fridge scanned."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: ProductCode
+    name: str = Field(min_length=1, max_length=200)
+    unit: Unit = "unit"
+    unit_grams: float | None = Field(default=None, gt=0, description="Weight of one unit, for shelves.")
+    shelf_life_days: int | None = Field(default=None, ge=0)
+    opened_shelf_life_days: int | None = Field(default=None, ge=0)
+    perishable: bool = True
+    location: Location = "fridge"
+
+
+class CatalogUpdated(Message):
+    """Product details for codes the fridge holds, from the cloud's catalog."""
+
+    type: Literal["catalog_updated"] = "catalog_updated"
+    device_id: DeviceId
+    products: tuple[ProductInfo, ...] = Field(min_length=1)
+
+
+class WipeRequested(Message):
+    """Erase every local record of the household; confirmed by a DataWiped event."""
+
+    type: Literal["wipe_requested"] = "wipe_requested"
+    device_id: DeviceId
+    request_id: UUID
+
+
+Command = Annotated[
+    EventsAcknowledged | OfferSent | OrderUpdated | CatalogUpdated | WipeRequested,
+    Field(discriminator="type"),
+]
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
 
 

@@ -6,7 +6,10 @@ pydantic.
 
 from __future__ import annotations
 
+import logging
+import random
 import ssl
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 # A week: long enough for a fridge to come back from a holiday-length outage with its session
 # intact; the outbox still covers anything longer.
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
+log = logging.getLogger(__name__)
+
+# One network-loop iteration waits at most this long for socket activity: how quickly a stop
+# request is noticed by the network thread.
+LOOP_TIMEOUT_S = 0.2
 # Paho's default of 20 unacknowledged QoS 1 publishes caps throughput on links with latency.
 MAX_INFLIGHT = 100
 
@@ -86,3 +94,74 @@ def connect_in_background(
     else:
         client.connect_async(settings.host, settings.port, keepalive=settings.keepalive_s)
     client.loop_start()
+
+
+class Backoff:
+    """Exponential back-off with jitter between reconnection attempts: 1 s doubling to 60 s.
+
+    Each wait is drawn between half and all of the current step, so a fleet that lost its broker
+    at the same moment does not come back in lockstep.
+    """
+
+    def __init__(self, first_s: float = 1.0, max_s: float = 60.0, rng: random.Random | None = None) -> None:
+        self._first_s = first_s
+        self._max_s = max_s
+        self._step = first_s
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        """Return how long to wait before the next attempt, and grow the step."""
+        delay = self._rng.uniform(self._step / 2, self._step)
+        self._step = min(self._step * 2, self._max_s)
+        return delay
+
+    def reset(self) -> None:
+        """Start again from the first step, after a successful connection."""
+        self._step = self._first_s
+
+
+def run_network_loop(
+    client: mqtt.Client,
+    settings: MqttSettings,
+    properties: Properties | None,
+    *,
+    persistent: bool,
+    stop: threading.Event,
+    backoff: Backoff | None = None,
+) -> None:
+    """Connect, serve and reconnect with jittered back-off until ``stop`` is set (own thread)."""
+    backoff = backoff or Backoff()
+    connected_once = False
+    while not stop.is_set():
+        try:
+            if connected_once:
+                client.reconnect()
+            elif settings.protocol == "5":
+                client.connect(
+                    settings.host, settings.port, keepalive=settings.keepalive_s,
+                    clean_start=not persistent, properties=properties,
+                )  # fmt: skip
+            else:
+                client.connect(settings.host, settings.port, keepalive=settings.keepalive_s)
+            connected_once = True
+        except (OSError, ValueError, mqtt.WebsocketConnectionError) as exc:
+            log.debug("cannot reach %s:%s: %s", settings.host, settings.port, exc)
+            stop.wait(backoff.next_delay())
+            continue
+        backoff_was_reset = False
+        while not stop.is_set():
+            rc = client.loop(timeout=LOOP_TIMEOUT_S)
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                break
+            if not backoff_was_reset and client.is_connected():
+                backoff.reset()
+                backoff_was_reset = True
+        if stop.is_set():
+            break
+        stop.wait(backoff.next_delay())
+    if client.is_connected():
+        client.disconnect()
+        # Let the DISCONNECT (and any last publish) leave before the socket closes.
+        for _ in range(5):
+            if client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
+                break

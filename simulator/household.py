@@ -18,7 +18,7 @@ class VirtualHousehold:
         self._random = random.Random(seed)
         self._products = self._random.sample(products, k=min(12, len(products)))
 
-    def next_line(self, quantity: Callable[[str], int]) -> str:
+    def next_line(self, quantity: Callable[[str], float]) -> str:
         """Return the next scanner line, given how many units of a code the fridge holds."""
         in_fridge = [p for p in self._products if quantity(p.code) > 0]
         room = [p for p in self._products if quantity(p.code) < p.max_units]

@@ -123,7 +123,9 @@ def run_with_kills(
     with sqlite3.connect(data_dir / "edge.db") as db:
         last_seq = db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
         outbox = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        local_inventory = dict(db.execute("SELECT code, quantity FROM inventory WHERE quantity > 0"))
+        local_inventory = dict(
+            db.execute("SELECT code, SUM(quantity) FROM lots GROUP BY code HAVING SUM(quantity) > 0")
+        )
     db.close()
     assert last_seq >= TARGET_EVENTS
     assert outbox == 0

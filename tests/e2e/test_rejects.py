@@ -27,6 +27,7 @@ def valid_event(seq: int) -> bytes:
             event_id=uuid.uuid4(),
             device_id=DEVICE,
             seq=seq,
+            lot_id=seq,
             occurred_at=datetime.now(UTC),
             code="4006381333931",
         )

@@ -18,7 +18,7 @@ from shared.messages import (
     ConfigDesired,
     EventsAcknowledged,
     ItemAdded,
-    ItemRemoved,
+    ItemConsumed,
     Message,
     OfferSent,
     OrderUpdated,
@@ -44,6 +44,7 @@ def _added(**overrides: Any) -> ItemAdded:
         "seq": 7,
         "occurred_at": T0,
         "code": "4006381333931",
+        "lot_id": 3,
         "quantity": 2,
     }
     fields.update(overrides)
@@ -59,7 +60,7 @@ def _event_json(**overrides: Any) -> dict[str, Any]:
 ROUND_TRIPS: list[tuple[Message, Callable[[bytes | str], Message]]] = [
     (_added(), decode_event),
     (
-        ItemRemoved(event_id=EVENT_ID, device_id="fridge-1", seq=8, occurred_at=T0, code="ABC123"),
+        ItemConsumed(event_id=EVENT_ID, device_id="fridge-1", seq=8, occurred_at=T0, code="ABC123", lot_id=3),
         decode_event,
     ),
     (EventsAcknowledged(device_id="fridge-1", ranges=((1, 3), (7, 7))), decode_command),
@@ -124,9 +125,10 @@ def test_encoded_event_fields() -> None:
 
 
 def test_defaults() -> None:
-    removed = ItemRemoved(event_id=EVENT_ID, device_id="d", seq=1, occurred_at=T0, code="1")
+    removed = ItemConsumed(event_id=EVENT_ID, device_id="d", seq=1, occurred_at=T0, code="1", lot_id=1)
     assert removed.quantity == 1
-    assert removed.type == "item_removed"
+    assert removed.source == "scan"
+    assert removed.type == "item_consumed"
     assert removed.schema_version == 1
 
 

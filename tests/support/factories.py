@@ -6,13 +6,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from shared import topics
-from shared.messages import ItemAdded, ItemRemoved, encode
+from shared.messages import ItemAdded, ItemConsumed, encode
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 _IDS = uuid.UUID("6f1c2b1e-8d1a-4c55-9a39-0c4f3c0a7b01")
 
 Message = tuple[str, bytes]
-StockEvent = ItemAdded | ItemRemoved
+StockEvent = ItemAdded | ItemConsumed
 
 
 def event_id(device_id: str, seq: int, variant: str = "") -> uuid.UUID:
@@ -26,6 +26,7 @@ def added(device_id: str, seq: int, code: str = "MILK", quantity: int = 1, varia
         event_id=event_id(device_id, seq, variant),
         device_id=device_id,
         seq=seq,
+        lot_id=seq,
         occurred_at=T0 + timedelta(seconds=seq),
         code=code,
         quantity=quantity,
@@ -34,12 +35,13 @@ def added(device_id: str, seq: int, code: str = "MILK", quantity: int = 1, varia
 
 def removed(
     device_id: str, seq: int, code: str = "MILK", quantity: int = 1, variant: str = ""
-) -> ItemRemoved:
-    """Return an ItemRemoved that happened ``seq`` seconds after T0."""
-    return ItemRemoved(
+) -> ItemConsumed:
+    """Return an ItemConsumed that happened ``seq`` seconds after T0."""
+    return ItemConsumed(
         event_id=event_id(device_id, seq, variant),
         device_id=device_id,
         seq=seq,
+        lot_id=seq,
         occurred_at=T0 + timedelta(seconds=seq),
         code=code,
         quantity=quantity,
