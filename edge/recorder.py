@@ -110,10 +110,13 @@ class Recorder:
         return [event] if event else []
 
     def consume(self, code: str, quantity: float = 1) -> list[Event]:
-        """Use ``quantity`` of ``code``, from lots in consumption order (opened, due, first in)."""
+        """Use ``quantity`` of ``code``, from lots in consumption order (opened, due, first in).
+
+        A unit scanned out of a lot the shelves saw partly used takes what is left of it.
+        """
         with transaction(self._conn):
             lots = self.inventory.lots_of(code)
-            if sum(lot.quantity for lot in lots) < quantity - EPSILON:
+            if not lots:
                 raise NotInFridge(code)
             events: list[Event] = []
             remaining = quantity

@@ -20,8 +20,6 @@ from cloud.ingest import household_id_for
 from tests.conftest import CloudFactory
 from tests.support.services import Mosquitto
 
-KILLS = 10
-TARGET_EVENTS = 2000
 DEVICE = "kill-test"
 CODES = ["4006381333931", "96385074", "036000291452", "2000000000015", "2000000000022"]
 CONFIRMATION = re.compile(r"^ok seq=(\d+) ([+-])1 (\w+) ")
@@ -60,17 +58,41 @@ def read_confirmations(stdout: IO[str], confirmed: dict[int, tuple[str, str]], s
     return count
 
 
+def outbox_rows(path: Path) -> int:
+    """Return how many events wait in an agent's outbox (0 if it was killed before creating it)."""
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]) if "outbox" in tables else 0
+
+
 @pytest.mark.mosquitto
-@pytest.mark.timeout(240)
-def test_agent_killed_ten_times_loses_nothing(
-    mosquitto: Mosquitto, start_cloud: CloudFactory, tmp_path: Path
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("kills", "target_events", "scans_between"),
+    [pytest.param(10, 2000, (60, 260), id="10-kills"), pytest.param(50, 2500, (5, 80), id="50-kills")],
+)
+def test_agent_killed_repeatedly_loses_nothing(
+    mosquitto: Mosquitto,
+    start_cloud: CloudFactory,
+    tmp_path: Path,
+    kills: int,
+    target_events: int,
+    scans_between: tuple[int, int],
 ) -> None:
     with contextlib.ExitStack() as stack:
-        run_with_kills(mosquitto, start_cloud, tmp_path, stack)
+        run_with_kills(mosquitto, start_cloud, tmp_path, stack, kills, target_events, scans_between)
 
 
 def run_with_kills(
-    mosquitto: Mosquitto, start_cloud: CloudFactory, tmp_path: Path, stack: contextlib.ExitStack
+    mosquitto: Mosquitto,
+    start_cloud: CloudFactory,
+    tmp_path: Path,
+    stack: contextlib.ExitStack,
+    kills: int,
+    target_events: int,
+    scans_between: tuple[int, int],
 ) -> None:
     cloud = start_cloud(mosquitto.mqtt(), f"sqlite:///{tmp_path / 'cloud.db'}")
     data_dir = tmp_path / "agent"
@@ -79,7 +101,7 @@ def run_with_kills(
     backlogs: list[int] = []  # unacknowledged events left by each kill
     stderr_log = stack.enter_context((tmp_path / "agent-stderr.log").open("w"))
 
-    for _kill in range(KILLS):
+    for _kill in range(kills):
         process = subprocess.Popen(
             agent_command(data_dir, mosquitto.port, drain_timeout=60),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr_log, text=True, bufsize=1,
@@ -88,27 +110,29 @@ def run_with_kills(
         assert process.stdout is not None
         feeder = threading.Thread(target=feed, args=(process.stdin, rng), daemon=True)
         feeder.start()
-        # Kill at a random point: after 60-260 more recorded scans, while publishing goes on.
-        read_confirmations(process.stdout, confirmed, stop_after=rng.randint(60, 260))
-        process.send_signal(signal.SIGKILL)
+        if rng.random() < 0.5:
+            # Kill after a random number of recorded scans, while publishing goes on.
+            read_confirmations(process.stdout, confirmed, stop_after=rng.randint(*scans_between))
+            process.send_signal(signal.SIGKILL)
+        else:
+            # Kill at a random moment from start-up on: connecting, resending, publishing.
+            threading.Timer(rng.uniform(0.05, 1.0), process.send_signal, args=(signal.SIGKILL,)).start()
         process.wait(10)
         # Lines printed before the kill are recorded scans too.
         read_confirmations(process.stdout, confirmed, stop_after=sys.maxsize)
         feeder.join(10)
-        with sqlite3.connect(data_dir / "edge.db") as db:
-            backlogs.append(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
-        db.close()
+        backlogs.append(outbox_rows(data_dir / "edge.db"))
         process.stdout.close()
         with contextlib.suppress(BrokenPipeError):
             process.stdin.close()
 
     # The kills must hit the publish path: most leave events the cloud has not acknowledged yet.
-    assert sum(1 for b in backlogs if b > 0) >= KILLS // 2, backlogs
+    assert sum(1 for b in backlogs if b > 0) >= kills // 4, backlogs
 
     # The last run scans the rest in, then waits until the cloud has acknowledged everything.
     with sqlite3.connect(data_dir / "edge.db") as db:
         recorded = db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
-    remaining = max(TARGET_EVENTS - recorded, 0)
+    remaining = max(target_events - recorded, 0)
     final = subprocess.run(
         agent_command(data_dir, mosquitto.port, drain_timeout=60),
         input="".join(f"+{rng.choice(CODES)}\n" for _ in range(remaining)),
@@ -127,7 +151,7 @@ def run_with_kills(
             db.execute("SELECT code, SUM(quantity) FROM lots GROUP BY code HAVING SUM(quantity) > 0")
         )
     db.close()
-    assert last_seq >= TARGET_EVENTS
+    assert last_seq >= target_events
     assert outbox == 0
 
     household = household_id_for(DEVICE)

@@ -6,7 +6,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,22 +58,28 @@ class ConversionsFifo:
         self._thread.start()
 
     def _serve(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 with open(self.path, "w") as fifo:  # blocks until the driver opens it
+                    # The driver's open() returns a moment after ours: until it has, it could miss EOF.
+                    self._wait(lambda: not self._open_elsewhere(fifo.fileno()))
                     if self._stop.is_set():
                         return
                     fifo.write(self._texts[self.served] if self.served < len(self._texts) else "used up\n")
                     self.served += 1
             except OSError:
                 return
-            while self._read_open() and not self._stop.is_set():
-                time.sleep(0.0005)
+            self._wait(lambda: self._open_elsewhere(None))  # the driver is still reading this text
 
-    def _read_open(self) -> bool:
+    def _wait(self, condition: Callable[[], bool]) -> None:
+        while condition() and not self._stop.is_set():
+            time.sleep(0.0002)
+
+    def _open_elsewhere(self, own_fd: int | None) -> bool:
+        """Return whether a file descriptor other than ``own_fd`` has the FIFO open."""
         for fd in os.listdir("/proc/self/fd"):
             with contextlib.suppress(OSError):  # fds come and go meanwhile
-                if os.readlink(f"/proc/self/fd/{fd}") == str(self.path):
+                if int(fd) != own_fd and os.readlink(f"/proc/self/fd/{fd}") == str(self.path):
                     return True
         return False
 
