@@ -100,7 +100,9 @@ def create_app(engine: Engine, stats: IngestStats, broker_connected: Callable[[]
         ).scalar_one()
         return InventoryPublic(
             household_id=household_id,
-            items=[InventoryItemPublic(code=code, quantity=round(float(quantity), 6)) for code, quantity in rows],
+            items=[
+                InventoryItemPublic(code=code, quantity=round(float(quantity), 6)) for code, quantity in rows
+            ],
             event_count=int(count),
         )
 

@@ -36,7 +36,7 @@ from shared.messages import (
     ItemMoved,
     ItemOpened,
     decode_availability,
-    decode_event,
+    decode_events,
     decode_telemetry,
     seq_ranges,
 )
@@ -163,11 +163,16 @@ class Ingestor:
             try:
                 where = topics.parse(topic)
                 if where.channel is topics.Channel.EVENTS:
-                    event = decode_event(payload)
-                    if event.device_id != where.device_id:
-                        self._reject("device_mismatch", topic, f"payload names device {event.device_id!r}")
-                        continue
-                    self._collect(events, clashes, event)
+                    decoded, reasons = decode_events(payload)
+                    for reason in reasons:
+                        self._reject("invalid_payload", topic, reason)
+                    for event in decoded:
+                        if event.device_id != where.device_id:
+                            self._reject(
+                                "device_mismatch", topic, f"payload names device {event.device_id!r}"
+                            )
+                        else:
+                            self._collect(events, clashes, event)
                 elif where.channel is topics.Channel.AVAILABILITY:
                     state = decode_availability(payload)
                     presence.setdefault(where.device_id, {})["online"] = state.state == "online"

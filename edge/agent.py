@@ -89,7 +89,9 @@ def _rules_config(settings: RulesSettings) -> RulesConfig:
 class Agent:
     """One fridge's agent; usable as a context manager that starts and stops it."""
 
-    def __init__(self, settings: EdgeSettings, clock: Clock | None = None, sensors: Sensors | None = None) -> None:
+    def __init__(
+        self, settings: EdgeSettings, clock: Clock | None = None, sensors: Sensors | None = None
+    ) -> None:
         self.settings = settings
         self._clock = clock or SystemClock()
         self.sensors = sensors or Sensors()
@@ -103,7 +105,9 @@ class Agent:
             capacity=settings.outbox_capacity,
         )
         self.rules = Rules(_rules_config(settings.rules))
-        self.tracker = ShelfTracker(ConsumptionConfig(return_window=timedelta(seconds=settings.sensors.return_window_s)))
+        self.tracker = ShelfTracker(
+            ConsumptionConfig(return_window=timedelta(seconds=settings.sensors.return_window_s))
+        )
         self._telemetry_interval_s = settings.telemetry_interval_s
         self.uplink = Uplink(
             device_id=settings.device_id,
@@ -209,7 +213,11 @@ class Agent:
                 if isinstance(decision, Consumed):
                     self._consume_weight(decision)
                 elif isinstance(decision, Unmatched):
-                    log.info("shelf %s changed by %.0f g; no lot explains it", decision.shelf_id, decision.delta_grams)
+                    log.info(
+                        "shelf %s changed by %.0f g; no lot explains it",
+                        decision.shelf_id,
+                        decision.delta_grams,
+                    )
             if self._next_rules is None or now >= self._next_rules or decisions:
                 self._next_rules = now + timedelta(seconds=RULES_INTERVAL_S)
                 self._apply_rules(now)
@@ -240,15 +248,23 @@ class Agent:
             product = self.recorder.inventory.product(lot.code)
             views.append(
                 LotView(
-                    lot_id=lot.id, code=lot.code, name=product.name, quantity=lot.quantity, unit=lot.unit,
-                    location=lot.location, best_before=lot.best_before, perishable=product.perishable,
-                )  # fmt: skip
+                    lot_id=lot.id,
+                    code=lot.code,
+                    name=product.name,
+                    quantity=lot.quantity,
+                    unit=lot.unit,
+                    location=lot.location,
+                    best_before=lot.best_before,
+                    perishable=product.perishable,
+                )
             )
         result = self.rules.evaluate(views, now)
         for alert in result.cleared:
             self.recorder.alert_cleared(alert.kind, alert.subject)
         for alert in result.raised:
-            self.recorder.alert_raised(alert.kind, alert.subject, alert.detail, alert.since, alert.perishable_codes)
+            self.recorder.alert_raised(
+                alert.kind, alert.subject, alert.detail, alert.since, alert.perishable_codes
+            )
 
     def _keep_telemetry(self, now: datetime) -> None:
         self.recorder.telemetry_sample(
@@ -325,7 +341,9 @@ class Agent:
         if unknown:
             return f"settings not configurable remotely: {', '.join(sorted(unknown))}"
         try:
-            consent = ConsentSettings.model_validate(values.get("consent", self.recorder.consent.model_dump()))
+            consent = ConsentSettings.model_validate(
+                values.get("consent", self.recorder.consent.model_dump())
+            )
             rules = RulesSettings.model_validate(values.get("rules", self.settings.rules.model_dump()))
             interval = float(values.get("telemetry_interval_s", self._telemetry_interval_s))
             if interval <= 0:
@@ -424,7 +442,9 @@ def run_stdin(
             print(describe(event, agent.quantity(code) if code else 0), file=out, flush=True)
     depth = agent.outbox_depth()
     if depth:
-        print(f"input ended; waiting for the cloud to acknowledge {depth} events", file=sys.stderr, flush=True)
+        print(
+            f"input ended; waiting for the cloud to acknowledge {depth} events", file=sys.stderr, flush=True
+        )
     if not agent.wait_drained(drain_timeout):
         print(
             f"gave up waiting: {agent.outbox_depth()} events stay in the outbox and go out on the next start",

@@ -65,15 +65,15 @@ def scale_from_known_weight(raw_samples: Sequence[float], offset: float, known_g
 def calibrate(
     shelf_reader: Callable[[], float],
     known_grams: float,
-    prompt: Callable[[str], None],
-    wait: Callable[[], None],
+    prompt: Callable[[str], object],
+    wait: Callable[[], object],
     *,
     readings: int = CALIBRATION_READINGS,
 ) -> Calibration:
     """Walk the user through taring a shelf and weighing a known load; return its (offset, scale).
 
     ``shelf_reader`` returns one raw reading (e.g. ``Hx711Shelf.read_raw``); ``prompt`` shows an
-    instruction; ``wait`` returns when the user has done it (e.g. pressed Enter).
+    instruction; ``wait`` returns when the user has done it (e.g. ``input``); what they return is ignored.
     """
     if not known_grams > 0:
         raise ValueError(f"the known weight must be more than 0 g, not {known_grams}")

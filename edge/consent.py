@@ -20,7 +20,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.messages import AlertCleared, AlertRaised, Event, ItemAdded, ItemConsumed, ItemDiscarded, ItemMoved, ItemOpened
+from shared.messages import (
+    AlertCleared,
+    AlertRaised,
+    Event,
+    ItemAdded,
+    ItemConsumed,
+    ItemDiscarded,
+    ItemMoved,
+    ItemOpened,
+)
 
 Category = Literal["inventory", "consumption_detail", "telemetry"]
 ALL_CATEGORIES: frozenset[Category] = frozenset({"inventory", "consumption_detail", "telemetry"})

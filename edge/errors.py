@@ -2,6 +2,7 @@
 
 FrigoError
 └── EdgeError
+    ├── ConfigError (ValueError)     settings that cannot work
     ├── ScanError (ValueError)       a scanner line that is not in the grammar
     ├── NotInFridge (LookupError)    removing something the fridge does not hold
     ├── StorageError (OSError)       the local database cannot be opened or written
@@ -35,3 +36,7 @@ class StorageError(EdgeError, OSError):
 
 class SensorError(EdgeError, OSError):
     """A sensor that cannot be read; the message names the device and what to check."""
+
+
+class ConfigError(EdgeError, ValueError):
+    """Settings that cannot work; the message says which and where they came from."""

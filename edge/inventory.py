@@ -89,24 +89,38 @@ class Inventory:
             self._conn.execute("INSERT OR IGNORE INTO products (code) VALUES (?)", (code,))
             return Product(code, None, "unit", None, None, None, True, "fridge", False)
         return Product(
-            code=row[0], name=row[1], unit=row[2], unit_grams=row[3], shelf_life_days=row[4],
-            opened_shelf_life_days=row[5], perishable=bool(row[6]), location=row[7], known=bool(row[8]),
-        )  # fmt: skip
+            code=row[0],
+            name=row[1],
+            unit=row[2],
+            unit_grams=row[3],
+            shelf_life_days=row[4],
+            opened_shelf_life_days=row[5],
+            perishable=bool(row[6]),
+            location=row[7],
+            known=bool(row[8]),
+        )
 
     def learn(self, info: ProductInfo) -> None:
         """Store catalog details of a product, resolving it if it was unknown."""
         self._conn.execute(
             "INSERT INTO products (code, name, unit, unit_grams, shelf_life_days, opened_shelf_life_days, "
-            "perishable, location, known) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (code) DO UPDATE SET "
+            "perishable, location, known) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) "
+            "ON CONFLICT (code) DO UPDATE SET "
             "name = excluded.name, unit = excluded.unit, unit_grams = excluded.unit_grams, "
             "shelf_life_days = excluded.shelf_life_days, "
             "opened_shelf_life_days = excluded.opened_shelf_life_days, perishable = excluded.perishable, "
             "location = excluded.location, known = 1",
             (
-                info.code, info.name, info.unit, info.unit_grams, info.shelf_life_days,
-                info.opened_shelf_life_days, int(info.perishable), info.location,
+                info.code,
+                info.name,
+                info.unit,
+                info.unit_grams,
+                info.shelf_life_days,
+                info.opened_shelf_life_days,
+                int(info.perishable),
+                info.location,
             ),
-        )  # fmt: skip
+        )
 
     def unknown_codes(self) -> list[str]:
         """Return codes scanned but not yet resolved by the cloud's catalog."""
@@ -128,9 +142,16 @@ class Inventory:
         cursor = self._conn.execute(
             "INSERT INTO lots (code, quantity, unit, location, best_before, added_at, order_id) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (code, quantity, unit, location, best_before.isoformat() if best_before else None,
-             added_at.isoformat(), order_id),
-        )  # fmt: skip
+            (
+                code,
+                quantity,
+                unit,
+                location,
+                best_before.isoformat() if best_before else None,
+                added_at.isoformat(),
+                order_id,
+            ),
+        )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
@@ -156,9 +177,7 @@ class Inventory:
 
     def take(self, lot_id: int, quantity: float) -> float:
         """Take up to ``quantity`` from a lot; return what is left in it."""
-        self._conn.execute(
-            "UPDATE lots SET quantity = max(quantity - ?, 0) WHERE id = ?", (quantity, lot_id)
-        )
+        self._conn.execute("UPDATE lots SET quantity = max(quantity - ?, 0) WHERE id = ?", (quantity, lot_id))
         row = self._conn.execute("SELECT quantity FROM lots WHERE id = ?", (lot_id,)).fetchone()
         return float(row[0])
 
@@ -184,7 +203,9 @@ class Inventory:
 
     def quantity(self, code: str) -> float:
         """Return how much of ``code`` the fridge holds, over all its lots."""
-        row = self._conn.execute("SELECT COALESCE(SUM(quantity), 0) FROM lots WHERE code = ?", (code,)).fetchone()
+        row = self._conn.execute(
+            "SELECT COALESCE(SUM(quantity), 0) FROM lots WHERE code = ?", (code,)
+        ).fetchone()
         return float(row[0])
 
     def snapshot(self) -> dict[str, float]:

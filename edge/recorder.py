@@ -98,15 +98,24 @@ class Recorder:
             now = self._clock.now()
             product = self.inventory.product(code)
             best_before = (
-                now.date() + timedelta(days=product.shelf_life_days) if product.shelf_life_days is not None else None
+                now.date() + timedelta(days=product.shelf_life_days)
+                if product.shelf_life_days is not None
+                else None
             )
             order_id = self.orders.receive(code)
-            lot_id = self.inventory.add_lot(code, quantity, product.unit, product.location, best_before, now, order_id)
+            lot_id = self.inventory.add_lot(
+                code, quantity, product.unit, product.location, best_before, now, order_id
+            )
             event = self._emit(
-                ItemAdded, code=code, lot_id=lot_id, quantity=quantity, unit=product.unit,
-                location=product.location, best_before=best_before,
+                ItemAdded,
+                code=code,
+                lot_id=lot_id,
+                quantity=quantity,
+                unit=product.unit,
+                location=product.location,
+                best_before=best_before,
                 order_id=UUID(order_id) if order_id else None,
-            )  # fmt: skip
+            )
         return [event] if event else []
 
     def consume(self, code: str, quantity: float = 1) -> list[Event]:
@@ -145,9 +154,14 @@ class Recorder:
                 return []
             self.inventory.release_withheld(lot.id)
             event = self._emit(
-                ItemConsumed, code=lot.code, lot_id=lot.id, quantity=withheld, unit=lot.unit, source=source,
+                ItemConsumed,
+                code=lot.code,
+                lot_id=lot.id,
+                quantity=withheld,
+                unit=lot.unit,
+                source=source,
                 occurred_at=datetime.combine(self._clock.now().date(), time(), UTC),
-            )  # fmt: skip
+            )
         else:
             event = self._emit(
                 ItemConsumed, code=lot.code, lot_id=lot.id, quantity=taken, unit=lot.unit, source=source
@@ -173,7 +187,9 @@ class Recorder:
             if lot is None:
                 raise NotInFridge(code)
             self.inventory.move(lot.id, location)
-            event = self._emit(ItemMoved, code=code, lot_id=lot.id, from_location=lot.location, to_location=location)
+            event = self._emit(
+                ItemMoved, code=code, lot_id=lot.id, from_location=lot.location, to_location=location
+            )
         return [event] if event else []
 
     def discard(self, code: str, reason: str, lot_id: int | None = None) -> list[Event]:
@@ -192,7 +208,12 @@ class Recorder:
     # everything else that becomes an event ------------------------------------------------------
 
     def alert_raised(
-        self, kind: AlertKind, subject: str, detail: str, since: datetime, perishable_codes: tuple[str, ...] = ()
+        self,
+        kind: AlertKind,
+        subject: str,
+        detail: str,
+        since: datetime,
+        perishable_codes: tuple[str, ...] = (),
     ) -> Event | None:
         """Keep an alert visible locally and report it."""
         with transaction(self._conn):
@@ -201,9 +222,13 @@ class Recorder:
                 (subject, kind, detail, since.isoformat()),
             )
             return self._emit(
-                AlertRaised, kind=kind, subject=subject, detail=detail, since=since,
+                AlertRaised,
+                kind=kind,
+                subject=subject,
+                detail=detail,
+                since=since,
                 perishable_codes=perishable_codes,
-            )  # fmt: skip
+            )
 
     def alert_cleared(self, kind: AlertKind, subject: str) -> Event | None:
         """Remove an alert and report that it no longer holds."""
@@ -305,9 +330,13 @@ class Recorder:
     def _pressure_event(self, level: str) -> Event:
         # Pressure reports bypass the bound: they are what tells the cloud something was dropped.
         return self._append(
-            OutboxPressure, level=level, depth=self.depth(), capacity=self.capacity,
-            dropped_events=self._meta("dropped_events"), coalesced_telemetry=self._meta("coalesced_telemetry"),
-        )  # fmt: skip
+            OutboxPressure,
+            level=level,
+            depth=self.depth(),
+            capacity=self.capacity,
+            dropped_events=self._meta("dropped_events"),
+            coalesced_telemetry=self._meta("coalesced_telemetry"),
+        )
 
     # the one way into the outbox ---------------------------------------------------------------
 
@@ -333,6 +362,7 @@ class Recorder:
 
     def _set_meta(self, key: str, value: int) -> None:
         self._conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )

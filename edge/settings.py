@@ -2,25 +2,29 @@
 
 Precedence, highest first: arguments, environment (``FRIGO_EDGE_MQTT__HOST``), the TOML file
 (``--config`` or ``FRIGO_EDGE_CONFIG``), defaults. See ``deploy/frigo-edge.toml`` for an example.
+
+The cloud reads its settings with pydantic-settings; the agent does the same merge here with
+``tomllib`` because importing pydantic-settings costs 8.5 MB of the Pi's 40 MB budget
+(measured: see docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edge.consent import ConsentSettings
+from edge.errors import ConfigError
 from shared.mqtt import MqttSettings
 from shared.topics import validate_device_id
+
+ENV_PREFIX = "FRIGO_EDGE_"
 
 
 class RulesSettings(BaseModel):
@@ -30,7 +34,9 @@ class RulesSettings(BaseModel):
 
     expiring_within_days: int = Field(default=2, ge=0, le=30)
     max_temperature_c: float = Field(default=8.0, description="Food-safety limit of the fridge.")
-    temperature_grace_s: float = Field(default=1800, ge=0, description="How long above the limit before alerting.")
+    temperature_grace_s: float = Field(
+        default=1800, ge=0, description="How long above the limit before alerting."
+    )
     door_open_limit_s: float = Field(default=120, ge=0)
 
 
@@ -59,14 +65,16 @@ class SensorSettings(BaseModel):
     poll_interval_s: float = Field(default=0.5, gt=0, description="Door and shelves are read this often.")
     temperature_interval_s: float = Field(default=30, gt=0)
     return_window_s: float = Field(
-        default=300, gt=0, description="An item put back within this long was not consumed; its weight loss was."
+        default=300,
+        gt=0,
+        description="An item put back within this long was not consumed; its weight loss was.",
     )
 
 
-class EdgeSettings(BaseSettings):
+class EdgeSettings(BaseModel):
     """Everything the agent needs to run."""
 
-    model_config = SettingsConfigDict(env_prefix="FRIGO_EDGE_", env_nested_delimiter="__", extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     device_id: str = Field(description="This fridge's id; also its MQTT username and client id.")
     data_dir: Path = Field(default=Path("frigo-edge-data"), description="Where the local database lives.")
@@ -77,8 +85,12 @@ class EdgeSettings(BaseSettings):
     outbox_capacity: int = Field(
         default=200_000, ge=100, description="Most events and telemetry samples kept while offline."
     )
-    resend_after_s: float = Field(default=10.0, gt=0, description="Publish unacknowledged events again after this.")
-    window: int = Field(default=1000, ge=1, le=20_000, description="Most events published but not yet acknowledged.")
+    resend_after_s: float = Field(
+        default=10.0, gt=0, description="Publish unacknowledged events again after this."
+    )
+    window: int = Field(
+        default=2000, ge=1, le=20_000, description="Most events published but not yet acknowledged."
+    )
     telemetry_interval_s: float = Field(default=60.0, gt=0)
 
     @field_validator("device_id")
@@ -91,28 +103,61 @@ class EdgeSettings(BaseSettings):
         """Return the path of the agent's SQLite database."""
         return self.data_dir / "edge.db"
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Read arguments, then the environment, then the TOML file named in the config."""
-        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls), file_secret_settings
+
+def load_settings(
+    config_file: Path | None = None, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> EdgeSettings:
+    """Build the settings: defaults < TOML file < ``FRIGO_EDGE_*`` environment < ``overrides``.
+
+    The file is ``config_file``, else ``FRIGO_EDGE_CONFIG`` if set. Environment names nest with
+    ``__`` (``FRIGO_EDGE_MQTT__PORT=8883``); a value starting with ``[`` or ``{`` is JSON
+    (``FRIGO_EDGE_CONSENT__SHARE='["inventory"]'``), anything else a string.
+    """
+    environ = os.environ if environ is None else environ
+    if config_file is None and environ.get(ENV_PREFIX + "CONFIG"):
+        config_file = Path(environ[ENV_PREFIX + "CONFIG"])
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            values = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(
+                f"edge config file {config_file} does not exist; see deploy/frigo-edge.toml"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"edge config file {config_file} is not valid TOML: {exc}") from None
+    for name, raw in environ.items():
+        if name.startswith(ENV_PREFIX) and name != ENV_PREFIX + "CONFIG":
+            path = name[len(ENV_PREFIX) :].lower().split("__")
+            _merge(values, _nest(path, _env_value(raw)))
+    _merge(values, {k: v for k, v in overrides.items() if v is not None})
+    try:
+        return EdgeSettings.model_validate(values)
+    except ValidationError as exc:
+        source = f" (from {config_file} and the environment)" if config_file else " (from the environment)"
+        raise ConfigError(f"invalid edge settings{source}:\n{exc}") from None
 
 
-def load_settings(config_file: Path | None = None, **overrides: Any) -> EdgeSettings:
-    """Build the settings from ``config_file`` (or ``FRIGO_EDGE_CONFIG``), the environment and overrides."""
-    path = config_file or (Path(os.environ["FRIGO_EDGE_CONFIG"]) if os.environ.get("FRIGO_EDGE_CONFIG") else None)
-    if path is None:
-        return EdgeSettings(**overrides)
-    if not path.is_file():
-        raise FileNotFoundError(f"edge config file {path} does not exist; see deploy/frigo-edge.toml")
+def _env_value(raw: str) -> Any:
+    # Only lists and tables are JSON; "123" stays a string for pydantic to convert (a device id
+    # of digits must not turn into a number).
+    if raw.lstrip().startswith(("[", "{")):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ConfigError(f"cannot read {raw!r} as JSON") from None
+    return raw
 
-    class _FromFile(EdgeSettings):
-        model_config = SettingsConfigDict(**{**EdgeSettings.model_config, "toml_file": path})
 
-    return EdgeSettings.model_validate(_FromFile(**overrides).model_dump())
+def _nest(path: list[str], value: Any) -> dict[str, Any]:
+    for key in reversed(path[1:]):
+        value = {key: value}
+    return {path[0]: value}
+
+
+def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value

@@ -29,7 +29,9 @@ class TelemetryBuffer:
 
     def pending(self, limit: int) -> list[tuple[int, bytes]]:
         """Return up to ``limit`` samples, oldest first."""
-        rows = self._conn.execute("SELECT id, payload FROM telemetry ORDER BY id LIMIT ?", (limit,)).fetchall()
+        rows = self._conn.execute(
+            "SELECT id, payload FROM telemetry ORDER BY id LIMIT ?", (limit,)
+        ).fetchall()
         return [(int(i), bytes(p)) for i, p in rows]
 
     def remove(self, ids: Iterable[int]) -> None:
@@ -41,8 +43,7 @@ class TelemetryBuffer:
         """Drop every other sample of the older half; return how many went."""
         half = self.depth() // 2
         cursor = self._conn.execute(
-            "DELETE FROM telemetry WHERE id IN "
-            "(SELECT id FROM telemetry ORDER BY id LIMIT ?) AND id % 2 = 0",
+            "DELETE FROM telemetry WHERE id IN (SELECT id FROM telemetry ORDER BY id LIMIT ?) AND id % 2 = 0",
             (max(half, 1),),
         )
         return cursor.rowcount

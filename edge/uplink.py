@@ -29,6 +29,7 @@ from shared import topics
 from shared.clock import Clock
 from shared.errors import InvalidMessage
 from shared.messages import (
+    MAX_BATCH,
     AvailabilityChanged,
     Command,
     ConfigDesired,
@@ -37,6 +38,7 @@ from shared.messages import (
     decode_command,
     decode_config,
     encode,
+    encode_batch,
 )
 from shared.mqtt import MqttSettings, create_client, run_network_loop
 
@@ -215,18 +217,30 @@ class Uplink:
                 cursor = 0
             elif inflight and now - next(iter(inflight.values())) > resend_after:
                 log.info(
-                    "%s: no ack for %d events in %.0f s; sending again", self.device_id, len(inflight), resend_after
+                    "%s: no ack for %d events in %.0f s; sending again",
+                    self.device_id,
+                    len(inflight),
+                    resend_after,
                 )
                 inflight.clear()
                 cursor = 0
                 resend_after = min(resend_after * 2, MAX_RESEND_AFTER_S)
             room = self._window - len(inflight)
             if room > 0:
-                for seq, payload in outbox.pending(after=cursor, limit=room):
+                rows = outbox.pending(after=cursor, limit=room)
+                # A backlog goes out in batches: far fewer messages and PUBACKs per event.
+                for start in range(0, len(rows), MAX_BATCH):
+                    chunk = rows[start : start + MAX_BATCH]
+                    payload = (
+                        chunk[0][1]
+                        if len(chunk) == 1
+                        else encode_batch(self.device_id, [p for _, p in chunk])
+                    )
                     self._client.publish(events_topic, payload, qos=1)
-                    inflight[seq] = now
-                    cursor = seq
-                    self.published += 1
+                    for seq, _ in chunk:
+                        inflight[seq] = now
+                    cursor = chunk[-1][0]
+                    self.published += len(chunk)
             self._drain_telemetry(telemetry, samples, telemetry_topic)
 
     def _drain_telemetry(

@@ -146,8 +146,14 @@ def cloud(
     service.stop()
 
 
-@app.command()
+edge_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+app.add_typer(edge_app, name="edge")
+
+
+@edge_app.callback(invoke_without_command=True)
 def edge(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option(help="TOML settings file [env: FRIGO_EDGE_CONFIG]")] = None,
     device_id: Annotated[
         str | None, typer.Option(help="This fridge's id [env: FRIGO_EDGE_DEVICE_ID]")
     ] = None,
@@ -162,50 +168,166 @@ def edge(
         typer.Option(help="At end of input, wait at most this long for acks [default: no limit]"),
     ] = None,
 ) -> None:
-    """Run the fridge agent, reading barcode-scanner lines from standard input.
+    """Run the fridge agent (without a subcommand), or inspect it (status, offers, answer, calibrate).
 
-    One line per scan: CODE or +CODE puts one unit in, -CODE takes one out (CODE: 1-48 letters or
-    digits). Blank lines and lines starting with # are ignored. Each recorded scan prints
+    With the default `sensors.scanner = "stdin"`, one line per scan is read from standard input:
+    CODE or +CODE puts one unit in, -CODE takes one out, `open CODE`, `discard CODE [expired|spoiled|other]`
+    and `move CODE fridge|freezer|door` record the rest (CODE: a GTIN-8/12/13/14 with its check
+    digit). Blank lines and lines starting with # are ignored. Each recorded event prints
     "ok seq=N ..."; at end of input the agent waits until the cloud has acknowledged every event.
+    Settings come from --config (see deploy/frigo-edge.toml), FRIGO_EDGE_* variables and these options.
     """
-    from pydantic import ValidationError
+    from edge.errors import ConfigError
+    from edge.settings import load_settings
 
-    from edge.agent import Agent, run_stdin
-    from edge.errors import EdgeError
-    from edge.settings import EdgeSettings
-
-    overrides: dict[str, object] = {}
-    if device_id is not None:
-        overrides["device_id"] = device_id
-    if data_dir is not None:
-        overrides["data_dir"] = data_dir
+    mqtt = {k: v for k, v in (("host", mqtt_host), ("port", mqtt_port)) if v is not None}
+    if mqtt_protocol is not None:
+        mqtt["protocol"] = mqtt_protocol.value
     try:
-        settings = EdgeSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        typer.echo(
-            f"error: invalid edge settings (set --device-id or FRIGO_EDGE_DEVICE_ID):\n{exc}", err=True
-        )
+        settings = load_settings(config, device_id=device_id, data_dir=data_dir, mqtt=mqtt or None)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}\n(set --device-id or FRIGO_EDGE_DEVICE_ID, or pass --config)", err=True)
         raise typer.Exit(2) from None
-    settings = settings.model_copy(update={"mqtt": _mqtt(settings.mqtt, mqtt_host, mqtt_port, mqtt_protocol)})
+    ctx.obj = settings
+    if ctx.invoked_subcommand is not None:
+        return
+    from edge.service import run
 
-    def on_term(_signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+    raise typer.Exit(run(settings, drain_timeout))
 
-    signal.signal(signal.SIGTERM, on_term)
+
+@edge_app.command("status")
+def edge_status(ctx: typer.Context) -> None:
+    """Show the fridge's inventory, alerts, outbox and connection, from its local database."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edge.agent import read_status
+
+    status = read_status(ctx.obj)
+    console = Console()
+    console.print(
+        f"[bold]{status.device_id}[/]: {'connected' if status.connected else 'not connected'}; "
+        f"outbox {status.outbox_depth} of {status.outbox_capacity} ({status.pressure}"
+        + (f", {status.dropped_events} events dropped" if status.dropped_events else "")
+        + f"); {status.offers} offers",
+        soft_wrap=True,
+    )
+    lots = Table(title="Inventory")
+    for column in ("lot", "product", "quantity", "where", "best before", "opened"):
+        lots.add_column(column)
+    for lot, label in status.lots:
+        lots.add_row(
+            str(lot.id),
+            label,
+            f"{lot.quantity:g} {lot.unit}",
+            lot.location,
+            str(lot.best_before or "-"),
+            lot.opened_at.date().isoformat() if lot.opened_at else "-",
+        )
+    console.print(lots)
+    alerts = Table(title="Alerts")
+    for column in ("since", "kind", "detail"):
+        alerts.add_column(column)
+    for kind, _subject, detail, since in status.alerts:
+        alerts.add_row(since[:16].replace("T", " "), kind, detail)
+    console.print(alerts)
+    if status.expected:
+        expected = Table(title="Expected deliveries")
+        for column in ("order", "product", "received"):
+            expected.add_column(column)
+        for order_id, code, quantity, received in status.expected:
+            expected.add_row(order_id[:8], code, f"{received} of {quantity}")
+        console.print(expected)
+    if status.unknown_codes:
+        console.print(
+            f"Unknown products (waiting for the cloud's catalog): {', '.join(status.unknown_codes)}"
+        )
+
+
+@edge_app.command("offers")
+def edge_offers(ctx: typer.Context) -> None:
+    """List the offers the cloud sent, with why each was made."""
+    from edge.database import open_database
+    from edge.offers import Offers
+    from shared.clock import SystemClock
+
+    conn = open_database(ctx.obj.db_path)
     try:
-        agent = Agent(settings)
-    except EdgeError as exc:
+        offers = Offers(conn).current(SystemClock().now())
+    finally:
+        conn.close()
+    if not offers:
+        typer.echo("no current offers")
+    for stored in offers:
+        offer = stored.offer
+        answer = f" [{stored.answer}]" if stored.answer else ""
+        typer.echo(f"{offer.offer_id}  {offer.title}{answer}\n    {offer.body}\n    why: {offer.explanation}")
+
+
+class Answer(StrEnum):
+    """How the household answers an offer."""
+
+    ACCEPT = "accept"
+    DISMISS = "dismiss"
+
+
+@edge_app.command("answer")
+def edge_answer(
+    ctx: typer.Context,
+    offer_id: Annotated[str, typer.Argument(help="The offer's id, from `frigo edge offers`.")],
+    answer: Annotated[Answer, typer.Argument(help="accept or dismiss")],
+) -> None:
+    """Accept or dismiss an offer; the answer goes to the cloud with the next events."""
+    import uuid
+
+    from edge.database import open_database
+    from edge.recorder import Recorder
+    from shared.clock import SystemClock
+
+    settings = ctx.obj
+    conn = open_database(settings.db_path)
+    try:
+        recorder = Recorder(conn, settings.device_id, SystemClock(), consent=settings.consent)
+        recorder.answer_offer(uuid.UUID(offer_id), "accepted" if answer is Answer.ACCEPT else "dismissed")
+    except (LookupError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    agent.start()
-    code = 0
-    try:
-        code = run_stdin(agent, drain_timeout=drain_timeout)
-    except KeyboardInterrupt:
-        typer.echo(f"stopping; {agent.outbox_depth()} events wait in the outbox for the next start", err=True)
     finally:
-        agent.stop()
-    raise typer.Exit(code)
+        conn.close()
+    typer.echo(f"offer {offer_id}: {'accepted' if answer is Answer.ACCEPT else 'dismissed'}")
+
+
+@edge_app.command("calibrate")
+def edge_calibrate(
+    ctx: typer.Context,
+    shelf_id: Annotated[str, typer.Argument(help="The shelf to calibrate, as named in sensors.shelves.")],
+    known_grams: Annotated[
+        float, typer.Option(min=1, help="Weight of the reference load you will use.")
+    ] = 1000,
+) -> None:
+    """Calibrate a weight shelf: tare it empty, then weigh a known load."""
+    from edge.calibration import CalibrationStore, calibrate
+    from edge.errors import SensorError
+    from edge.sensors.weight import Hx711Shelf
+
+    settings = ctx.obj
+    shelf = next((s for s in settings.sensors.shelves if s.shelf_id == shelf_id), None)
+    if shelf is None:
+        known = ", ".join(s.shelf_id for s in settings.sensors.shelves) or "none configured"
+        typer.echo(f"error: no shelf {shelf_id!r} in the settings (shelves: {known})", err=True)
+        raise typer.Exit(2)
+    try:
+        device = Hx711Shelf(shelf.shelf_id, shelf.dout_pin, shelf.sck_pin, scale=1.0, offset=0.0)
+        try:
+            result = calibrate(device.read_raw, known_grams, typer.echo, lambda: input())
+        finally:
+            device.close()
+    except SensorError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    CalibrationStore.in_data_dir(settings.data_dir).save(shelf_id, result)
+    typer.echo(f"shelf {shelf_id} calibrated: offset {result.offset:.1f}, scale {result.scale:.4f} counts/g")
 
 
 @app.command()

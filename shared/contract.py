@@ -12,7 +12,7 @@ from shared import messages
 
 # File name (without .schema.json) -> adapter of the payloads on that part of the wire.
 SCHEMAS: dict[str, TypeAdapter[Any]] = {
-    "event": messages.EVENT_ADAPTER,
+    "event": messages.EVENT_MESSAGE_ADAPTER,
     "command": messages.COMMAND_ADAPTER,
     "telemetry": messages.TELEMETRY_ADAPTER,
     "availability": messages.AVAILABILITY_ADAPTER,

@@ -9,8 +9,9 @@ no ``json.loads`` first.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import (
@@ -196,7 +197,37 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 StockEvent = ItemAdded | ItemConsumed | ItemOpened | ItemMoved | ItemDiscarded
+
+# Most events in one batch message: a backlog drains in batches, and 100 events of ~300 bytes
+# keep a message far below any broker's size limit.
+MAX_BATCH = 100
+
+
+class EventBatch(Message):
+    """Several events of one device in one message, as a backlog drains after an outage."""
+
+    type: Literal["event_batch"] = "event_batch"
+    device_id: DeviceId
+    events: tuple[Event, ...] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+EventMessage = Annotated[
+    ItemAdded
+    | ItemConsumed
+    | ItemOpened
+    | ItemMoved
+    | ItemDiscarded
+    | AlertRaised
+    | AlertCleared
+    | OfferAnswered
+    | ConfigApplied
+    | DataWiped
+    | OutboxPressure
+    | EventBatch,
+    Field(discriminator="type"),
+]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_MESSAGE_ADAPTER: TypeAdapter[EventMessage] = TypeAdapter(EventMessage)
 
 
 class TelemetryReported(Message):
@@ -345,6 +376,53 @@ def _reason(exc: ValidationError) -> str:
 def decode_event(raw: bytes | str) -> Event:
     """Decode an event payload, or raise :class:`InvalidMessage` saying why not."""
     return _decode(EVENT_ADAPTER, raw)
+
+
+def decode_events(raw: bytes | str) -> tuple[list[Event], list[str]]:
+    """Decode what a device publishes on its events topic: one event or a batch.
+
+    Return the valid events and, for what did not validate, the reasons. A batch with one bad
+    event still yields the others, so a device is never stuck resending a batch forever. A payload
+    that is no event at all raises :class:`InvalidMessage`.
+    """
+    try:
+        message = EVENT_MESSAGE_ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        reason = _reason(exc)
+        try:
+            document = json.loads(raw)
+        except ValueError:
+            raise InvalidMessage(reason) from None
+        if not (isinstance(document, dict) and document.get("type") == "event_batch"):
+            raise InvalidMessage(reason) from None
+        return _decode_batch_leniently(document, reason)
+    if isinstance(message, EventBatch):
+        if any(event.device_id != message.device_id for event in message.events):
+            raise InvalidMessage("events: a batch carries events of its own device only")
+        return list(message.events), []
+    return [message], []
+
+
+def _decode_batch_leniently(document: dict[str, Any], reason: str) -> tuple[list[Event], list[str]]:
+    items = document.get("events")
+    if not isinstance(items, list) or not items:
+        raise InvalidMessage(reason)
+    events: list[Event] = []
+    reasons: list[str] = []
+    for index, item in enumerate(items):
+        try:
+            events.append(EVENT_ADAPTER.validate_python(item))
+        except ValidationError as exc:
+            reasons.append(f"events.{index}: {_reason(exc)}")
+    return events, reasons
+
+
+def encode_batch(device_id: str, payloads: list[bytes]) -> bytes:
+    """Join already-encoded events of one device into an EventBatch payload, without re-encoding."""
+    if not 1 <= len(payloads) <= MAX_BATCH:
+        raise ValueError(f"a batch holds 1 to {MAX_BATCH} events, not {len(payloads)}")
+    head = b'{"schema_version":1,"type":"event_batch","device_id":"' + device_id.encode() + b'","events":['
+    return head + b",".join(payloads) + b"]}"
 
 
 def decode_command(raw: bytes | str) -> Command:

@@ -138,9 +138,12 @@ def run_network_loop(
                 client.reconnect()
             elif settings.protocol == "5":
                 client.connect(
-                    settings.host, settings.port, keepalive=settings.keepalive_s,
-                    clean_start=not persistent, properties=properties,
-                )  # fmt: skip
+                    settings.host,
+                    settings.port,
+                    keepalive=settings.keepalive_s,
+                    clean_start=not persistent,
+                    properties=properties,
+                )
             else:
                 client.connect(settings.host, settings.port, keepalive=settings.keepalive_s)
             connected_once = True

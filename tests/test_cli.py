@@ -84,7 +84,7 @@ def test_contract_export_writes_the_committed_schemas(tmp_path: Path) -> None:
 
 
 def test_edge_without_device_id_names_the_variable(tmp_path: Path) -> None:
-    result = frigo("edge", "--data-dir", str(tmp_path / "data"), cwd=tmp_path, stdin="+MILK\n")
+    result = frigo("edge", "--data-dir", str(tmp_path / "data"), cwd=tmp_path, stdin="+4006381333931\n")
 
     assert result.returncode == 2
     assert result.stdout == ""
@@ -98,7 +98,13 @@ def test_edge_without_device_id_names_the_variable(tmp_path: Path) -> None:
 
 def test_edge_with_invalid_device_id_says_why(tmp_path: Path) -> None:
     result = frigo(
-        "edge", "--device-id", "bad/id", "--data-dir", str(tmp_path / "data"), cwd=tmp_path, stdin="+MILK\n"
+        "edge",
+        "--device-id",
+        "bad/id",
+        "--data-dir",
+        str(tmp_path / "data"),
+        cwd=tmp_path,
+        stdin="+4006381333931\n",
     )
 
     assert result.returncode == 2
@@ -126,15 +132,16 @@ def test_edge_reports_bad_scanner_lines_and_keeps_reading(tmp_path: Path) -> Non
         "--drain-timeout",
         "1",
         cwd=tmp_path,
-        stdin="ab c\n# a comment\n+MILK\n-EGGS\n",
+        stdin="ab c\n# a comment\n+4006381333931\n-96385074\n",
     )
 
     # Nothing was acknowledged before the drain timeout: exit code 1.
     assert result.returncode == 1
-    assert result.stdout.splitlines() == ["ok seq=1 +1 MILK (now 1)"]
+    assert result.stdout.splitlines() == ["ok seq=1 +1 4006381333931 (now 1)"]
     assert result.stderr.splitlines() == [
-        "error: cannot read scan 'ab c': expected CODE, +CODE or -CODE with a code of 1-48 letters or digits",
-        "error: EGGS is not in the fridge: scan it in with +EGGS first",
+        "error: cannot read 'ab c': expected CODE, +CODE, -CODE, 'open CODE', 'discard CODE [reason]' "
+        "or 'move CODE LOCATION'",
+        "error: 96385074 is not in the fridge: scan it in with +96385074 first",
         "input ended; waiting for the cloud to acknowledge 1 events",
         "gave up waiting: 1 events stay in the outbox and go out on the next start",
     ]

@@ -118,8 +118,9 @@ class StdinScanner:
 
     def lines(self) -> Iterator[str]:
         """Yield each line without its line ending; end at end of stream or once closed."""
-        for line in self._stream:
-            if self._closed:
+        while not self._closed:
+            line = self._stream.readline()
+            if not line or self._closed:
                 return
             yield line.rstrip("\r\n")
 

@@ -224,7 +224,7 @@ def test_events_are_paged_in_storage_order(client: httpx.Client) -> None:
         "event_id": str(event_id("fridge-a", 3)),
         "device_id": "fridge-a",
         "seq": 3,
-        "type": "item_removed",
+        "type": "item_consumed",
         "code": "MILK",
         "quantity_delta": -1,
         "occurred_at": iso(T0 + timedelta(seconds=3)),

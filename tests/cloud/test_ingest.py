@@ -106,7 +106,7 @@ def count_events(engine: Engine) -> int:
         return int(conn.execute(select(func.count()).select_from(EVENTS)).scalar_one())
 
 
-def inventory(engine: Engine) -> dict[str, dict[str, int]]:
+def inventory(engine: Engine) -> dict[str, dict[str, float]]:
     """Return household -> code -> quantity, aggregated as the API does (quantity > 0 only)."""
     total = func.sum(EVENTS.c.quantity_delta)
     with engine.connect() as conn:
@@ -116,9 +116,9 @@ def inventory(engine: Engine) -> dict[str, dict[str, int]]:
             .group_by(EVENTS.c.household_id, EVENTS.c.code)
             .having(total > 0)
         ).all()
-    stock: dict[str, dict[str, int]] = {}
+    stock: dict[str, dict[str, float]] = {}
     for household_id, code, quantity in result:
-        stock.setdefault(str(household_id), {})[str(code)] = int(quantity)
+        stock.setdefault(str(household_id), {})[str(code)] = float(quantity)
     return stock
 
 
@@ -186,7 +186,7 @@ def test_removals_store_negative_deltas_and_received_at_comes_from_the_clock(har
         ).all()
     assert [(t, utc(o), utc(r)) for t, o, r, _ in stored] == [
         ("item_added", T0 + timedelta(seconds=1), T0 + timedelta(minutes=3)),
-        ("item_removed", T0 + timedelta(seconds=2), T0 + timedelta(minutes=3)),
+        ("item_consumed", T0 + timedelta(seconds=2), T0 + timedelta(minutes=3)),
     ]
     assert json.loads(stored[1][3]) == json.loads(encode(removed("f", 2, code="EGGS", quantity=2)))
     assert inventory(harness.engine) == {"hh-f": {"EGGS": 4}}
@@ -302,10 +302,11 @@ def test_random_redelivery_stores_each_event_exactly_once(
     finally:
         baseline_engine.dispose()
 
-    computed: dict[str, Counter[str]] = {}
+    computed: dict[str, dict[str, float]] = {}
     for e in events:
         sign = 1 if isinstance(e, ItemAdded) else -1
-        computed.setdefault(household_id_for(e.device_id), Counter())[e.code] += sign * e.quantity
+        stock = computed.setdefault(household_id_for(e.device_id), {})
+        stock[e.code] = stock.get(e.code, 0.0) + sign * e.quantity
     assert expected_stock == {
         hh: {code: q for code, q in stock.items() if q > 0} for hh, stock in computed.items()
     }

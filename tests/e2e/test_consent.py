@@ -79,7 +79,7 @@ def test_broker_subscriber_sees_no_consumption_detail_without_consent(
         device_id="private",
         data_dir=tmp_path / "agent",
         mqtt=mosquitto.mqtt(),
-        consent=ConsentSettings(share=frozenset(share)),  # type: ignore[arg-type]
+        consent=ConsentSettings(share=frozenset(share)),
     )
     clock = ManualClock(datetime(2026, 11, 23, 18, 30, 15, tzinfo=UTC))
     shelf = FakeShelf()

@@ -27,9 +27,19 @@ CONFIRMATION = re.compile(r"^ok seq=(\d+) ([+-])1 (\w+) ")
 
 def agent_command(data_dir: Path, port: int, drain_timeout: float) -> list[str]:
     return [
-        sys.executable, "-m", "frigo", "edge", "--device-id", DEVICE, "--data-dir", str(data_dir),
-        "--mqtt-port", str(port), "--drain-timeout", str(drain_timeout),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "frigo",
+        "edge",
+        "--device-id",
+        DEVICE,
+        "--data-dir",
+        str(data_dir),
+        "--mqtt-port",
+        str(port),
+        "--drain-timeout",
+        str(drain_timeout),
+    ]
 
 
 def feed(stdin: IO[str], rng: random.Random) -> None:
@@ -104,8 +114,12 @@ def run_with_kills(
     for _kill in range(kills):
         process = subprocess.Popen(
             agent_command(data_dir, mosquitto.port, drain_timeout=60),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr_log, text=True, bufsize=1,
-        )  # fmt: skip
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr_log,
+            text=True,
+            bufsize=1,
+        )
         assert process.stdin is not None
         assert process.stdout is not None
         feeder = threading.Thread(target=feed, args=(process.stdin, rng), daemon=True)
@@ -136,8 +150,11 @@ def run_with_kills(
     final = subprocess.run(
         agent_command(data_dir, mosquitto.port, drain_timeout=60),
         input="".join(f"+{rng.choice(CODES)}\n" for _ in range(remaining)),
-        capture_output=True, text=True, timeout=90, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
     assert final.returncode == 0, final.stderr
     for line in final.stdout.splitlines():
         match = CONFIRMATION.match(line)

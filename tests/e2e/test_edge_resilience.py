@@ -68,7 +68,8 @@ def test_broker_restarted_20_times_and_killed_5_times_during_10k_events(
     try:
         for index, sig in enumerate(disruptions):
             # Spread the disruptions over the stream: the next one once enough more is recorded.
-            wait_for(lambda: recorded >= (index + 1) * total // (len(disruptions) + 1), 60)
+            mark = (index + 1) * total // (len(disruptions) + 1)
+            wait_for(lambda mark=mark: recorded >= mark, 60)
             mosquitto.restart(sig)
         streamer.join(120)
         assert recorded == total

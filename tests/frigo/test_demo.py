@@ -22,11 +22,23 @@ def test_demo_shows_three_fridges_and_serves_their_inventory(tmp_path: Path) -> 
     mqtt_port, http_port = free_port(), free_port()
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "frigo", "demo", "--duration", "12", "--mqtt-port", str(mqtt_port),
-            "--http-port", str(http_port), "--data-dir", str(tmp_path),
+            sys.executable,
+            "-m",
+            "frigo",
+            "demo",
+            "--duration",
+            "12",
+            "--mqtt-port",
+            str(mqtt_port),
+            "--http-port",
+            str(http_port),
+            "--data-dir",
+            str(tmp_path),
         ],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         started = time.monotonic()
         inventories: dict[str, dict[str, Any]] = {}

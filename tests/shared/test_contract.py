@@ -40,7 +40,19 @@ def test_rendered_schemas_are_json_objects_ending_with_newline() -> None:
 def test_event_schema_is_discriminated_on_type() -> None:
     schema = json.loads(contract.render()["event.schema.json"])
     assert schema["discriminator"]["propertyName"] == "type"
-    assert set(schema["discriminator"]["mapping"]) == {"item_added", "item_removed"}
+    assert set(schema["discriminator"]["mapping"]) == {
+        "item_added",
+        "item_consumed",
+        "item_opened",
+        "item_moved",
+        "item_discarded",
+        "alert_raised",
+        "alert_cleared",
+        "offer_answered",
+        "config_applied",
+        "data_wiped",
+        "outbox_pressure",
+    }
 
 
 def test_export_writes_rendered_files(tmp_path: Path) -> None:

@@ -120,7 +120,12 @@ def test_encoded_event_fields() -> None:
         "seq": 7,
         "occurred_at": "2024-05-01T12:00:00Z",
         "code": "4006381333931",
-        "quantity": 2,
+        "lot_id": 3,
+        "quantity": 2.0,
+        "unit": "unit",
+        "location": "fridge",
+        "best_before": None,
+        "order_id": None,
     }
 
 
@@ -135,7 +140,8 @@ def test_defaults() -> None:
 @pytest.mark.parametrize(
     ("decoder", "payload"),
     [
-        (decode_event, _event_json(type="item_moved")),
+        # The type of the first contract version, replaced by item_consumed.
+        (decode_event, _event_json(type="item_removed")),
         (decode_event, _event_json(type="telemetry")),
         (decode_command, {"type": "reboot", "device_id": "fridge-1"}),
         (
@@ -218,9 +224,9 @@ def test_non_object_json_rejected() -> None:
 def test_reason_is_capped_at_three_errors() -> None:
     with pytest.raises(InvalidMessage) as info:
         decode_event(b'{"type": "item_added"}')
-    # event_id, device_id, seq, occurred_at and code are missing: three shown, two counted.
+    # event_id, device_id, seq, occurred_at, code and lot_id are missing: three shown, three counted.
     assert info.value.reason.count("Field required") == 3
-    assert info.value.reason.endswith("(+2 more)")
+    assert info.value.reason.endswith("(+3 more)")
 
 
 @pytest.mark.parametrize("seq", [0, -1])

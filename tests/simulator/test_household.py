@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from edge.scanner import parse_scan
+from edge.scanner import Scan, parse_scan
 from simulator.catalog import CATALOG, Product
 from simulator.household import VirtualHousehold
 
@@ -25,7 +25,8 @@ class FakeFridge:
 
     def apply(self, line: str) -> None:
         scan = parse_scan(line)
-        assert scan is not None, line
+        # A household puts things in and takes them out: only scans, never open/discard/move.
+        assert isinstance(scan, Scan), line
         assert scan.code in self.max_units, line
         if scan.delta < 0:
             assert self.counts[scan.code] > 0, f"{line}: removes a product the fridge does not hold"

@@ -35,7 +35,7 @@ def test_open_when_low_switch_to_3v3_with_pull_down(factory: MockFactory) -> Non
 
 def test_the_pin_is_reserved_until_closed(factory: MockFactory) -> None:
     door = GpioDoor(PIN, pin_factory=factory)
-    with pytest.raises(SensorError, match="door switch on GPIO pin 17: .*already in use"):
+    with pytest.raises(SensorError, match=r"door switch on GPIO pin 17: .*already in use"):
         GpioDoor(PIN, pin_factory=factory)
     door.close()
     with pytest.raises(SensorError, match="cannot read the door switch"):

@@ -23,12 +23,11 @@ from edge.sensors.thermometer import (
 PROBE = "28-01193a4f6d2c"
 
 
-def w1_slave(millidegrees: int, *, crc_ok: bool = True, scratchpad: str = "72 01 4b 46 7f ff 0e 10 57") -> str:
+def w1_slave(
+    millidegrees: int, *, crc_ok: bool = True, scratchpad: str = "72 01 4b 46 7f ff 0e 10 57"
+) -> str:
     """Return what the kernel's w1-therm driver prints for one conversion."""
-    return (
-        f"{scratchpad} : crc=57 {'YES' if crc_ok else 'NO'}\n"
-        f"{scratchpad} t={millidegrees}\n"
-    )
+    return f"{scratchpad} : crc=57 {'YES' if crc_ok else 'NO'}\n{scratchpad} t={millidegrees}\n"
 
 
 def add_probe(base: Path, probe: str, text: str | None = None) -> Path:
@@ -134,7 +133,9 @@ def test_no_probe_is_an_error_naming_the_folder(tmp_path: Path) -> None:
 def test_several_probes_are_an_error_listing_them(tmp_path: Path) -> None:
     add_probe(tmp_path, "28-0000000000bb", w1_slave(1000))
     add_probe(tmp_path, "28-0000000000aa", w1_slave(2000))
-    with pytest.raises(SensorError, match=r"2 DS18B20 probes .*\(28-0000000000aa, 28-0000000000bb\): say which"):
+    with pytest.raises(
+        SensorError, match=r"2 DS18B20 probes .*\(28-0000000000aa, 28-0000000000bb\): say which"
+    ):
         Ds18b20Thermometer(base=tmp_path)
     assert find_probes(tmp_path) == ["28-0000000000aa", "28-0000000000bb"]
     assert Ds18b20Thermometer("28-0000000000bb", base=tmp_path).read_celsius() == 1.0
