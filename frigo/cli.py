@@ -308,7 +308,7 @@ def edge_calibrate(
 ) -> None:
     """Calibrate a weight shelf: tare it empty, then weigh a known load."""
     from edge.calibration import CalibrationStore, calibrate
-    from edge.errors import SensorError
+    from edge.errors import EdgeError
     from edge.sensors.weight import Hx711Shelf
 
     settings = ctx.obj
@@ -320,13 +320,13 @@ def edge_calibrate(
     try:
         device = Hx711Shelf(shelf.shelf_id, shelf.dout_pin, shelf.sck_pin, scale=1.0, offset=0.0)
         try:
-            result = calibrate(device.read_raw, known_grams, typer.echo, lambda: input())
+            result = calibrate(device.read_raw, known_grams, typer.echo, input)
         finally:
             device.close()
-    except SensorError as exc:
+        CalibrationStore.in_data_dir(settings.data_dir).save(shelf_id, result)
+    except EdgeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    CalibrationStore.in_data_dir(settings.data_dir).save(shelf_id, result)
     typer.echo(f"shelf {shelf_id} calibrated: offset {result.offset:.1f}, scale {result.scale:.4f} counts/g")
 
 

@@ -10,6 +10,7 @@ import logging
 import random
 import ssl
 import threading
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 # One network-loop iteration waits at most this long for socket activity: how quickly a stop
 # request is noticed by the network thread.
 LOOP_TIMEOUT_S = 0.2
+# Longest a stopping client waits for its DISCONNECT to leave.
+DISCONNECT_WAIT_S = 1.0
 # Paho's default of 20 unacknowledged QoS 1 publishes caps throughput on links with latency.
 MAX_INFLIGHT = 100
 
@@ -164,7 +167,8 @@ def run_network_loop(
         stop.wait(backoff.next_delay())
     if client.is_connected():
         client.disconnect()
-        # Let the DISCONNECT (and any last publish) leave before the socket closes.
-        for _ in range(5):
+        # Serve the socket until paho has written the DISCONNECT and closed it (about one loop).
+        deadline = time.monotonic() + DISCONNECT_WAIT_S
+        while client.socket() is not None and time.monotonic() < deadline:
             if client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
                 break

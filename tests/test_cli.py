@@ -14,7 +14,9 @@ from tests.support.services import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRACT_DIR = REPO / "docs" / "contract"
-COMMANDS = ["demo", "broker", "cloud", "edge", "sim", "contract"]
+# As `frigo --help` lists them: commands, then the groups of subcommands.
+COMMANDS = ["demo", "broker", "cloud", "sim", "contract", "edge"]
+HINT = "(set --device-id or FRIGO_EDGE_DEVICE_ID, or pass --config)\n"
 SCHEMA_FILES = [
     "availability.schema.json",
     "command.schema.json",
@@ -89,9 +91,10 @@ def test_edge_without_device_id_names_the_variable(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith(
-        "error: invalid edge settings (set --device-id or FRIGO_EDGE_DEVICE_ID):\n"
+        "error: invalid edge settings (from the environment):\n"
         "1 validation error for EdgeSettings\ndevice_id\n  Field required"
     )
+    assert result.stderr.endswith(HINT)
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists()
 
@@ -110,8 +113,10 @@ def test_edge_with_invalid_device_id_says_why(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith(
-        "error: invalid edge settings (set --device-id or FRIGO_EDGE_DEVICE_ID):\n"
+        "error: invalid edge settings (from the environment):\n"
+        "1 validation error for EdgeSettings\ndevice_id\n"
     )
+    assert result.stderr.endswith(HINT)
     assert (
         "invalid device id 'bad/id': use 1-64 letters, digits, '-' or '_', starting with a letter or digit"
     ) in result.stderr

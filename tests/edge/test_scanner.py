@@ -77,7 +77,7 @@ def test_wrong_length_says_how_many_digits(code: str) -> None:
         "400638133393X",
         "a",
         "café",
-        "１２３４５６７８",  # full-width digits  # noqa: RUF001
+        "１２３４５６７８",  # full-width digits
         "٤٠٠٦٣٨١٣٣٣٩٣١",  # Arabic-Indic digits
         "4006381333931\x00",
         "12.5",
