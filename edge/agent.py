@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -104,6 +105,7 @@ class Agent:
             consent=settings.consent,
             capacity=settings.outbox_capacity,
         )
+        self._rules_settings = settings.rules
         self.rules = Rules(_rules_config(settings.rules))
         self.tracker = ShelfTracker(
             ConsumptionConfig(return_window=timedelta(seconds=settings.sensors.return_window_s))
@@ -126,7 +128,11 @@ class Agent:
         self._next_rules: datetime | None = None
         self._next_telemetry: datetime | None = None
         self._was_connected: bool | None = None
+        self._alerts_restored = False
         self._stop = threading.Event()
+        stored = self.recorder.remote_config()
+        if stored is not None and (error := self._configure(json.loads(stored))) is not None:
+            log.warning("ignoring the stored remote configuration: %s", error)
         self._threads: list[threading.Thread] = []
 
     @property
@@ -157,6 +163,8 @@ class Agent:
         for thread in self._threads:
             thread.join(5)
         self.uplink.stop()
+        self._was_connected = None
+        self._note_connection(connected=False)
         self._conn.close()
 
     def __enter__(self) -> Agent:
@@ -259,6 +267,19 @@ class Agent:
                 )
             )
         result = self.rules.evaluate(views, now)
+        if not self._alerts_restored:
+            # After a restart the rules start afresh: reconcile with the alerts stored before.
+            self._alerts_restored = True
+            stored = {(kind, subject) for kind, subject, _detail, _since in self.recorder.active_alerts()}
+            active = {(alert.kind, alert.subject): alert for alert in result.active}
+            for kind, subject in stored - active.keys():
+                self.recorder.alert_cleared(kind, subject)  # type: ignore[arg-type]
+            for key in active.keys() - stored:
+                alert = active[key]
+                self.recorder.alert_raised(
+                    alert.kind, alert.subject, alert.detail, alert.since, alert.perishable_codes
+                )
+            return
         for alert in result.cleared:
             self.recorder.alert_cleared(alert.kind, alert.subject)
         for alert in result.raised:
@@ -271,15 +292,16 @@ class Agent:
             TelemetryReported(
                 device_id=self.device_id,
                 occurred_at=now,
-                outbox_depth=self.recorder.depth(),
+                outbox_depth=self.recorder.outbox.depth(),
                 uptime_s=max((now - self._started_at).total_seconds(), 0.0),
                 temperatures_c=dict(self._temperatures),
                 door_open=self._door_open,
             )
         )
 
-    def _note_connection(self) -> None:
-        connected = self.uplink.connected
+    def _note_connection(self, connected: bool | None = None) -> None:
+        """Keep the connection state in the database, for `frigo edge status` in another process."""
+        connected = self.uplink.connected if connected is None else connected
         if connected != self._was_connected:
             self._was_connected = connected
             with transaction(self._conn):
@@ -333,7 +355,7 @@ class Agent:
             if desired.version <= self.recorder.applied_config_version():
                 return
             error = self._configure(desired.settings)
-            self.recorder.config_applied(desired.version, error)
+            self.recorder.config_applied(desired.version, error, json.dumps(desired.settings))
         self.uplink.notify()
 
     def _configure(self, values: dict[str, Any]) -> str | None:
@@ -341,16 +363,20 @@ class Agent:
         if unknown:
             return f"settings not configurable remotely: {', '.join(sorted(unknown))}"
         try:
+            # A partial update changes only the keys it names.
             consent = ConsentSettings.model_validate(
-                values.get("consent", self.recorder.consent.model_dump())
+                {**self.recorder.consent.model_dump(), **values.get("consent", {})}
             )
-            rules = RulesSettings.model_validate(values.get("rules", self.settings.rules.model_dump()))
+            rules = RulesSettings.model_validate(
+                {**self._rules_settings.model_dump(), **values.get("rules", {})}
+            )
             interval = float(values.get("telemetry_interval_s", self._telemetry_interval_s))
             if interval <= 0:
                 raise ValueError("telemetry_interval_s must be above 0")
         except (ValidationError, ValueError, TypeError) as exc:
             return str(exc)[:1000]
         self.recorder.consent = consent
+        self._rules_settings = rules
         self.rules.configure(_rules_config(rules))
         self._telemetry_interval_s = interval
         return None
@@ -434,12 +460,18 @@ def run_stdin(
     for line in lines:
         try:
             events = agent.scan(line)
-        except (EdgeError, LookupError) as exc:
+        except EdgeError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             continue
         for event in events:
             code = getattr(event, "code", None)
             print(describe(event, agent.quantity(code) if code else 0), file=out, flush=True)
+        if not events and line.strip() and not line.lstrip().startswith("#"):
+            print(
+                "ok: recorded here; nothing sent (consent, or a full outbox: see `frigo edge status`)",
+                file=out,
+                flush=True,
+            )
     depth = agent.outbox_depth()
     if depth:
         print(

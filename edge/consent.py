@@ -38,7 +38,7 @@ ALL_CATEGORIES: frozenset[Category] = frozenset({"inventory", "consumption_detai
 class ConsentSettings(BaseModel):
     """The data categories this household lets leave the fridge."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     # Privacy by default: the detail of how food is used stays home unless the household opts in.
     share: frozenset[Category] = Field(

@@ -76,6 +76,11 @@ CREATE TABLE IF NOT EXISTS orders (
     expected_delivery TEXT,
     updated_at        TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS remote_config (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    version  INTEGER NOT NULL,
+    settings TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS order_lines (
     order_id TEXT NOT NULL REFERENCES orders (order_id) ON DELETE CASCADE,
     code     TEXT NOT NULL,

@@ -5,6 +5,7 @@ FrigoError
     ├── ConfigError (ValueError)     settings that cannot work
     ├── ScanError (ValueError)       a scanner line that is not in the grammar
     ├── NotInFridge (LookupError)    removing something the fridge does not hold
+    ├── NothingToDo (LookupError)    opening what is open, moving what is there already
     ├── StorageError (OSError)       the local database cannot be opened or written
     └── SensorError (OSError)        a sensor that cannot be read
 """
@@ -40,3 +41,7 @@ class SensorError(EdgeError, OSError):
 
 class ConfigError(EdgeError, ValueError):
     """Settings that cannot work; the message says which and where they came from."""
+
+
+class NothingToDo(EdgeError, LookupError):
+    """An action with nothing left to act on: every lot is open already, or already there."""

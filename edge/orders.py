@@ -30,6 +30,12 @@ class Orders:
                 now.isoformat(),
             ),
         )
+        if order.lines:
+            placeholders = ", ".join("?" for _ in order.lines)
+            self._conn.execute(
+                f"DELETE FROM order_lines WHERE order_id = ? AND code NOT IN ({placeholders})",
+                (str(order.order_id), *(line.code for line in order.lines)),
+            )
         for line in order.lines:
             self._conn.execute(
                 "INSERT INTO order_lines (order_id, code, quantity) VALUES (?, ?, ?) "

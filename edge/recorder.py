@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 from edge.consent import ConsentSettings, category_of
 from edge.database import transaction
-from edge.errors import NotInFridge
+from edge.errors import NothingToDo, NotInFridge
 from edge.inventory import Inventory, Lot, due_after_opening
 from edge.offers import Offers
 from edge.orders import Orders
@@ -92,11 +92,15 @@ class Recorder:
                 return self.move(code, location)
         raise AssertionError(f"unhandled action {action!r}")
 
-    def add(self, code: str, quantity: float = 1) -> list[Event]:
-        """Put a new lot of ``code`` into the fridge, reconciling an expected delivery."""
+    def add(self, code: str, quantity: float | None = None) -> list[Event]:
+        """Put a new lot of ``code`` (one pack unless ``quantity`` says) into the fridge.
+
+        A scan-in that matches a line of an order on its way reconciles it.
+        """
         with transaction(self._conn):
             now = self._clock.now()
             product = self.inventory.product(code)
+            quantity = self._pack(code) if quantity is None else quantity
             best_before = (
                 now.date() + timedelta(days=product.shelf_life_days)
                 if product.shelf_life_days is not None
@@ -118,24 +122,29 @@ class Recorder:
             )
         return [event] if event else []
 
-    def consume(self, code: str, quantity: float = 1) -> list[Event]:
-        """Use ``quantity`` of ``code``, from lots in consumption order (opened, due, first in).
+    def consume(self, code: str, units: int = 1) -> list[Event]:
+        """Take ``units`` units of ``code`` out and use them, each from the first lot in consumption
+        order (opened, then earliest due, then first in).
 
-        A unit scanned out of a lot the shelves saw partly used takes what is left of it.
+        One unit is one pack; a lot holding less than a pack (the shelves saw it partly used) is
+        finished by one unit's scan, rather than taking the rest from the next lot.
         """
         with transaction(self._conn):
-            lots = self.inventory.lots_of(code)
-            if not lots:
+            if not self.inventory.lots_of(code):
                 raise NotInFridge(code)
+            pack = self._pack(code)
             events: list[Event] = []
-            remaining = quantity
-            for lot in lots:
-                if remaining <= EPSILON:
+            for _ in range(units):
+                lots = self.inventory.lots_of(code)
+                if not lots:
                     break
-                taken = min(lot.quantity, remaining)
-                remaining -= taken
-                events += self._consume_lot(lot, taken, "scan")
+                events += self._consume_lot(lots[0], min(lots[0].quantity, pack), "scan")
         return events
+
+    def _pack(self, code: str) -> float:
+        """Return one unit of ``code`` in its lots' unit: 1, or a pack's grams or millilitres."""
+        product = self.inventory.product(code)
+        return product.unit_grams if product.unit != "unit" and product.unit_grams else 1.0
 
     def consume_lot(self, lot_id: int, quantity: float) -> list[Event]:
         """Use part of one lot, as a weight shelf measured it."""
@@ -171,9 +180,10 @@ class Recorder:
     def open(self, code: str) -> list[Event]:
         """Open the next unopened lot of ``code``; its due date shortens."""
         with transaction(self._conn):
-            lot = next((lot for lot in self.inventory.lots_of(code) if lot.opened_at is None), None)
+            lots = self.inventory.lots_of(code)
+            lot = next((lot for lot in lots if lot.opened_at is None), None)
             if lot is None:
-                raise NotInFridge(code)
+                raise NotInFridge(code) if not lots else NothingToDo(f"every lot of {code} is open already")
             now = self._clock.now()
             due = due_after_opening(self.inventory.product(code), lot, now.date())
             self.inventory.open(lot.id, now, due)
@@ -183,9 +193,14 @@ class Recorder:
     def move(self, code: str, location: Location) -> list[Event]:
         """Move the next lot of ``code`` that is elsewhere to ``location``."""
         with transaction(self._conn):
-            lot = next((lot for lot in self.inventory.lots_of(code) if lot.location != location), None)
+            lots = self.inventory.lots_of(code)
+            lot = next((lot for lot in lots if lot.location != location), None)
             if lot is None:
-                raise NotInFridge(code)
+                raise (
+                    NotInFridge(code)
+                    if not lots
+                    else NothingToDo(f"every lot of {code} is in the {location}")
+                )
             self.inventory.move(lot.id, location)
             event = self._emit(
                 ItemMoved, code=code, lot_id=lot.id, from_location=lot.location, to_location=location
@@ -199,10 +214,27 @@ class Recorder:
             lot = next((lot for lot in lots if lot_id is None or lot.id == lot_id), None)
             if lot is None:
                 raise NotInFridge(code)
+            events = self._report_withheld(lot)
             self.inventory.take(lot.id, lot.quantity)
             event = self._emit(
                 ItemDiscarded, code=code, lot_id=lot.id, quantity=lot.quantity, unit=lot.unit, reason=reason
             )
+        return events + ([event] if event else [])
+
+    def _report_withheld(self, lot: Lot) -> list[Event]:
+        """Report use held back under consent before the lot leaves by another way (thrown away)."""
+        if lot.withheld <= EPSILON:
+            return []
+        self.inventory.release_withheld(lot.id)
+        event = self._emit(
+            ItemConsumed,
+            code=lot.code,
+            lot_id=lot.id,
+            quantity=lot.withheld,
+            unit=lot.unit,
+            source="weight",
+            occurred_at=datetime.combine(self._clock.now().date(), time(), UTC),
+        )
         return [event] if event else []
 
     # everything else that becomes an event ------------------------------------------------------
@@ -249,9 +281,14 @@ class Recorder:
             self.offers.answer(offer_id, answer)
             return self._emit(OfferAnswered, offer_id=offer_id, answer=answer)
 
-    def config_applied(self, version: int, error: str | None) -> Event | None:
-        """Report the outcome of a desired configuration."""
+    def config_applied(self, version: int, error: str | None, settings: str | None = None) -> Event | None:
+        """Report the outcome of a desired configuration; keep applied ``settings`` (JSON) for restarts."""
         with transaction(self._conn):
+            if error is None and settings is not None:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO remote_config (id, version, settings) VALUES (1, ?, ?)",
+                    (version, settings),
+                )
             self._conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('config_version', ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -260,6 +297,11 @@ class Recorder:
             return self._emit(
                 ConfigApplied, version=version, status="rejected" if error else "applied", error=error
             )
+
+    def remote_config(self) -> str | None:
+        """Return the last applied desired configuration's settings (JSON), if any."""
+        row = self._conn.execute("SELECT settings FROM remote_config WHERE id = 1").fetchone()
+        return str(row[0]) if row else None
 
     def applied_config_version(self) -> int:
         """Return the last desired-configuration version handled (0 if none)."""
@@ -281,7 +323,7 @@ class Recorder:
         if not self.consent.allows("telemetry"):
             return False
         with transaction(self._conn):
-            if not self._make_room():
+            if not self._make_room(for_event=False):
                 return False
             self.telemetry.add(encode(sample), self._clock.now())
         return True
@@ -308,8 +350,8 @@ class Recorder:
             self._set_meta("pressure_level", 0)
             return self._pressure_event("recovered")
 
-    def _make_room(self) -> bool:
-        """Ensure one more row fits, coalescing telemetry first; False if an event must be dropped."""
+    def _make_room(self, *, for_event: bool = True) -> bool:
+        """Ensure one more row fits, coalescing telemetry first; False if the row must be dropped."""
         depth = self.depth()
         if depth >= WARNING_FILL * self.capacity and self._meta("pressure_level") == 0:
             self._set_meta("pressure_level", 1)
@@ -321,6 +363,10 @@ class Recorder:
             self._set_meta("coalesced_telemetry", self._meta("coalesced_telemetry") + thinned)
             if self.depth() < self.capacity:
                 return True
+        if not for_event:
+            # A sample with no room left is one more coalesced away; events are what count as drops.
+            self._set_meta("coalesced_telemetry", self._meta("coalesced_telemetry") + 1)
+            return False
         self._set_meta("dropped_events", self._meta("dropped_events") + 1)
         if self._meta("pressure_level") < 2:
             self._set_meta("pressure_level", 2)

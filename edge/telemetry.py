@@ -41,10 +41,13 @@ class TelemetryBuffer:
 
     def thin(self) -> int:
         """Drop every other sample of the older half; return how many went."""
-        half = self.depth() // 2
+        half = max(self.depth() // 2, 1)
+        # Every other row by position (1st, 3rd, ...) of the older half: ids have gaps.
         cursor = self._conn.execute(
-            "DELETE FROM telemetry WHERE id IN (SELECT id FROM telemetry ORDER BY id LIMIT ?) AND id % 2 = 0",
-            (max(half, 1),),
+            "DELETE FROM telemetry WHERE id IN (SELECT id FROM "
+            "(SELECT id, row_number() OVER (ORDER BY id) AS n FROM telemetry ORDER BY id LIMIT ?) "
+            "WHERE n % 2 = 1)",
+            (half,),
         )
         return cursor.rowcount
 

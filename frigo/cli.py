@@ -9,16 +9,20 @@ import threading
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from shared.mqtt import MqttSettings
 
+if TYPE_CHECKING:
+    from edge.settings import EdgeSettings
+
 app = typer.Typer(
     help="Frigo: open-source software for smart fridges. Run `frigo demo` to see the whole loop.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 contract_app = typer.Typer(help="The wire contract between fridges and cloud.", no_args_is_help=True)
 app.add_typer(contract_app, name="contract")
@@ -146,7 +150,7 @@ def cloud(
     service.stop()
 
 
-edge_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+edge_app = typer.Typer(invoke_without_command=True, no_args_is_help=False, rich_markup_mode="markdown")
 app.add_typer(edge_app, name="edge")
 
 
@@ -170,30 +174,37 @@ def edge(
 ) -> None:
     """Run the fridge agent (without a subcommand), or inspect it (status, offers, answer, calibrate).
 
-    With the default `sensors.scanner = "stdin"`, one line per scan is read from standard input:
-    CODE or +CODE puts one unit in, -CODE takes one out, `open CODE`, `discard CODE [expired|spoiled|other]`
-    and `move CODE fridge|freezer|door` record the rest (CODE: a GTIN-8/12/13/14 with its check
-    digit). Blank lines and lines starting with # are ignored. Each recorded event prints
-    "ok seq=N ..."; at end of input the agent waits until the cloud has acknowledged every event.
-    Settings come from --config (see deploy/frigo-edge.toml), FRIGO_EDGE_* variables and these options.
+    With the default sensors.scanner = "stdin", standard input is the scanner, one line per action:
+    CODE or +CODE puts one unit in; -CODE takes one out; "open CODE"; "discard CODE REASON" (expired,
+    spoiled or other); "move CODE LOCATION" (fridge, freezer or door). CODE is a GTIN-8/12/13/14 with
+    its check digit. Each recorded event prints "ok seq=N ..."; at end of input the agent waits until
+    the cloud has acknowledged every event.
+
+    Settings come from --config (see deploy/frigo-edge.toml), then FRIGO_EDGE_* variables, then these
+    options.
     """
+    mqtt: dict[str, object] = {k: v for k, v in (("host", mqtt_host), ("port", mqtt_port)) if v is not None}
+    if mqtt_protocol is not None:
+        mqtt["protocol"] = mqtt_protocol.value
+    ctx.obj = {"config": config, "device_id": device_id, "data_dir": data_dir, "mqtt": mqtt or None}
+    if ctx.invoked_subcommand is not None:
+        return  # subcommands load the settings themselves, so their --help works without any
+    from edge.service import run
+
+    raise typer.Exit(run(_edge_settings(ctx), drain_timeout))
+
+
+def _edge_settings(ctx: typer.Context) -> EdgeSettings:
+    """Load the edge settings from the options given to `frigo edge`, or exit with a clear error."""
     from edge.errors import ConfigError
     from edge.settings import load_settings
 
-    mqtt = {k: v for k, v in (("host", mqtt_host), ("port", mqtt_port)) if v is not None}
-    if mqtt_protocol is not None:
-        mqtt["protocol"] = mqtt_protocol.value
+    options = dict(ctx.obj)
     try:
-        settings = load_settings(config, device_id=device_id, data_dir=data_dir, mqtt=mqtt or None)
+        return load_settings(options.pop("config"), **options)
     except ConfigError as exc:
         typer.echo(f"error: {exc}\n(set --device-id or FRIGO_EDGE_DEVICE_ID, or pass --config)", err=True)
         raise typer.Exit(2) from None
-    ctx.obj = settings
-    if ctx.invoked_subcommand is not None:
-        return
-    from edge.service import run
-
-    raise typer.Exit(run(settings, drain_timeout))
 
 
 @edge_app.command("status")
@@ -204,7 +215,7 @@ def edge_status(ctx: typer.Context) -> None:
 
     from edge.agent import read_status
 
-    status = read_status(ctx.obj)
+    status = read_status(_edge_settings(ctx))
     console = Console()
     console.print(
         f"[bold]{status.device_id}[/]: {'connected' if status.connected else 'not connected'}; "
@@ -252,7 +263,7 @@ def edge_offers(ctx: typer.Context) -> None:
     from edge.offers import Offers
     from shared.clock import SystemClock
 
-    conn = open_database(ctx.obj.db_path)
+    conn = open_database(_edge_settings(ctx).db_path)
     try:
         offers = Offers(conn).current(SystemClock().now())
     finally:
@@ -285,7 +296,7 @@ def edge_answer(
     from edge.recorder import Recorder
     from shared.clock import SystemClock
 
-    settings = ctx.obj
+    settings = _edge_settings(ctx)
     conn = open_database(settings.db_path)
     try:
         recorder = Recorder(conn, settings.device_id, SystemClock(), consent=settings.consent)
@@ -311,7 +322,7 @@ def edge_calibrate(
     from edge.errors import EdgeError
     from edge.sensors.weight import Hx711Shelf
 
-    settings = ctx.obj
+    settings = _edge_settings(ctx)
     shelf = next((s for s in settings.sensors.shelves if s.shelf_id == shelf_id), None)
     if shelf is None:
         known = ", ".join(s.shelf_id for s in settings.sensors.shelves) or "none configured"

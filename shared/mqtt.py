@@ -37,7 +37,7 @@ MAX_INFLIGHT = 100
 class MqttSettings(BaseModel):
     """Where and how to reach the MQTT broker."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
