@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from edge.consent import ALL_CATEGORIES, Category, ConsentSettings
 from edge.database import BUSY_TIMEOUT_MS, SCHEMA_VERSION, open_database, transaction
-from edge.errors import EdgeError, NotInFridge, StorageError
+from edge.errors import EdgeError, NothingToDo, NotInFridge, StorageError
 from edge.inventory import Inventory, Lot
 from edge.outbox import Outbox
 from edge.recorder import Recorder
@@ -163,6 +163,7 @@ def test_open_database_creates_parent_dir_and_every_table(db_path: Path, conn: s
         "offers",
         "orders",
         "order_lines",
+        "remote_config",
         "sqlite_sequence",  # AUTOINCREMENT: lot ids are never reused
     }
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
@@ -350,7 +351,7 @@ def test_then_the_first_in(recorder: Recorder, conn: sqlite3.Connection) -> None
     assert [consumed_lot(recorder, EGGS) for _ in range(2)] == [opened_a, opened_b]
 
 
-def test_a_scan_out_spreads_over_lots_when_one_has_a_fraction_left(
+def test_a_scan_out_finishes_a_lot_with_a_fraction_left_and_leaves_the_next_whole(
     detailed: Recorder, clock: ManualClock
 ) -> None:
     detailed.add(MILK)
@@ -360,21 +361,37 @@ def test_a_scan_out_spreads_over_lots_when_one_has_a_fraction_left(
     assert isinstance(poured, ItemConsumed)
     assert (poured.lot_id, poured.quantity, poured.source) == (1, 0.75, "weight")
 
-    first, second = detailed.consume(MILK)
-    assert isinstance(first, ItemConsumed)
-    assert isinstance(second, ItemConsumed)
-    assert (first.lot_id, first.quantity, first.source) == (1, 0.25, "scan")
-    assert (second.lot_id, second.quantity, second.source) == (2, 0.75, "scan")
-    assert (first.seq, second.seq) == (5, 6)
+    # One unit scanned out of what the shelves saw partly used takes what is left of that lot only.
+    (rest,) = detailed.consume(MILK)
+    assert isinstance(rest, ItemConsumed)
+    assert (rest.seq, rest.lot_id, rest.quantity, rest.source) == (5, 1, 0.25, "scan")
     emptied = detailed.inventory.lot(1)
     assert emptied is not None
     assert (emptied.quantity, emptied.withheld) == (0.0, 0.0)
-    assert [(lot.id, lot.quantity) for lot in detailed.inventory.lots_of(MILK)] == [(2, 0.25)]
+    assert [(lot.id, lot.quantity) for lot in detailed.inventory.lots_of(MILK)] == [(2, 1.0)]
 
-    # A unit scanned out of what the shelves saw partly used takes what is left.
-    (rest,) = detailed.consume(MILK)
-    assert isinstance(rest, ItemConsumed)
-    assert (rest.lot_id, rest.quantity) == (2, 0.25)
+    (whole,) = detailed.consume(MILK)
+    assert isinstance(whole, ItemConsumed)
+    assert (whole.seq, whole.lot_id, whole.quantity, whole.source) == (6, 2, 1.0, "scan")
+    assert detailed.inventory.snapshot() == {}
+
+
+def test_each_unit_of_a_multi_unit_scan_out_takes_from_the_first_lot(detailed: Recorder) -> None:
+    for _ in range(3):
+        detailed.add(MILK)
+    detailed.consume_lot(1, 0.5)
+    events = detailed.consume(MILK, 2)
+    # The first unit finishes the half-used lot; the second takes a whole pack from the next.
+    assert [(e.seq, e.lot_id, e.quantity, e.source) for e in events if isinstance(e, ItemConsumed)] == [
+        (5, 1, 0.5, "scan"),
+        (6, 2, 1.0, "scan"),
+    ]
+    assert len(events) == 2
+    assert [(lot.id, lot.quantity) for lot in detailed.inventory.lots_of(MILK)] == [(3, 1.0)]
+    # More units than the fridge holds: what there is, and no error for the rest.
+    (last,) = detailed.consume(MILK, 5)
+    assert isinstance(last, ItemConsumed)
+    assert (last.seq, last.lot_id, last.quantity) == (7, 3, 1.0)
     assert detailed.inventory.snapshot() == {}
 
 
@@ -442,7 +459,7 @@ def test_open_shortens_best_before(detailed: Recorder, conn: sqlite3.Connection,
     (again,) = detailed.open(MILK)
     assert isinstance(again, ItemOpened)
     assert again.lot_id == 2
-    with pytest.raises(NotInFridge):
+    with pytest.raises(NothingToDo, match=f"^every lot of {MILK} is open already$"):
         detailed.open(MILK)
     assert detailed.outbox.last_seq() == 4
 
@@ -497,7 +514,7 @@ def test_move(recorder: Recorder, clock: ManualClock) -> None:
     (second,) = recorder.move(MILK, "freezer")
     assert isinstance(second, ItemMoved)
     assert second.lot_id == 2
-    with pytest.raises(NotInFridge):
+    with pytest.raises(NothingToDo, match=f"^every lot of {MILK} is in the freezer$"):
         recorder.move(MILK, "freezer")
     (back,) = recorder.move(MILK, "door")
     assert isinstance(back, ItemMoved)
@@ -621,7 +638,7 @@ def test_every_payload_decodes_to_the_returned_event(
     step(detailed.add(EGGS))
     step(detailed.open(MILK))
     step(detailed.consume_lot(1, 0.5))
-    step(detailed.consume(MILK))
+    step(detailed.consume(MILK))  # finishes lot 1: the half the shelf left
     step(detailed.move(EGGS, "door"))
     step(detailed.discard(MILK, "expired"))
     step(detailed.alert_raised("expiring", "lot:3", "Eggs are due", MIDNIGHT, (EGGS,)))
@@ -638,7 +655,6 @@ def test_every_payload_decodes_to_the_returned_event(
         ItemOpened,
         ItemConsumed,
         ItemConsumed,
-        ItemConsumed,
         ItemMoved,
         ItemDiscarded,
         AlertRaised,
@@ -647,14 +663,14 @@ def test_every_payload_decodes_to_the_returned_event(
         ConfigApplied,
         DataWiped,
     ]
-    assert [e.seq for e in returned] == list(range(1, 15))
-    assert len({e.event_id for e in returned}) == 14
+    assert [e.seq for e in returned] == list(range(1, 14))
+    assert len({e.event_id for e in returned}) == 13
     assert all(e.device_id == DEVICE for e in returned)
     # The wipe discarded every unsent event: only its own report is left.
     assert outbox(detailed) == returned[-1:]
     wiped = returned[-1]
     assert isinstance(wiped, DataWiped)
-    assert wiped.discarded == ((1, 13),)
+    assert wiped.discarded == ((1, 12),)
 
 
 def test_payloads_decode_to_the_returned_events_and_keep_created_at(
@@ -664,14 +680,21 @@ def test_payloads_decode_to_the_returned_events_and_keep_created_at(
     returned += detailed.add(MILK)
     clock.advance(timedelta(seconds=90))
     returned += detailed.add(MILK)
+    returned += detailed.add(MILK)
     returned += detailed.open(MILK)
     returned += detailed.consume_lot(1, 0.25)
-    returned += detailed.consume(MILK, 1.25)  # 0.75 of lot 1, 0.5 of lot 2
+    returned += detailed.consume(MILK, 2)  # the 0.75 left of lot 1, then all of lot 2
     returned += detailed.move(MILK, "freezer")
     returned += detailed.discard(MILK, "spoiled")
     assert [type(e) for e in returned] == [
-        ItemAdded, ItemAdded, ItemOpened, ItemConsumed, ItemConsumed, ItemConsumed, ItemMoved, ItemDiscarded,
+        ItemAdded, ItemAdded, ItemAdded, ItemOpened, ItemConsumed, ItemConsumed, ItemConsumed, ItemMoved,
+        ItemDiscarded,
     ]  # fmt: skip
+    assert [(e.lot_id, e.quantity) for e in returned if isinstance(e, ItemConsumed)] == [
+        (1, 0.25),
+        (1, 0.75),
+        (2, 1.0),
+    ]
     assert outbox(detailed) == returned
     assert [e.seq for e in returned] == list(range(1, len(returned) + 1))
     created = [row[0] for row in conn.execute("SELECT created_at FROM outbox ORDER BY seq")]
@@ -749,15 +772,35 @@ def test_withheld_weight_use_is_added_to_the_scan_that_finishes_the_lot(recorder
     assert (used.lot_id, used.quantity, used.source, used.occurred_at) == (1, 1.0, "scan", MIDNIGHT)
 
 
-@pytest.mark.xfail(
-    reason="product bug: edge/recorder.py discard() does not report consumption withheld under consent, "
-    "so the cloud's stock of the lot never returns to zero",
-    strict=True,
-)
-def test_withheld_weight_use_is_not_lost_when_the_rest_is_discarded(recorder: Recorder) -> None:
+def test_withheld_weight_use_is_not_lost_when_the_rest_is_discarded(
+    recorder: Recorder, clock: ManualClock
+) -> None:
     recorder.add(MILK)
     assert recorder.consume_lot(1, 0.5) == []
-    recorder.discard(MILK, "spoiled")
+    clock.advance(timedelta(hours=3, minutes=7))
+    # The use held back is reported first, by the day, as the shelf measured it; then the discard.
+    used, thrown = recorder.discard(MILK, "spoiled")
+    assert isinstance(used, ItemConsumed)
+    assert (used.seq, used.lot_id, used.quantity, used.unit, used.source, used.occurred_at) == (
+        2,
+        1,
+        0.5,
+        "unit",
+        "weight",
+        MIDNIGHT,
+    )
+    assert isinstance(thrown, ItemDiscarded)
+    assert (thrown.seq, thrown.lot_id, thrown.quantity, thrown.reason, thrown.occurred_at) == (
+        3,
+        1,
+        0.5,
+        "spoiled",
+        T0 + timedelta(hours=3, minutes=7),
+    )
+    assert outbox(recorder)[1:] == [used, thrown]
+    lot = recorder.inventory.lot(1)
+    assert lot is not None
+    assert (lot.quantity, lot.withheld) == (0.0, 0.0)
     stock = 0.0
     for event in outbox(recorder):
         if isinstance(event, ItemAdded):
@@ -848,7 +891,7 @@ def test_without_inventory_consent_no_stock_event_leaves(
     assert [
         (lot.id, lot.quantity, lot.location, lot.opened_at is not None) for lot in recorder.inventory.lots()
     ] == [
-        (2, 0.5, "fridge", False),
+        (2, 1.0, "fridge", False),  # the scan-out finished lot 1, the half the shelf left
     ]
     assert recorder.active_alerts() == [("expiring", "lot:2", "Milk is due soon", MIDNIGHT.isoformat())]
     # What carries no household data is always sent.
@@ -921,26 +964,26 @@ def test_telemetry_is_thinned_before_an_event_is_dropped(
     (added,) = recorder.add(MILK)  # room is made by thinning telemetry, not by dropping this
     assert added.seq == 61
     assert recorder.pressure() == ("warning", 0, 10)
-    # Every other sample of the older half went.
-    kept = [TelemetryReported.model_validate_json(p).uptime_s for _, p in recorder.telemetry.pending(100)]
-    assert kept == [float(i) for i in [*range(0, 20, 2), *range(20, 40)]]
+    # Every other sample of the older half went: the 1st, 3rd, ... (uptimes 0, 2, ..., 18).
+    assert uptimes(recorder) == [float(i) for i in [*range(1, 20, 2), *range(20, 40)]]
     assert recorder.depth() == 91
 
     # Then more thinning, never a dropped event while samples remain to thin.
-    for _ in range(10):
+    for _ in range(9):
         assert len(recorder.add(MILK)) == 1
-    level, dropped, coalesced = recorder.pressure()
-    assert (level, dropped) == ("warning", 0)
-    assert coalesced > 10
-    assert recorder.telemetry.depth() == 40 - coalesced
+    assert (recorder.depth(), recorder.pressure()) == (100, ("warning", 0, 10))
+    assert len(recorder.add(MILK)) == 1
+    # 30 samples: 8 of the older 15 went, by position, whatever their ids.
+    assert recorder.pressure() == ("warning", 0, 18)
+    assert uptimes(recorder) == [float(i) for i in [3, 7, 11, 15, 19, 21, 23, 25, *range(26, 40)]]
+    assert (recorder.telemetry.depth(), recorder.depth()) == (22, 93)
     assert recorder.inventory.quantity(MILK) == 70.0
 
 
-@pytest.mark.xfail(
-    reason="product bug: edge/telemetry.py thin() deletes rows with even ids only, so once the older half "
-    "holds only odd ids it frees nothing and an event is dropped while samples remain",
-    strict=True,
-)
+def uptimes(recorder: Recorder) -> list[float]:
+    return [TelemetryReported.model_validate_json(p).uptime_s for _, p in recorder.telemetry.pending(1000)]
+
+
 def test_events_are_dropped_only_once_no_telemetry_is_left(
     conn: sqlite3.Connection, clock: ManualClock
 ) -> None:
@@ -1019,19 +1062,20 @@ def test_check_recovered_without_pressure_does_nothing(recorder: Recorder) -> No
     assert recorder.outbox.last_seq() == 1
 
 
-@pytest.mark.xfail(
-    reason="product bug: edge/recorder.py _make_room() counts a telemetry sample that does not fit as a "
-    "dropped event (OutboxPressure.dropped_events: 'Events not recorded for lack of room')",
-    strict=True,
-)
-def test_a_refused_telemetry_sample_is_not_a_dropped_event(
+def test_a_refused_telemetry_sample_is_coalesced_not_a_dropped_event(
     conn: sqlite3.Connection, clock: ManualClock
 ) -> None:
     recorder = Recorder(conn, DEVICE, clock, capacity=100)
     for _ in range(99):
         recorder.add(MILK)
+    assert recorder.depth() == 100  # 99 events and the warning
     assert recorder.telemetry_sample(sample()) is False
-    assert recorder.pressure()[1] == 0
+    assert recorder.telemetry_sample(sample(1.0)) is False
+    assert recorder.telemetry.depth() == 0
+    # Each sample that found no room counts as one more coalesced away; no "full" report either.
+    assert recorder.pressure() == ("warning", 0, 2)
+    assert [e.level for e in pressure_events(recorder)] == ["warning"]
+    assert recorder.outbox.last_seq() == 100
 
 
 # wipe -------------------------------------------------------------------------------------------------
@@ -1214,11 +1258,6 @@ def test_the_order_expected_first_is_reconciled_first(recorder: Recorder, conn: 
     assert ids == [OTHER_ORDER, ORDER]
 
 
-@pytest.mark.xfail(
-    reason="product bug: edge/orders.py update() says new lines replace the expected ones, but it only "
-    "upserts them: a line dropped from the order stays expected",
-    strict=True,
-)
 def test_new_lines_replace_the_expected_ones(recorder: Recorder, conn: sqlite3.Connection) -> None:
     with transaction(conn):
         recorder.orders.update(order(ORDER, "picking", (MILK, 2), (EGGS, 1)), T0)

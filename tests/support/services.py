@@ -67,13 +67,21 @@ class Mosquitto:
     directory: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    listener_options: list[str] = field(default_factory=list)  # e.g. TLS files, right after `listener`
+    anonymous: bool = True
+    password_file: Path | None = None
 
     def config(self) -> str:
         """Return the broker's configuration text."""
         return "\n".join(
             [
+                # As root, Mosquitto drops to the `mosquitto` user, which cannot read the test's
+                # private files (pytest's tmp dirs are 0700): keep root for this throwaway broker.
+                *(["user root"] if os.geteuid() == 0 else []),
                 f"listener {self.port} 127.0.0.1",
-                "allow_anonymous true",
+                *self.listener_options,
+                f"allow_anonymous {'true' if self.anonymous else 'false'}",
+                *([f"password_file {self.password_file}"] if self.password_file else []),
                 # No per-client queue limit: the default (1000) silently drops messages for a
                 # subscriber that falls behind.
                 "max_queued_messages 0",
