@@ -570,6 +570,93 @@ def test_a_bad_discard_reason_records_nothing(recorder: Recorder) -> None:
     assert recorder.outbox.last_seq() == 1
 
 
+@pytest.mark.parametrize(
+    ("act", "message"),
+    [
+        (lambda r: r.open(MILK), f"every lot of {MILK} is open already"),
+        (lambda r: r.apply(Open(code=MILK)), f"every lot of {MILK} is open already"),
+        (lambda r: r.move(MILK, "door"), f"every lot of {MILK} is in the door"),
+        (lambda r: r.apply(Move(code=MILK, location="door")), f"every lot of {MILK} is in the door"),
+    ],
+    ids=["open", "scan-open", "move", "scan-move"],
+)
+def test_nothing_to_do_says_why_and_leaves_outbox_and_seq_untouched(
+    recorder: Recorder, act: Callable[[Recorder], list[Event]], message: str
+) -> None:
+    recorder.add(MILK)  # 1
+    recorder.add(MILK)  # 2
+    recorder.open(MILK)  # openings stay home by default: no seq
+    recorder.open(MILK)
+    recorder.move(MILK, "door")  # 3
+    recorder.move(MILK, "door")  # 4
+    lots = recorder.inventory.lots_of(MILK)
+    before = recorder.outbox.pending(after=0, limit=100)
+    with pytest.raises(NothingToDo) as info:
+        act(recorder)
+    # Not NotInFridge: the fridge holds the product, there is just nothing left to do to it.
+    assert str(info.value) == message
+    assert not isinstance(info.value, NotInFridge)
+    assert isinstance(info.value, LookupError)
+    assert isinstance(info.value, EdgeError)
+    assert recorder.outbox.pending(after=0, limit=100) == before
+    assert recorder.outbox.last_seq() == 4
+    assert recorder.inventory.lots_of(MILK) == lots
+    assert recorder.add(MILK)[0].seq == 5
+
+
+def test_a_scan_moves_one_pack_of_a_product_kept_in_grams_or_millilitres(
+    detailed: Recorder, conn: sqlite3.Connection
+) -> None:
+    learn(
+        conn,
+        ProductInfo(code=MILK, name="Milk 1 l", unit="ml", unit_grams=1000),
+        ProductInfo(code=CHEESE, name="Cheese 200 g", unit="g", unit_grams=200),
+        ProductInfo(code=BUTTER, name="Butter", unit="g"),  # no pack weight known: 1 g
+        ProductInfo(code=EGGS, name="Egg", unit_grams=60),  # counted in units: the weight is for shelves
+    )
+    (milk,) = detailed.apply(Scan(code=MILK, delta=1))
+    (cheese,) = detailed.add(CHEESE)
+    (butter,) = detailed.add(BUTTER)
+    (egg,) = detailed.add(EGGS)
+    assert [
+        (e.lot_id, e.quantity, e.unit) for e in (milk, cheese, butter, egg) if isinstance(e, ItemAdded)
+    ] == [
+        (1, 1000.0, "ml"),
+        (2, 200.0, "g"),
+        (3, 1.0, "g"),
+        (4, 1.0, "unit"),
+    ]
+    assert detailed.inventory.snapshot() == {BUTTER: 1.0, CHEESE: 200.0, EGGS: 1.0, MILK: 1000.0}
+
+    # A scan-out takes one pack.
+    (used,) = detailed.apply(Scan(code=MILK, delta=-1))
+    assert isinstance(used, ItemConsumed)
+    assert (used.lot_id, used.quantity, used.unit, used.source) == (1, 1000.0, "ml", "scan")
+    assert detailed.inventory.quantity(MILK) == 0.0
+    for code, quantity in ((CHEESE, 200.0), (BUTTER, 1.0), (EGGS, 1.0)):
+        (event,) = detailed.consume(code)
+        assert isinstance(event, ItemConsumed)
+        assert (event.code, event.quantity) == (code, quantity)
+    assert detailed.inventory.snapshot() == {}
+
+    # A lot the shelves saw partly used is finished by one scan; the next pack stays whole.
+    detailed.add(MILK)  # lot 5
+    detailed.add(MILK)  # lot 6
+    detailed.consume_lot(5, 250)
+    (rest,) = detailed.consume(MILK)
+    assert isinstance(rest, ItemConsumed)
+    assert (rest.lot_id, rest.quantity) == (5, 750.0)
+    assert [(lot.id, lot.quantity) for lot in detailed.inventory.lots_of(MILK)] == [(6, 1000.0)]
+
+    # A lot put in with another quantity goes out a pack at a time.
+    (big,) = detailed.add(CHEESE, 500)
+    assert isinstance(big, ItemAdded)
+    assert (big.lot_id, big.quantity) == (7, 500.0)
+    taken = [e.quantity for e in detailed.consume(CHEESE, 3) if isinstance(e, ItemConsumed)]
+    assert taken == [200.0, 200.0, 100.0]
+    assert detailed.inventory.quantity(CHEESE) == 0.0
+
+
 # sequence numbers and payloads -------------------------------------------------------------------
 
 
@@ -1263,6 +1350,14 @@ def test_new_lines_replace_the_expected_ones(recorder: Recorder, conn: sqlite3.C
         recorder.orders.update(order(ORDER, "picking", (MILK, 2), (EGGS, 1)), T0)
         recorder.orders.update(order(ORDER, "dispatched", (MILK, 3)), T0 + timedelta(hours=1))
     assert recorder.orders.expected() == [(str(ORDER), MILK, 3, 0)]
+    (eggs,) = recorder.add(EGGS)  # no longer ordered
+    assert isinstance(eggs, ItemAdded)
+    assert eggs.order_id is None
+    recorder.add(MILK)
+    # A line given again keeps what was received of it.
+    with transaction(conn):
+        recorder.orders.update(order(ORDER, "dispatched", (MILK, 2), (BUTTER, 1)), T0 + timedelta(hours=2))
+    assert recorder.orders.expected() == [(str(ORDER), BUTTER, 1, 0), (str(ORDER), MILK, 2, 1)]
 
 
 # alerts and configuration -----------------------------------------------------------------------

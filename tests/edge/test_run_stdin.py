@@ -19,6 +19,7 @@ from edge.outbox import Outbox
 from edge.settings import EdgeSettings
 from shared.clock import ManualClock
 from shared.messages import (
+    CatalogUpdated,
     DataWiped,
     Event,
     ItemAdded,
@@ -27,6 +28,7 @@ from shared.messages import (
     ItemMoved,
     ItemOpened,
     OutboxPressure,
+    ProductInfo,
 )
 from shared.mqtt import MqttSettings
 from tests.support.services import free_port
@@ -227,22 +229,107 @@ def test_run_stdin_records_lines_reports_errors_and_gives_up_without_acks(
     assert sharing.outbox_depth() == 6
 
 
-def test_a_scan_out_over_two_lots_prints_a_line_per_lot(
+def test_a_scan_out_of_a_partly_used_lot_finishes_it_and_leaves_the_next_whole(
     sharing: Agent, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sharing.scan(f"+{MILK}")
     sharing.scan(f"+{MILK}")
     sharing.recorder.consume_lot(1, 0.5)  # the shelf saw half of the first lot go
     out = io.StringIO()
-    assert run_stdin(sharing, lines=io.StringIO(f"-{MILK}\n"), out=out, drain_timeout=0) == 1
-    # Each line gives the quantity once the whole scan is recorded.
+    assert run_stdin(sharing, lines=io.StringIO(f"-{MILK}\n-{MILK}\n"), out=out, drain_timeout=0) == 1
     assert out.getvalue().splitlines() == [
-        f"ok seq=4 -0.5 {MILK} (now 0.5)",
-        f"ok seq=5 -0.5 {MILK} (now 0.5)",
+        f"ok seq=4 -0.5 {MILK} (now 1)",
+        f"ok seq=5 -1 {MILK} (now 0)",
     ]
     assert (
         capsys.readouterr().err.splitlines()[0]
         == "input ended; waiting for the cloud to acknowledge 5 events"
+    )
+
+
+def test_a_line_recording_two_events_prints_a_line_per_event(
+    agent: Agent, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agent.scan(f"+{MILK}")
+    agent.scan(f"+{MILK}")
+    agent.recorder.consume_lot(1, 0.5)  # held back: consumption detail is not shared
+    out = io.StringIO()
+    assert run_stdin(agent, lines=io.StringIO(f"discard {MILK} spoiled\n"), out=out, drain_timeout=0) == 1
+    # The use held back goes out before the discard; each line gives the quantity once both are recorded.
+    assert out.getvalue().splitlines() == [
+        f"ok seq=3 -0.5 {MILK} (now 1)",
+        "ok seq=4 item_discarded",
+    ]
+    assert (
+        capsys.readouterr().err.splitlines()[0]
+        == "input ended; waiting for the cloud to acknowledge 4 events"
+    )
+
+
+def test_a_line_recorded_but_not_sent_says_so(agent: Agent, capsys: pytest.CaptureFixture[str]) -> None:
+    out = io.StringIO()
+    lines = io.StringIO(f"+{MILK}\nopen {MILK}\n# a comment\n\n")
+    assert run_stdin(agent, lines=lines, out=out, drain_timeout=0) == 1
+    # Openings are consumption detail, not shared by default: recorded here, nothing sent.
+    assert out.getvalue().splitlines() == [
+        f"ok seq=1 +1 {MILK} (now 1)",
+        "ok: recorded here; nothing sent (consent, or a full outbox: see `frigo edge status`)",
+    ]
+    lot = agent.recorder.inventory.lot(1)
+    assert lot is not None
+    assert lot.opened_at == T0
+    assert capsys.readouterr().err.splitlines() == [
+        "input ended; waiting for the cloud to acknowledge 1 events",
+        "gave up waiting: 1 events stay in the outbox and go out on the next start",
+    ]
+
+
+def test_nothing_to_do_is_reported_and_reading_goes_on(
+    sharing: Agent, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = io.StringIO()
+    lines = io.StringIO(
+        f"+{MILK}\nopen {MILK}\nopen {MILK}\nmove {MILK} fridge\nmove {MILK} door\nmove {MILK} door\n"
+        f"-{MILK}\nopen {MILK}\n"
+    )
+    assert run_stdin(sharing, lines=lines, out=out, drain_timeout=0) == 1
+    assert out.getvalue().splitlines() == [
+        f"ok seq=1 +1 {MILK} (now 1)",
+        "ok seq=2 item_opened",
+        "ok seq=3 item_moved",
+        f"ok seq=4 -1 {MILK} (now 0)",
+    ]
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: every lot of {MILK} is open already",
+        f"error: every lot of {MILK} is in the fridge",
+        f"error: every lot of {MILK} is in the door",
+        # Once none is left, it is not in the fridge at all.
+        f"error: {MILK} is not in the fridge: scan it in with +{MILK} first",
+        "input ended; waiting for the cloud to acknowledge 4 events",
+        "gave up waiting: 4 events stay in the outbox and go out on the next start",
+    ]
+
+
+def test_a_product_kept_in_millilitres_goes_in_and_out_a_pack_at_a_time(
+    sharing: Agent, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sharing.handle_command(
+        CatalogUpdated(
+            device_id="t1", products=(ProductInfo(code=MILK, name="Milk 1 l", unit="ml", unit_grams=1000),)
+        )
+    )
+    out = io.StringIO()
+    assert (
+        run_stdin(sharing, lines=io.StringIO(f"+{MILK}\n+{MILK}\n-{MILK}\n"), out=out, drain_timeout=0) == 1
+    )
+    assert out.getvalue().splitlines() == [
+        f"ok seq=1 +1000 {MILK} (now 1000)",
+        f"ok seq=2 +1000 {MILK} (now 2000)",
+        f"ok seq=3 -1000 {MILK} (now 1000)",
+    ]
+    assert (
+        capsys.readouterr().err.splitlines()[0]
+        == "input ended; waiting for the cloud to acknowledge 3 events"
     )
 
 

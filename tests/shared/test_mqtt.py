@@ -1,12 +1,13 @@
-"""The reconnection back-off shared by every MQTT client."""
+"""The reconnection back-off shared by every MQTT client, and the broker settings."""
 
 from __future__ import annotations
 
 import random
 
 import pytest
+from pydantic import ValidationError
 
-from shared.mqtt import Backoff
+from shared.mqtt import Backoff, MqttSettings
 
 
 def test_backoff_doubles_from_one_second_to_a_sixty_second_cap_with_jitter() -> None:
@@ -30,3 +31,10 @@ def test_backoff_starts_again_after_a_successful_connection() -> None:
 def test_two_clients_rarely_pick_the_same_delay(seed: int) -> None:
     first, second = Backoff(rng=random.Random(seed)), Backoff(rng=random.Random(seed + 1000))
     assert first.next_delay() != second.next_delay()
+
+
+def test_a_misspelt_mqtt_setting_is_rejected_not_ignored() -> None:
+    # Ignored, "hots" would leave the client on the default 127.0.0.1 without a word.
+    with pytest.raises(ValidationError, match="hots\n  Extra inputs are not permitted"):
+        MqttSettings.model_validate({"hots": "mqtt.example.org"})
+    assert MqttSettings.model_validate({"host": "mqtt.example.org"}).host == "mqtt.example.org"
