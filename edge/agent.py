@@ -21,7 +21,7 @@ from edge.database import open_database, transaction
 from edge.errors import EdgeError, SensorError
 from edge.inventory import Lot
 from edge.recorder import Recorder
-from edge.rules import LotView, Rules, RulesConfig
+from edge.rules import Alert, LotView, Rules, RulesConfig
 from edge.scanner import parse_scan
 from edge.sensors.base import Door, Scanner, Shelf, Thermometer
 from edge.settings import EdgeSettings, RulesSettings
@@ -128,7 +128,7 @@ class Agent:
         self._next_rules: datetime | None = None
         self._next_telemetry: datetime | None = None
         self._was_connected: bool | None = None
-        self._alerts_restored = False
+        self._inherited: set[tuple[str, str]] | None = None  # alerts raised before a restart
         self._stop = threading.Event()
         stored = self.recorder.remote_config()
         if stored is not None and (error := self._configure(json.loads(stored))) is not None:
@@ -157,6 +157,8 @@ class Agent:
 
     def stop(self) -> None:
         """Stop reading sensors, disconnect and close the database; nothing recorded is lost."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         if self.sensors.scanner is not None:
             self.sensors.scanner.close()
@@ -267,25 +269,40 @@ class Agent:
                 )
             )
         result = self.rules.evaluate(views, now)
-        if not self._alerts_restored:
-            # After a restart the rules start afresh: reconcile with the alerts stored before.
-            self._alerts_restored = True
-            stored = {(kind, subject) for kind, subject, _detail, _since in self.recorder.active_alerts()}
-            active = {(alert.kind, alert.subject): alert for alert in result.active}
-            for kind, subject in stored - active.keys():
-                self.recorder.alert_cleared(kind, subject)  # type: ignore[arg-type]
-            for key in active.keys() - stored:
-                alert = active[key]
-                self.recorder.alert_raised(
-                    alert.kind, alert.subject, alert.detail, alert.since, alert.perishable_codes
-                )
-            return
-        for alert in result.cleared:
+        raised: tuple[Alert, ...] = result.raised
+        cleared: tuple[Alert, ...] = result.cleared
+        if self._inherited is None:
+            # After a restart the rules start afresh; the alerts stored before are inherited.
+            self._inherited = {(kind, subject) for kind, subject, _d, _s in self.recorder.active_alerts()}
+            raised, cleared = result.active, ()
+        active = {(alert.kind, alert.subject) for alert in result.active}
+        for alert in cleared:
             self.recorder.alert_cleared(alert.kind, alert.subject)
-        for alert in result.raised:
+        for alert in raised:
+            if (alert.kind, alert.subject) in self._inherited:
+                continue  # still holds since before the restart: already raised
             self.recorder.alert_raised(
                 alert.kind, alert.subject, alert.detail, alert.since, alert.perishable_codes
             )
+        for key in list(self._inherited):
+            if key in active:
+                self._inherited.discard(key)  # the rules track it now, and will clear it
+            elif self._no_longer_holds(*key):
+                self._inherited.discard(key)
+                self.recorder.alert_cleared(*key)  # type: ignore[arg-type]
+
+    def _no_longer_holds(self, kind: str, subject: str) -> bool:
+        """Say whether an alert inherited from before a restart is known to be over.
+
+        Date alerts are re-derived at once; door and temperature episodes need the current reading
+        (an open door may have been open for minutes already), so they end only on evidence.
+        """
+        if kind == "door_open":
+            return self._door_open is False
+        if kind == "temperature_high":
+            reading = self._temperatures.get(subject.removeprefix("probe:"))
+            return reading is not None and reading <= self._rules_settings.max_temperature_c
+        return True
 
     def _keep_telemetry(self, now: datetime) -> None:
         self.recorder.telemetry_sample(
@@ -355,8 +372,16 @@ class Agent:
             if desired.version <= self.recorder.applied_config_version():
                 return
             error = self._configure(desired.settings)
-            self.recorder.config_applied(desired.version, error, json.dumps(desired.settings))
+            self.recorder.config_applied(desired.version, error, json.dumps(self._remote_settings()))
         self.uplink.notify()
+
+    def _remote_settings(self) -> dict[str, Any]:
+        """Return the effective remotely configurable settings, to re-apply after a restart."""
+        return {
+            "consent": {"share": sorted(self.recorder.consent.share)},
+            "rules": self._rules_settings.model_dump(),
+            "telemetry_interval_s": self._telemetry_interval_s,
+        }
 
     def _configure(self, values: dict[str, Any]) -> str | None:
         unknown = set(values) - CONFIGURABLE

@@ -16,7 +16,7 @@ from edge.errors import StorageError
 # Wait this long for the other thread's write lock instead of failing at once.
 BUSY_TIMEOUT_MS = 10_000
 # Bumped with every change to _SCHEMA; `_migrate` brings older files up to date.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
