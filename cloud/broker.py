@@ -7,6 +7,7 @@ Mosquitto (see README).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from typing import Any
@@ -69,6 +70,21 @@ class EmbeddedBroker:
             return
         self._ready.set()
         loop.run_forever()
+        # amqtt can leave the connection of a client that left during shutdown half open: cancel
+        # what still runs and let the transports close while the loop is alive, then close it.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        leftovers = [
+            obj
+            for obj in gc.get_objects()
+            if isinstance(obj, asyncio.StreamWriter) and obj.transport.get_extra_info("socket") is not None
+        ]
+        for writer in leftovers:
+            if not writer.transport.is_closing() and getattr(writer, "_loop", None) is loop:
+                writer.close()
+        loop.run_until_complete(asyncio.sleep(0.05))
         loop.close()
 
     def stop(self, timeout: float = 10.0) -> None:

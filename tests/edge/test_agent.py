@@ -345,7 +345,8 @@ def test_a_door_alert_open_across_a_restart_neither_flaps_nor_lingers(
     door.open()
     assert step(agent, clock, 0) == []
     (raised,) = step(agent, clock, 130)
-    assert (raised.type, raised.subject) == ("alert_raised", "door")
+    assert isinstance(raised, AlertRaised)
+    assert raised.subject == "door"
     agent = make_agent.restart(agent, Sensors(door=door))
     # Still open: the restarted rules need two minutes to see it, the stored alert stays meanwhile.
     for _ in range(20):
@@ -353,7 +354,8 @@ def test_a_door_alert_open_across_a_restart_neither_flaps_nor_lingers(
     assert read_status(agent.settings).alerts[0][:2] == ("door_open", "door")
     door.close()
     (cleared,) = step(agent, clock, 10)
-    assert (cleared.type, cleared.subject) == ("alert_cleared", "door")
+    assert isinstance(cleared, AlertCleared)
+    assert cleared.subject == "door"
     assert alert_events(agent) == [
         ("alert_raised", "door_open", "door"),
         ("alert_cleared", "door_open", "door"),
@@ -371,7 +373,8 @@ def test_a_door_alert_inherited_at_restart_clears_when_the_door_is_found_closed(
     door.close()  # closed while the agent was down
     agent = make_agent.restart(agent, Sensors(door=door))
     (cleared,) = step(agent, clock, 10)
-    assert (cleared.type, cleared.subject) == ("alert_cleared", "door")
+    assert isinstance(cleared, AlertCleared)
+    assert cleared.subject == "door"
     assert read_status(agent.settings).alerts == []
 
 
