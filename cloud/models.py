@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Table, Text, UniqueConstraint
+from sqlalchemy import Column, DateTime, LargeBinary, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -30,6 +30,9 @@ class Device(SQLModel, table=True):
     online: bool = False
     last_seen_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     outbox_depth: int | None = None
+    # argon2 hash of the device's MQTT secret; None for auto-enrolled devices (no broker credential).
+    secret_hash: str | None = Field(default=None, max_length=200)
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 class StoredEvent(SQLModel, table=True):
@@ -52,6 +55,21 @@ class StoredEvent(SQLModel, table=True):
     payload: str = Field(sa_column=Column(Text, nullable=False))
 
 
+class DeadLetter(SQLModel, table=True):
+    """A message that could not be ingested, kept (truncated) so an operator can see why."""
+
+    __tablename__ = "dead_letters"
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    topic: str = Field(max_length=300)
+    device_id: str | None = Field(default=None, max_length=64, index=True)
+    reason: str = Field(max_length=40, description="The rejection counter it was counted under.")
+    detail: str = Field(sa_column=Column(Text, nullable=False))
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    payload_size: int = Field(description="Size before truncation, in bytes.")
+
+
 def _table(model: type[SQLModel]) -> Table:
     table = model.__table__  # type: ignore[attr-defined]  # set by SQLModel's metaclass
     assert isinstance(table, Table)
@@ -62,3 +80,4 @@ def _table(model: type[SQLModel]) -> Table:
 HOUSEHOLDS = _table(Household)
 DEVICES = _table(Device)
 EVENTS = _table(StoredEvent)
+DEAD_LETTERS = _table(DeadLetter)
