@@ -1,25 +1,39 @@
-"""The HTTP API (FastAPI); OpenAPI docs at /docs."""
+"""The HTTP API (FastAPI); OpenAPI docs at /docs.
+
+Operations: ``/healthz`` (the process answers), ``/readyz`` (the database and the broker too),
+``/metrics`` (Prometheus), ``/stats`` (the same counters as JSON), ``/admin/dead-letters``.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from sqlalchemy import Engine, func, select
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine, func, select, text
 from sqlmodel import Session
 
-from cloud.ingest import IngestStats
+from cloud import metrics
+from cloud.deadletters import list_dead_letters, payload_text
+from cloud.ingest import IngestStats, RejectReason
 from cloud.models import EVENTS, Device, Household
 from cloud.schemas import (
+    CheckPublic,
+    DeadLetterPublic,
     DevicePublic,
     EventPublic,
     HouseholdPublic,
     IngestStatsPublic,
     InventoryItemPublic,
     InventoryPublic,
+    ReadinessPublic,
 )
+
+log = logging.getLogger(__name__)
 
 # Largest page of events one request returns.
 MAX_PAGE = 1000
@@ -34,8 +48,19 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def create_app(engine: Engine, stats: IngestStats, broker_connected: Callable[[], bool]) -> FastAPI:
-    """Build the API around a database engine and the ingest worker's live state."""
+def create_app(
+    engine: Engine,
+    stats: IngestStats,
+    broker_connected: Callable[[], bool],
+    *,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    """Build the API around a database engine and the ingest worker's live state.
+
+    ``registry`` holds the worker's Prometheus metrics (``cloud.metrics.create_registry``); without
+    one, ``/metrics`` serves an empty registry.
+    """
+    registry = registry if registry is not None else CollectorRegistry()
     app = FastAPI(
         title="Frigo cloud",
         version="0.1.0",
@@ -52,8 +77,34 @@ def create_app(engine: Engine, stats: IngestStats, broker_connected: Callable[[]
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
-        """Say the process is up."""
+        """Say the process is up (liveness); says nothing of the database or the broker."""
         return {"status": "ok"}
+
+    def _broker_check() -> CheckPublic:
+        if broker_connected():
+            return CheckPublic(ready=True, detail="connected to the MQTT broker")
+        return CheckPublic(ready=False, detail="not connected to the MQTT broker; reconnecting")
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        response_model=ReadinessPublic,
+        responses={503: {"model": ReadinessPublic, "description": "The database or the broker is not."}},
+    )
+    def readyz(request: Request) -> ReadinessPublic | JSONResponse:
+        """Say whether the worker can ingest: 200 if the database answers and the broker is connected."""
+        readiness = ReadinessPublic(
+            ready=False, database=_database_check(request.app.state.engine), broker=_broker_check()
+        )
+        readiness.ready = readiness.database.ready and readiness.broker.ready
+        if readiness.ready:
+            return readiness
+        return JSONResponse(readiness.model_dump(), status_code=503)
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    def get_metrics() -> Response:
+        """Return the worker's metrics in the Prometheus text format."""
+        return Response(metrics.render(registry), media_type=metrics.CONTENT_TYPE)
 
     @app.get("/stats", tags=["operations"])
     def get_stats() -> IngestStatsPublic:
@@ -137,7 +188,55 @@ def create_app(engine: Engine, stats: IngestStats, broker_connected: Callable[[]
             for r in rows
         ]
 
+    @app.get("/admin/dead-letters", tags=["admin"])
+    def get_dead_letters(
+        session: SessionDep,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        before_id: Annotated[
+            int | None, Query(ge=1, description="Return dead letters with an id below this (next page).")
+        ] = None,
+        device_id: Annotated[str | None, Query(max_length=64)] = None,
+        reason: RejectReason | None = None,
+    ) -> list[DeadLetterPublic]:
+        """Return the messages ingestion refused, newest first; page with the last id as before_id.
+
+        An operator route: it shows what devices sent. It has no authentication of its own yet, so
+        serve it only where operators alone can reach it.
+        """
+        rows = list_dead_letters(
+            session,
+            limit=limit,
+            before_id=before_id,
+            device_id=device_id,
+            reason=reason.value if reason is not None else None,
+        )
+        return [
+            DeadLetterPublic(
+                id=r.id,
+                received_at=_utc(r.received_at) or r.received_at,
+                topic=r.topic,
+                device_id=r.device_id,
+                reason=r.reason,
+                detail=r.detail,
+                payload=payload_text(r.payload),
+                payload_size=r.payload_size,
+                payload_truncated=len(r.payload) < r.payload_size,
+            )
+            for r in rows
+        ]
+
     return app
+
+
+def _database_check(engine: Engine) -> CheckPublic:
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        # The message may name hosts and users: it goes to the log, the probe gets the kind only.
+        log.warning("readiness: the database did not answer SELECT 1: %s", exc)
+        return CheckPublic(ready=False, detail=f"the database did not answer SELECT 1 ({type(exc).__name__})")
+    return CheckPublic(ready=True, detail="the database answered SELECT 1")
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -2,6 +2,11 @@
 
 amqtt speaks MQTT 3.1.1 only and carries ~1,500 QoS 1 msg/s on a full core; a fleet needs
 Mosquitto (see README).
+
+Without ``auth`` the broker is anonymous and has no ACLs: anyone who reaches the port may publish
+as any fridge and read everything. That mode is for ``frigo demo`` on 127.0.0.1 only. With a
+:class:`cloud.brokerauth.BrokerAuth`, devices log in with their provisioned secrets and the same
+ACLs as Mosquitto's confine them to their own topics.
 """
 
 from __future__ import annotations
@@ -10,19 +15,126 @@ import asyncio
 import gc
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud.errors import BrokerStartError
+
+if TYPE_CHECKING:
+    from cloud.brokerauth import BrokerAuth
 
 log = logging.getLogger(__name__)
 
 
-class EmbeddedBroker:
-    """An amqtt broker running on its own event loop in a background thread."""
+# The session attributes a reconnecting client's CONNECT brings to its stored session.
+_CONNECT_ATTRIBUTES = (
+    "will_flag",
+    "will_message",
+    "will_topic",
+    "will_qos",
+    "will_retain",
+    "keep_alive",
+    "username",
+    "password",
+)
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 1884) -> None:
+
+def _broker_class() -> type[Any]:
+    """Return amqtt 0.12.1's broker with two security holes closed (pinned in pyproject.toml).
+
+    1. amqtt checks credentials only after a CONNECT has copied its username, password and Last
+       Will into the stored session of the same client id and has taken that session over,
+       disconnecting its owner. So a client with no valid credential could knock any device off
+       and plant a Last Will that amqtt then sends, unchecked, when the owner's connection drops.
+       Here the credentials are checked first; a refused CONNECT touches no session.
+    2. amqtt sends a connecting client the retained messages matching *every* client's
+       subscriptions, and never asks the topic plugins whether it may receive them: with ACLs a
+       device would get another's retained desired config. Here a client gets retained messages
+       only for its own subscriptions, and only those the topic plugins let it receive.
+    """
+    from amqtt.broker import Broker  # imported here: only the cloud extra installs amqtt
+    from amqtt.contexts import Action
+    from amqtt.errors import AMQTTError, MQTTError, NoDataError
+    from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+    from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+    from amqtt.utils import gen_client_id
+
+    class CheckedBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
+        async def _initialize_client_session(
+            self, reader: Any, writer: Any, remote_address: str, remote_port: int
+        ) -> tuple[Any, Any]:
+            try:
+                handler, session = await BrokerProtocolHandler.init_from_connect(
+                    reader, writer, self.plugins_manager
+                )
+            except MQTTError as exc:
+                await writer.close()
+                raise MQTTError(exc) from exc
+            except (AMQTTError, NoDataError) as exc:
+                raise AMQTTError(exc) from exc
+            if not await Broker._authenticate(self, session, None):
+                await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+                await writer.close()
+                raise MQTTError(f"refused client {session.client_id!r} (user {session.username!r})")
+            # From here on as amqtt's own method, for a client whose credentials are now known good.
+            if session.clean_session:
+                if session.client_id:
+                    await self._delete_session(session.client_id)
+                else:
+                    session.client_id = gen_client_id()
+                session.parent = 0
+            elif session.client_id in self._sessions:
+                stored, _ = self._sessions[session.client_id]
+                for name in _CONNECT_ATTRIBUTES:
+                    setattr(stored, name, getattr(session, name))
+                session = stored
+                session.parent = 1
+            else:
+                session.parent = 0
+            disconnect_delay = self.config.get("timeout-disconnect-delay", 0)
+            if session.keep_alive > 0 and isinstance(disconnect_delay, int):
+                session.keep_alive += disconnect_delay
+            return handler, session
+
+        async def _authenticate(self, session: Any, listener: Any) -> bool:
+            return True  # done in _initialize_client_session, before the session was touched
+
+        async def _publish_retained_messages_for_subscription(
+            self, subscription: tuple[str, int], session: Any
+        ) -> None:
+            topic_filter, qos = subscription
+            subscribed = any(
+                s.client_id == session.client_id for s, _ in self._subscriptions.get(topic_filter, [])
+            )
+            handler = self._get_handler(session)
+            if not subscribed or handler is None:
+                return
+            sends = [
+                asyncio.ensure_future(
+                    handler.mqtt_publish(
+                        retained.topic, retained.data, min(qos, retained.qos or qos), retain=True
+                    )
+                )
+                for topic, retained in list(self._retained_messages.items())
+                if self._matches(topic, topic_filter)
+                and await self._topic_filtering(session, topic=topic, action=Action.RECEIVE)
+            ]
+            if sends:
+                await asyncio.wait(sends)
+
+    return CheckedBroker
+
+
+class EmbeddedBroker:
+    """An amqtt broker running on its own event loop in a background thread.
+
+    ``auth`` None means anonymous with no ACLs, for the demo only; give a ``BrokerAuth`` anywhere
+    else.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 1884, *, auth: BrokerAuth | None = None) -> None:
         self.host = host
         self.port = port
+        self.auth = auth
         self._loop: asyncio.AbstractEventLoop | None = None
         self._broker: Any = None
         self._thread: threading.Thread | None = None
@@ -47,18 +159,26 @@ class EmbeddedBroker:
             ) from self._error
 
     def _run(self) -> None:
-        from amqtt.broker import Broker  # imported here: only the cloud extra installs amqtt
-
+        broker_class = _broker_class()  # amqtt is imported only now: only the cloud extra has it
         loop = asyncio.new_event_loop()
         self._loop = loop
         asyncio.set_event_loop(loop)
+        plugins: dict[str, dict[str, Any]]
+        if self.auth is None:
+            # The demo's mode: no credentials, no ACLs.
+            plugins = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
+        else:
+            plugins = {
+                "cloud.brokerauth.CredentialAuthPlugin": {"auth": self.auth},
+                "cloud.brokerauth.AclTopicPlugin": {"auth": self.auth},
+            }
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            "plugins": plugins,
         }
 
         async def start() -> None:
-            self._broker = Broker(config)
+            self._broker = broker_class(config)
             await self._broker.start()
 
         try:

@@ -32,6 +32,8 @@ class Device(SQLModel, table=True):
     outbox_depth: int | None = None
     # argon2 hash of the device's MQTT secret; None for auto-enrolled devices (no broker credential).
     secret_hash: str | None = Field(default=None, max_length=200)
+    # Mosquitto's own hash ($7$, PBKDF2-SHA512) of the same secret, for the broker's password file.
+    broker_hash: str | None = Field(default=None, max_length=200)
     revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 

@@ -7,10 +7,12 @@ import threading
 import time
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from cloud.api import create_app
 from cloud.database import create_db_engine, create_schema
 from cloud.ingest import Ingestor
+from cloud.metrics import create_registry
 from cloud.settings import CloudSettings
 from cloud.subscriber import Subscriber
 from shared.clock import Clock, SystemClock
@@ -37,14 +39,22 @@ class CloudService:
             batch_size=settings.batch_size,
             batch_interval_s=settings.batch_interval_s,
             auto_enroll=settings.auto_enroll,
+            max_dead_letters=settings.max_dead_letters,
         )
-        self.app = create_app(self.engine, self.ingestor.stats, lambda: self.subscriber.connected)
+        # A registry of this worker's own: workers started in one process do not share metrics.
+        self.registry = create_registry(self.ingestor, self._broker_connected)
+        self.app = create_app(
+            self.engine, self.ingestor.stats, self._broker_connected, registry=self.registry
+        )
         self._serve_http = serve_http
         self._server: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
 
     def _submit(self, topic: str, payload: bytes) -> None:
         self.ingestor.submit(topic, payload)
+
+    def _broker_connected(self) -> bool:
+        return self.subscriber.connected
 
     @property
     def http_port(self) -> int:
@@ -70,6 +80,8 @@ class CloudService:
                 host=self.settings.http_host,
                 port=self.settings.http_port,
                 log_level="warning",
+                # In JSON, uvicorn's records go through the root logger's JSON handler like ours.
+                log_config=None if self.settings.log_format == "json" else LOGGING_CONFIG,
                 lifespan="off",
             )
             self._server = uvicorn.Server(config)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cloud.deadletters import DEFAULT_MAX_DEAD_LETTERS
 from shared.mqtt import MqttSettings
 
 
@@ -27,8 +30,16 @@ class CloudSettings(BaseSettings):
     http_port: int = Field(default=8000, ge=0, le=65535, description="0 picks a free port.")
     batch_size: int = Field(default=500, ge=1, le=10_000, description="Most events per commit.")
     batch_interval_s: float = Field(
-        default=0.05, gt=0, le=5, description="Longest an event waits for its batch to fill."
+        default=0.02, gt=0, le=5, description="Longest an event waits for its batch to fill."
     )
     auto_enroll: bool = Field(
         default=True, description="Give an unknown device its own new household instead of rejecting it."
+    )
+    max_dead_letters: int = Field(
+        default=DEFAULT_MAX_DEAD_LETTERS,
+        ge=1,
+        description="Most rejected messages kept in the dead_letters table; the oldest go first.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or as one JSON object per line for a collector."
     )

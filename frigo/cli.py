@@ -118,8 +118,13 @@ def broker(
     embedded.stop()
 
 
-@app.command()
+cloud_app = typer.Typer(invoke_without_command=True, no_args_is_help=False, rich_markup_mode="markdown")
+app.add_typer(cloud_app, name="cloud")
+
+
+@cloud_app.callback(invoke_without_command=True)
 def cloud(
+    ctx: typer.Context,
     database_url: Annotated[
         str | None, typer.Option(help="sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
     ] = None,
@@ -129,11 +134,13 @@ def cloud(
     http_host: Annotated[str | None, typer.Option(help="API address [default: 127.0.0.1]")] = None,
     http_port: Annotated[int | None, typer.Option(help="API port [default: 8000]")] = None,
 ) -> None:
-    """Run a cloud worker: ingest the fleet's events and serve the API, until Ctrl-C or SIGTERM.
+    """Run a cloud worker (without a subcommand): ingest the fleet's events and serve the API, until
+    Ctrl-C or SIGTERM; or `migrate` the database.
 
-    Every option can also come from the environment: FRIGO_CLOUD_DATABASE_URL, FRIGO_CLOUD_MQTT__HOST, ...
+    Every option can also come from the environment: FRIGO_CLOUD_DATABASE_URL, FRIGO_CLOUD_MQTT__HOST,
+    FRIGO_CLOUD_SHARED_GROUP (several workers sharing the stream), FRIGO_CLOUD_CLIENT_ID (unique per
+    worker), ...
     """
-    from cloud.service import CloudService
     from cloud.settings import CloudSettings
 
     settings = CloudSettings()
@@ -142,12 +149,36 @@ def cloud(
         if value is not None:
             update[key] = value
     settings = CloudSettings.model_validate(settings.model_dump() | update)
+    ctx.obj = settings
+    if ctx.invoked_subcommand is not None:
+        return
+    from cloud.service import CloudService
+
     stop = _stop_on_signals()
     service = CloudService(settings)
     service.start()
     typer.echo(f"cloud worker running; API docs at {service.url}/docs")
     stop.wait()
     service.stop()
+
+
+@cloud_app.command("migrate")
+def cloud_migrate(ctx: typer.Context) -> None:
+    """Bring the database schema up to date (workers also do it when they start)."""
+    from cloud import migrate
+    from cloud.database import create_db_engine
+
+    engine = create_db_engine(ctx.obj.database_url)
+    try:
+        before = migrate.current(engine)
+        migrate.upgrade(engine)
+        after = migrate.current(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        typer.echo(f"database already at revision {after}")
+    else:
+        typer.echo(f"database migrated from {before or 'empty'} to {after}")
 
 
 edge_app = typer.Typer(invoke_without_command=True, no_args_is_help=False, rich_markup_mode="markdown")

@@ -274,10 +274,13 @@ def test_docs_and_openapi_are_served(client: httpx.Client) -> None:
     assert body["info"]["title"] == "Frigo cloud"
     assert body["info"]["version"] == "0.1.0"
     assert sorted(body["paths"]) == [
+        "/admin/dead-letters",
         "/healthz",
         "/households",
         "/households/{household_id}/events",
         "/households/{household_id}/inventory",
+        "/metrics",
+        "/readyz",
         "/stats",
     ]
     limit = next(

@@ -265,29 +265,29 @@ def test_random_redelivery_stores_each_event_exactly_once(
     codes = ["MILK", "EGGS", "BUTTER", "4006381333931", "APPLE", "CHEESE"]
     events: list[StockEvent] = []
     for device_id in devices:
-        for seq in range(1, 201):
+        for seq in range(1, 2001):
             code, quantity = rng.choice(codes), rng.randint(1, 3)
             if rng.random() < 0.35:
                 events.append(removed(device_id, seq, code=code, quantity=quantity))
             else:
                 events.append(added(device_id, seq, code=code, quantity=quantity))
-    assert len(events) == 1000
+    assert len(events) == 10_000
 
     deliveries = [msg(e) for e in events for _ in range(rng.randint(1, 3))]
     rng.shuffle(deliveries)
-    assert len(deliveries) > 1500  # really duplicated
-    for start in range(0, len(deliveries), 100):
-        harness.process(*deliveries[start : start + 100])
+    assert len(deliveries) > 15_000  # really duplicated
+    for start in range(0, len(deliveries), 500):
+        harness.process(*deliveries[start : start + 500])
 
-    assert harness.count() == 1000
-    assert harness.ingestor.stats.stored == 1000
+    assert harness.count() == 10_000
+    assert harness.ingestor.stats.stored == 10_000
     assert harness.ingestor.stats.received == len(deliveries)
     assert harness.ingestor.stats.rejected_total == 0
     acked: dict[str, set[int]] = {}
     for a in harness.acks:
         for first, last in a.ranges:
             acked.setdefault(a.device_id, set()).update(range(first, last + 1))
-    assert acked == {device_id: set(range(1, 201)) for device_id in devices}
+    assert acked == {device_id: set(range(1, 2001)) for device_id in devices}
     stored_ids = {row[5] for row in harness.rows()}
     assert stored_ids == {e.event_id for e in events}
 
@@ -296,8 +296,8 @@ def test_random_redelivery_stores_each_event_exactly_once(
     create_schema(baseline_engine)
     try:
         baseline = Harness(baseline_engine)
-        for start in range(0, len(events), 100):
-            baseline.process(*(msg(e) for e in events[start : start + 100]))
+        for start in range(0, len(events), 500):
+            baseline.process(*(msg(e) for e in events[start : start + 500]))
         expected_stock = inventory(baseline_engine)
     finally:
         baseline_engine.dispose()

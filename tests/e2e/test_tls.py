@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from cloud.pki import make_ca, make_server_cert
 from edge.agent import Agent
 from edge.settings import EdgeSettings
 from shared.mqtt import MqttSettings
@@ -16,21 +17,10 @@ from tests.support.services import Mosquitto, mosquitto_binary, unavailable
 
 
 def make_pki(directory: Path) -> tuple[Path, Path, Path]:
-    """Make a CA and a server certificate for 127.0.0.1 with openssl; return (ca, cert, key)."""
-    ca_key, ca, key, csr, cert = (
-        directory / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
-    )
-    ext = directory / "san.ext"
-    ext.write_text("subjectAltName = IP:127.0.0.1, DNS:localhost\n")
-    for command in (
-        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2",
-         "-subj", "/CN=frigo-test-ca"],
-        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
-        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
-         "-days", "2", "-extfile", ext],
-    ):  # fmt: skip
-        subprocess.run(["openssl", *map(str, command)], check=True, capture_output=True, timeout=60)
-    return ca, cert, key
+    """Make a CA and a server certificate for 127.0.0.1 with cloud.pki; return (ca, cert, key)."""
+    ca = make_ca(directory, "frigo-test-ca", days=2)
+    server = make_server_cert(directory, directory, ["127.0.0.1", "localhost"], days=2)
+    return ca.cert, server.cert, server.key
 
 
 @pytest.fixture

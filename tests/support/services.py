@@ -70,6 +70,11 @@ class Mosquitto:
     listener_options: list[str] = field(default_factory=list)  # e.g. TLS files, right after `listener`
     anonymous: bool = True
     password_file: Path | None = None
+    acl_file: Path | None = None
+    # 0 is no limit, which the default of 1000 per client is not (it silently drops messages for a
+    # subscriber that falls behind). But Mosquitto 2.0.11 with 0 also disconnects a client after
+    # a QoS 1 publish the ACL denies: tests of ACLs set a large number instead.
+    max_queued_messages: int = 0
 
     def config(self) -> str:
         """Return the broker's configuration text."""
@@ -82,9 +87,8 @@ class Mosquitto:
                 *self.listener_options,
                 f"allow_anonymous {'true' if self.anonymous else 'false'}",
                 *([f"password_file {self.password_file}"] if self.password_file else []),
-                # No per-client queue limit: the default (1000) silently drops messages for a
-                # subscriber that falls behind.
-                "max_queued_messages 0",
+                *([f"acl_file {self.acl_file}"] if self.acl_file else []),
+                f"max_queued_messages {self.max_queued_messages}",
                 "persistence false",
                 f"log_dest file {self.directory / 'mosquitto.log'}",
                 "log_type error",
@@ -121,6 +125,11 @@ class Mosquitto:
             self.process.stderr.close()
         self.process = None
 
+    def reload(self) -> None:
+        """Make the broker reread its password and ACL files (SIGHUP), as `systemctl reload` does."""
+        assert self.process is not None, "the broker is not running"
+        self.process.send_signal(signal.SIGHUP)
+
     def restart(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """Stop and start again on the same port."""
         self.stop(sig)
@@ -131,14 +140,28 @@ class Mosquitto:
         return MqttSettings.model_validate({"host": "127.0.0.1", "port": self.port, "protocol": protocol})
 
 
-@contextmanager
-def running_mosquitto(directory: Path) -> Iterator[Mosquitto]:
-    """Run a Mosquitto of the test's own, or skip (fail under FRIGO_REQUIRE_SERVICES=1) without one."""
+def require_mosquitto() -> str:
+    """Return the mosquitto binary, or skip (fail under FRIGO_REQUIRE_SERVICES=1) without one."""
     binary = mosquitto_binary()
     if binary is None:
         unavailable("mosquitto is not installed (apt-get install mosquitto)")
         raise AssertionError("unreachable")
-    broker = Mosquitto(binary, directory)
+    return binary
+
+
+def require_tool(name: str) -> str:
+    """Return the path of a command-line tool such as mosquitto_passwd, or skip/fail without it."""
+    found = shutil.which(name)
+    if found is None:
+        unavailable(f"{name} is not installed")
+        raise AssertionError("unreachable")
+    return found
+
+
+@contextmanager
+def running_mosquitto(directory: Path) -> Iterator[Mosquitto]:
+    """Run a Mosquitto of the test's own, or skip (fail under FRIGO_REQUIRE_SERVICES=1) without one."""
+    broker = Mosquitto(require_mosquitto(), directory)
     broker.start()
     try:
         yield broker

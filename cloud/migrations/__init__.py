@@ -1,0 +1,1 @@
+"""Alembic migrations of the cloud's database; `frigo cloud migrate` applies them."""

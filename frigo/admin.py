@@ -1,0 +1,244 @@
+"""Operator commands: fridges' broker credentials (`frigo devices`) and the broker's TLS (`frigo pki`).
+
+Both are Typer apps for the main command to mount; they import the cloud's modules only when run,
+so the edge install (without the ``cloud`` extra) can still load this file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+devices_app = typer.Typer(
+    help="Fridges' broker credentials: provision, revoke, list, write Mosquitto's files.",
+    no_args_is_help=True,
+)
+pki_app = typer.Typer(
+    help="A private CA and server certificate for the broker's TLS listener.", no_args_is_help=True
+)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        help="sqlite:///PATH or postgresql+psycopg://USER@HOST/DB [default: FRIGO_CLOUD_DATABASE_URL]"
+    ),
+]
+PasswordFile = Annotated[
+    Path | None, typer.Option("--mosquitto-passwd", help="Rewrite this Mosquitto password file.")
+]
+AclFile = Annotated[Path | None, typer.Option("--mosquitto-acl", help="Rewrite this Mosquitto ACL file.")]
+RELOAD_HINT = "reload Mosquitto to apply them: systemctl reload mosquitto (or kill -HUP its pid)"
+
+
+@contextmanager
+def _session(database_url: str | None) -> Iterator[Session]:
+    """Open the cloud database named by ``database_url`` or, by default, the cloud's settings."""
+    from sqlalchemy import inspect, make_url
+    from sqlmodel import Session
+
+    from cloud.database import create_db_engine
+    from cloud.settings import CloudSettings
+
+    url = database_url or CloudSettings().database_url
+    engine = create_db_engine(url)
+    try:
+        if not inspect(engine).has_table("devices"):
+            shown = make_url(url).render_as_string(hide_password=True)
+            raise typer.BadParameter(
+                f"{shown} has no devices table: run `frigo cloud migrate` first", param_hint="--database-url"
+            )
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _write_files(
+    session: Session, password_file: Path, acl_file: Path, cloud_users: dict[str, str] | None
+) -> None:
+    from cloud.devices import write_mosquitto_files
+
+    written = write_mosquitto_files(session, password_file, acl_file, cloud_users)
+    typer.echo(
+        f"wrote {written.password_file} and {written.acl_file}: {len(written.devices)} device(s), "
+        f"cloud user(s): {', '.join(written.cloud_users) or 'none'}"
+    )
+    if not written.cloud_users:
+        typer.echo(
+            "warning: no cloud user; give --cloud-user and --cloud-password-env so the cloud can connect",
+            err=True,
+        )
+    typer.echo(RELOAD_HINT)
+
+
+def _utc(moment: datetime | None) -> str:
+    """Format a stored time in UTC (SQLite gives it back naive, already in UTC)."""
+    if moment is None:
+        return "-"
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _paired(password_file: Path | None, acl_file: Path | None) -> tuple[Path, Path] | None:
+    if (password_file is None) != (acl_file is None):
+        raise typer.BadParameter("give both --mosquitto-passwd and --mosquitto-acl, or neither")
+    if password_file is None or acl_file is None:
+        return None
+    return password_file, acl_file
+
+
+@devices_app.command()
+def provision(
+    device_id: Annotated[str, typer.Argument(help="The fridge's device id, also its MQTT username.")],
+    household: Annotated[
+        str | None, typer.Option(help="Join this existing household [default: a new one, hh-DEVICE_ID]")
+    ] = None,
+    database_url: DatabaseUrl = None,
+    mosquitto_passwd: PasswordFile = None,
+    mosquitto_acl: AclFile = None,
+) -> None:
+    """Issue a device its secret (a known device gets a new one; the old one stops working)."""
+    from cloud.devices import DeviceAdminError, provision
+    from shared.errors import InvalidTopic
+
+    files = _paired(mosquitto_passwd, mosquitto_acl)
+    with _session(database_url) as session:
+        try:
+            secret = provision(session, device_id, household)
+        except (DeviceAdminError, InvalidTopic) as exc:
+            raise typer.BadParameter(str(exc)) from None
+        typer.echo(f"device {device_id} provisioned; its MQTT username is {device_id} and its secret is:")
+        typer.echo(secret)
+        typer.echo(
+            "This secret is not stored and will not be shown again: put it in the fridge's settings now "
+            "(mqtt.password or FRIGO_EDGE_MQTT__PASSWORD).",
+            err=True,
+        )
+        if files is not None:
+            _write_files(session, *files, cloud_users=None)
+        else:
+            typer.echo(
+                "Mosquitto does not know the new secret until you run `frigo devices write-mosquitto` "
+                "and reload it.",
+                err=True,
+            )
+
+
+@devices_app.command()
+def revoke(
+    device_id: Annotated[str, typer.Argument(help="The fridge's device id.")],
+    database_url: DatabaseUrl = None,
+    mosquitto_passwd: PasswordFile = None,
+    mosquitto_acl: AclFile = None,
+) -> None:
+    """Revoke a device's credential; provisioning it again issues a new one."""
+    from cloud.devices import revoke
+
+    files = _paired(mosquitto_passwd, mosquitto_acl)
+    with _session(database_url) as session:
+        device = revoke(session, device_id)
+        if device is None:
+            raise typer.BadParameter(f"no device {device_id!r}", param_hint="DEVICE_ID")
+        typer.echo(f"device {device_id} revoked at {_utc(device.revoked_at)}")
+        if files is not None:
+            _write_files(session, *files, cloud_users=None)
+        else:
+            typer.echo(
+                "Mosquitto still admits it until you run `frigo devices write-mosquitto` and reload it."
+            )
+
+
+@devices_app.command("list")
+def list_(database_url: DatabaseUrl = None) -> None:
+    """List every device and the state of its credential."""
+    from cloud.devices import list_devices
+
+    with _session(database_url) as session:
+        rows = [
+            (
+                device.id,
+                device.household_id,
+                "revoked" if device.revoked_at is not None else "active" if device.secret_hash else "none",
+                _utc(device.last_seen_at) if device.last_seen_at else "never",
+            )
+            for device in list_devices(session)
+        ]
+    header = ("DEVICE", "HOUSEHOLD", "CREDENTIAL", "LAST SEEN")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        typer.echo("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
+
+
+@devices_app.command("write-mosquitto")
+def write_mosquitto(
+    password_file: Annotated[Path, typer.Option(help="Mosquitto password file to (re)write.")],
+    acl_file: Annotated[Path, typer.Option(help="Mosquitto ACL file to (re)write.")],
+    cloud_user: Annotated[
+        str | None, typer.Option(help="The cloud's MQTT username [default: keep the files' cloud users]")
+    ] = None,
+    cloud_password_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the cloud user's password.")
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Write Mosquitto's password and ACL files: every active device, plus the cloud user."""
+    cloud_users: dict[str, str] | None = None
+    if (cloud_user is None) != (cloud_password_env is None):
+        raise typer.BadParameter("give both --cloud-user and --cloud-password-env, or neither")
+    if cloud_user is not None and cloud_password_env is not None:
+        password = os.environ.get(cloud_password_env, "")
+        if not password:
+            raise typer.BadParameter(
+                f"${cloud_password_env} is unset or empty", param_hint="--cloud-password-env"
+            )
+        cloud_users = {cloud_user: password}
+    from cloud.devices import DeviceAdminError
+
+    with _session(database_url) as session:
+        try:
+            _write_files(session, password_file, acl_file, cloud_users)
+        except DeviceAdminError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+
+@pki_app.command()
+def init(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to keep the CA and the server's files.")],
+    host: Annotated[
+        list[str],
+        typer.Option(help="A DNS name or IP address devices use to reach the broker; repeat for more."),
+    ],
+    port: Annotated[int, typer.Option(help="The TLS listener's port, for the printed configuration.")] = 8883,
+    ca_days: Annotated[int, typer.Option(min=1, help="How long the CA is valid.")] = 3650,
+    server_days: Annotated[int, typer.Option(min=1, help="How long the server certificate is valid.")] = 825,
+) -> None:
+    """Make a CA (kept if it exists) and a server certificate for HOSTs; print Mosquitto's lines."""
+    from cloud.errors import ConfigurationError
+    from cloud.pki import CA_CERT, make_ca, make_server_cert
+
+    if (directory / CA_CERT).exists():
+        typer.echo(f"using the existing CA in {directory}")
+    else:
+        ca = make_ca(directory, "Frigo broker CA", ca_days)
+        typer.echo(f"made a CA: {ca.cert} (give this to devices), {ca.key} (keep it offline if you can)")
+    try:
+        server = make_server_cert(directory, directory, host, server_days)
+    except ConfigurationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--host") from None
+    typer.echo(f"made a server certificate for {', '.join(host)}: {server.cert}")
+    typer.echo("\n# mosquitto.conf: the key must be readable by the user Mosquitto runs as")
+    typer.echo(f"listener {port}")
+    typer.echo(f"cafile {server.ca_cert}")
+    typer.echo(f"certfile {server.cert}")
+    typer.echo(f"keyfile {server.key}")
+    typer.echo(f"\n# devices and cloud: FRIGO_EDGE_MQTT__TLS_CA_FILE={server.ca_cert}, port {port}")
