@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from cloud import models  # noqa: F401  (registers the tables)
 from cloud.errors import ConfigurationError
@@ -39,8 +39,10 @@ def create_db_engine(url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create any missing tables."""
-    SQLModel.metadata.create_all(engine)
+    """Bring the schema to the newest migration, as `frigo cloud migrate` does."""
+    from cloud import migrate
+
+    migrate.upgrade(engine)
 
 
 def insert_ignoring_duplicates(engine: Engine, table: Any) -> Insert:

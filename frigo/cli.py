@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from frigo.admin import devices_app, pki_app
 from shared.mqtt import MqttSettings
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ app = typer.Typer(
 )
 contract_app = typer.Typer(help="The wire contract between fridges and cloud.", no_args_is_help=True)
 app.add_typer(contract_app, name="contract")
+app.add_typer(devices_app, name="devices")
+app.add_typer(pki_app, name="pki")
 
 
 class Protocol(StrEnum):
@@ -139,7 +142,7 @@ def cloud(
 
     Every option can also come from the environment: FRIGO_CLOUD_DATABASE_URL, FRIGO_CLOUD_MQTT__HOST,
     FRIGO_CLOUD_SHARED_GROUP (several workers sharing the stream), FRIGO_CLOUD_CLIENT_ID (unique per
-    worker), ...
+    worker), FRIGO_CLOUD_LOG_FORMAT=json (one JSON object per log line), ...
     """
     from cloud.settings import CloudSettings
 
@@ -150,6 +153,10 @@ def cloud(
             update[key] = value
     settings = CloudSettings.model_validate(settings.model_dump() | update)
     ctx.obj = settings
+    if settings.log_format == "json":
+        from cloud.logs import configure_logging
+
+        configure_logging(logging.getLogger().level, json=True)
     if ctx.invoked_subcommand is not None:
         return
     from cloud.service import CloudService
@@ -170,8 +177,7 @@ def cloud_migrate(ctx: typer.Context) -> None:
 
     engine = create_db_engine(ctx.obj.database_url)
     try:
-        before = migrate.current(engine)
-        migrate.upgrade(engine)
+        before = migrate.upgrade(engine)
         after = migrate.current(engine)
     finally:
         engine.dispose()

@@ -15,7 +15,7 @@ from tests.support.services import free_port
 REPO = Path(__file__).resolve().parents[1]
 CONTRACT_DIR = REPO / "docs" / "contract"
 # As `frigo --help` lists them: commands, then the groups of subcommands.
-COMMANDS = ["demo", "broker", "cloud", "sim", "contract", "edge"]
+COMMANDS = ["demo", "broker", "sim", "contract", "devices", "pki", "cloud", "edge"]
 HINT = "(set --device-id or FRIGO_EDGE_DEVICE_ID, or pass --config)\n"
 SCHEMA_FILES = [
     "availability.schema.json",
@@ -54,7 +54,17 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
     assert re.findall(r"^[│|] ([a-z]+) {2,}\S", result.stdout, re.MULTILINE) == COMMANDS
 
 
-@pytest.mark.parametrize("command", [*COMMANDS, "contract export"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        *COMMANDS,
+        "contract export",
+        "cloud migrate",
+        "devices provision",
+        "devices write-mosquitto",
+        "pki init",
+    ],
+)
 def test_every_command_has_help(tmp_path: Path, command: str) -> None:
     result = frigo(*command.split(), "--help", cwd=tmp_path)
 
