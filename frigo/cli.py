@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -109,16 +110,53 @@ def demo(
 def broker(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 1884,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Authenticate devices provisioned in this cloud database (`frigo devices provision`) "
+            "and enforce the fleet's ACLs [default: anonymous, no ACLs]"
+        ),
+    ] = None,
+    cloud_user: Annotated[
+        str | None, typer.Option(help="The cloud's MQTT username (with --database-url).")
+    ] = None,
+    cloud_password_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the cloud user's password.")
+    ] = None,
 ) -> None:
     """Run the embedded MQTT broker (amqtt, MQTT 3.1.1) until Ctrl-C or SIGTERM."""
     from cloud.broker import EmbeddedBroker
 
+    if (cloud_user is None) != (cloud_password_env is None):
+        raise typer.BadParameter("give both --cloud-user and --cloud-password-env, or neither")
+    if cloud_user is not None and database_url is None:
+        raise typer.BadParameter("a cloud user needs --database-url (authentication on)")
+    engine = None
+    auth = None
+    if database_url is not None:
+        from cloud.brokerauth import BrokerAuth
+        from cloud.database import create_db_engine, create_schema
+
+        cloud_users: dict[str, str] = {}
+        if cloud_user is not None and cloud_password_env is not None:
+            password = os.environ.get(cloud_password_env, "")
+            if not password:
+                raise typer.BadParameter(
+                    f"${cloud_password_env} is unset or empty", param_hint="--cloud-password-env"
+                )
+            cloud_users[cloud_user] = password
+        engine = create_db_engine(database_url)
+        create_schema(engine)
+        auth = BrokerAuth(engine, cloud_users)
     stop = _stop_on_signals()
-    embedded = EmbeddedBroker(host, port)
+    embedded = EmbeddedBroker(host, port, auth=auth)
     embedded.start()
-    typer.echo(f"embedded MQTT broker listening on {host}:{port} (MQTT 3.1.1); Ctrl-C stops it")
+    mode = "devices authenticated, ACLs enforced" if auth is not None else "anonymous, no ACLs"
+    typer.echo(f"embedded MQTT broker listening on {host}:{port} (MQTT 3.1.1, {mode}); Ctrl-C stops it")
     stop.wait()
     embedded.stop()
+    if engine is not None:
+        engine.dispose()
 
 
 cloud_app = typer.Typer(invoke_without_command=True, no_args_is_help=False, rich_markup_mode="markdown")

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,79 @@ def test_edge_reports_bad_scanner_lines_and_keeps_reading(tmp_path: Path) -> Non
         "gave up waiting: 1 events stay in the outbox and go out on the next start",
     ]
     assert (data / "edge.db").is_file()
+
+
+def _connect(port: int, username: str, password: str) -> int:
+    """Return the broker's CONNACK reason (0 accepted) for an MQTT 3.1.1 login."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv311)
+    client.username_pw_set(username, password)
+    answers: list[int] = []
+    client.on_connect = lambda _c, _u, _f, reason, _p: answers.append(reason.value)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        deadline = time.monotonic() + 15
+        while not answers and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert answers, "the broker never answered CONNECT"
+    return answers[0]
+
+
+def test_the_embedded_broker_admits_only_provisioned_devices_and_the_cloud_user(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'cloud.db'}"
+    provisioned = frigo("devices", "provision", "kitchen", "--database-url", database, cwd=tmp_path)
+    # `devices` needs the schema first, and says so.
+    assert provisioned.returncode == 2
+    assert "frigo cloud migrate" in provisioned.stderr
+    migrated = subprocess.run(
+        [sys.executable, "-m", "frigo", "cloud", "--database-url", database, "migrate"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "migrated" in migrated.stdout
+    provisioned = frigo("devices", "provision", "kitchen", "--database-url", database, cwd=tmp_path)
+    assert provisioned.returncode == 0, provisioned.stderr
+    secret = provisioned.stdout.splitlines()[1].strip()
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRIGO_")}
+    env["CLOUD_PW"] = "cloud-secret-for-this-test"
+    broker = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "frigo", "broker", "--port", str(port), "--database-url", database),
+            *("--cloud-user", "frigo-cloud", "--cloud-password-env", "CLOUD_PW"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert broker.stdout is not None
+        assert "devices authenticated, ACLs enforced" in broker.stdout.readline()
+        assert _connect(port, "kitchen", secret) == 0
+        assert _connect(port, "frigo-cloud", "cloud-secret-for-this-test") == 0
+        assert _connect(port, "kitchen", secret[:-1]) != 0
+        assert _connect(port, "garage", secret) != 0
+        assert _connect(port, "frigo-cloud", "guess") != 0
+    finally:
+        broker.terminate()
+        broker.communicate(timeout=30)
+    assert broker.returncode == 0
+
+
+def test_broker_refuses_a_cloud_user_without_authentication(tmp_path: Path) -> None:
+    result = frigo("broker", "--cloud-user", "frigo-cloud", "--cloud-password-env", "X", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "needs --database-url" in result.stderr

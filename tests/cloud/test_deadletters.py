@@ -296,7 +296,7 @@ def test_failing_dead_letter_write_is_logged_and_ingestion_goes_on(
     ] * 2
     assert all(r.exc_info for r in errors)
 
-    create_schema(engine)
+    DEAD_LETTERS.create(engine)
     assert harness.process((topics.events("fridge-1"), b"junk"), msg(added("fridge-1", 2))) == [
         ack("fridge-1", (2, 2))
     ]
