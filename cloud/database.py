@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -67,13 +68,31 @@ def bulk_insert_ignoring(session: Session, table: Table, rows: Sequence[Mapping[
     sqlite = connection.dialect.name == "sqlite"
     placeholders = ", ".join("?" if sqlite else "%s" for _ in columns)
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders}) ON CONFLICT DO NOTHING"
-    if sqlite:
-        # One adapter per column, chosen from the first row: no per-value type tests.
-        adapters = [_sqlite_adapter(rows[0][c]) for c in columns]
-        params = [tuple(a(row[c]) for a, c in zip(adapters, columns, strict=True)) for row in rows]
-    else:
-        params = [tuple(row[c] for c in columns) for row in rows]
+    get = operator.itemgetter(*columns)
+    params = _sqlite_params(columns, rows) if sqlite else [tuple(get(row)) for row in rows]
     return int(connection.exec_driver_sql(sql, params).rowcount)
+
+
+def _sqlite_params(columns: list[str], rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """Return the rows as SQLAlchemy would store them on SQLite; adapters chosen from the first row."""
+    get = operator.itemgetter(*columns)
+    adapters = [(i, _sqlite_adapter(rows[0][c])) for i, c in enumerate(columns)]
+    adapters = [(i, adapt) for i, adapt in adapters if adapt is not _identity]
+    if not adapters:
+        return [tuple(get(row)) for row in rows]
+    # A batch shares values (its receive time): format each distinct one once.
+    memo: dict[Any, Any] = {}
+    params = []
+    for row in rows:
+        values = list(get(row))
+        for i, adapt in adapters:
+            value = values[i]
+            try:
+                values[i] = memo[value]
+            except KeyError:
+                values[i] = memo[value] = adapt(value)
+        params.append(tuple(values))
+    return params
 
 
 def _identity(value: Any) -> Any:
@@ -88,7 +107,9 @@ def _naive_utc_text(value: Any) -> Any:
     if value is None:
         return None
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        value = value.replace(tzinfo=None)
     return value.isoformat(" ", "microseconds")
 
 

@@ -13,6 +13,7 @@ confine each device to its own topics (see :func:`acl_patterns`).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -100,6 +101,8 @@ def shared_subscription(group: str, topic_filter: str) -> str:
     return f"$share/{group}/{topic_filter}"
 
 
+# Every message's topic is parsed, and a fleet's topics repeat: remember the recent ones.
+@functools.lru_cache(maxsize=65_536)
 def parse(topic: str) -> DeviceTopic:
     """Split a device topic into device id and channel, or raise :class:`InvalidTopic`."""
     prefix = PREFIX + "/"

@@ -531,7 +531,7 @@ def test_failed_batch_does_not_poison_the_next_one(harness: Harness, engine: Eng
     assert harness.ingestor.stats.batches == 0
     assert harness.ingestor.stats.stored == 0
 
-    create_schema(engine)
+    EVENTS.create(engine)
     # Had the Ingestor cached fridge-1's household from the failed batch, it would skip the
     # enrolment and this insert would break the devices foreign key.
     acks = harness.process(*(msg(e) for e in events))
