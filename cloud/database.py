@@ -68,18 +68,18 @@ def bulk_insert_ignoring(session: Session, table: Table, rows: Sequence[Mapping[
     sqlite = connection.dialect.name == "sqlite"
     placeholders = ", ".join("?" if sqlite else "%s" for _ in columns)
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders}) ON CONFLICT DO NOTHING"
-    get = operator.itemgetter(*columns)
-    params = _sqlite_params(columns, rows) if sqlite else [tuple(get(row)) for row in rows]
+    get = _values(columns)
+    params = _sqlite_params(columns, rows) if sqlite else [get(row) for row in rows]
     return int(connection.exec_driver_sql(sql, params).rowcount)
 
 
 def _sqlite_params(columns: list[str], rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
     """Return the rows as SQLAlchemy would store them on SQLite; adapters chosen from the first row."""
-    get = operator.itemgetter(*columns)
+    get = _values(columns)
     adapters = [(i, _sqlite_adapter(rows[0][c])) for i, c in enumerate(columns)]
     adapters = [(i, adapt) for i, adapt in adapters if adapt is not _identity]
     if not adapters:
-        return [tuple(get(row)) for row in rows]
+        return [get(row) for row in rows]
     # A batch shares values (its receive time): format each distinct one once.
     memo: dict[Any, Any] = {}
     params = []
@@ -93,6 +93,14 @@ def _sqlite_params(columns: list[str], rows: Sequence[Mapping[str, Any]]) -> lis
                 values[i] = memo[value] = adapt(value)
         params.append(tuple(values))
     return params
+
+
+def _values(columns: list[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """Return a function giving a row's values in ``columns``' order, as a tuple."""
+    if len(columns) == 1:
+        (column,) = columns
+        return lambda row: (row[column],)
+    return operator.itemgetter(*columns)  # type: ignore[return-value]  # a tuple for 2+ keys
 
 
 def _identity(value: Any) -> Any:
