@@ -100,7 +100,7 @@ def _values(columns: list[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]
     if len(columns) == 1:
         (column,) = columns
         return lambda row: (row[column],)
-    return operator.itemgetter(*columns)  # type: ignore[return-value]  # a tuple for 2+ keys
+    return operator.itemgetter(*columns)  # a tuple for 2+ keys
 
 
 def _identity(value: Any) -> Any:
