@@ -9,7 +9,7 @@ publish → ack latency (an upper bound of publish → commit: the ack leaves af
 fixed offered load. The cloud and the bare subscriber each run in a process of their own; the
 device connections run in this one. Prints one JSON object.
 
-    .venv/bin/python -m bench.ingest [--database sqlite|postgres] [--devices 20] [--events 20000]
+    .venv/bin/python -m bench.ingest [--database sqlite|postgres] [--devices 20] [--events 20000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -22,19 +22,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from shared import topics
-from shared.messages import EventsAcknowledged, ItemAdded, decode_command, encode
+from simulator.load import Devices, blast, payloads
 from tests.support.services import Mosquitto, free_port, mosquitto_binary, postgres_database
 
 BARE_SUBSCRIBER = """
@@ -70,83 +66,6 @@ client.disconnect()
 client.loop_stop()
 print(json.dumps(state), flush=True)
 """
-
-
-class Devices:
-    """Device connections publishing pre-encoded events and collecting the cloud's acks."""
-
-    def __init__(self, port: int, prefix: str, count: int) -> None:
-        self.ids = [f"{prefix}-{n:03d}" for n in range(count)]
-        self.acked: dict[str, set[int]] = {d: set() for d in self.ids}
-        self.ack_times: dict[tuple[str, int], float] = {}
-        self.last_ack = 0.0
-        self._lock = threading.Lock()
-        self.clients: dict[str, mqtt.Client] = {}
-        for device_id in self.ids:
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
-            client.max_inflight_messages_set(100)
-            client.on_message = self._on_ack
-            client.connect("127.0.0.1", port)
-            client.subscribe(topics.commands(device_id), qos=1)
-            client.loop_start()
-            self.clients[device_id] = client
-
-    def _on_ack(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        now = time.time()
-        command = decode_command(bytes(message.payload))
-        if not isinstance(command, EventsAcknowledged):
-            return
-        with self._lock:
-            for first, last in command.ranges:
-                for seq in range(first, last + 1):
-                    if seq not in self.acked[command.device_id]:
-                        self.acked[command.device_id].add(seq)
-                        self.ack_times[(command.device_id, seq)] = now
-            self.last_ack = now
-
-    def wait_published(self, timeout: float) -> None:
-        """Wait until the broker has every published message (no pending outgoing publishes)."""
-        deadline = time.time() + timeout
-        while any(c.want_write() or len(c._out_messages) for c in self.clients.values()):
-            if time.time() > deadline:
-                raise TimeoutError("the broker did not take every message")
-            time.sleep(0.05)
-
-    def acked_count(self) -> int:
-        with self._lock:
-            return sum(len(s) for s in self.acked.values())
-
-    def close(self) -> None:
-        for client in self.clients.values():
-            client.disconnect()
-            client.loop_stop()
-
-
-def payloads(device_id: str, count: int) -> list[bytes]:
-    now = datetime.now(UTC)
-    return [
-        encode(
-            ItemAdded(
-                event_id=uuid.uuid4(),
-                device_id=device_id,
-                seq=seq,
-                occurred_at=now,
-                code="4006381333931",
-                lot_id=seq,
-            )
-        )
-        for seq in range(1, count + 1)
-    ]
-
-
-def blast(devices: Devices, per_device: int) -> float:
-    """Publish every device's events as fast as the connections take them; return the start time."""
-    batches = {d: payloads(d, per_device) for d in devices.ids}
-    started = time.time()
-    for seq in range(per_device):
-        for device_id in devices.ids:
-            devices.clients[device_id].publish(topics.events(device_id), batches[device_id][seq], qos=1)
-    return started
 
 
 def bare_rate(port: int, devices: int, per_device: int) -> float:
@@ -199,12 +118,14 @@ def stop_cloud(process: subprocess.Popen[bytes]) -> None:
     process.wait(30)
 
 
-def cloud_rate(database_url: str, port: int, devices: int, per_device: int) -> tuple[float, int]:
+def cloud_rate(
+    database_url: str, port: int, devices: int, per_device: int, prefix: str = "load"
+) -> tuple[float, int]:
     """Queue the events for the offline cloud's persistent session, start it, time first to last ack."""
     total = devices * per_device
     process, _ = start_cloud(database_url, port)  # creates the persistent session
     stop_cloud(process)
-    generator = Devices(port, "load", devices)
+    generator = Devices(port, prefix, devices)
     blast(generator, per_device)
     generator.wait_published(120)
     process, http_port = start_cloud(database_url, port)
@@ -263,6 +184,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000, help="events per rate measurement")
     parser.add_argument("--latency-rate", type=float, default=2000, help="offered events/s for latency")
     parser.add_argument("--latency-seconds", type=float, default=10)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rate measurements (bare, then cloud) to take the median of"
+    )
     args = parser.parse_args()
     binary = mosquitto_binary()
     if binary is None:
@@ -286,20 +210,30 @@ def main() -> None:
             if args.database == "sqlite"
             else stack.enter_context(postgres_database())
         )
-        print("measuring the bare subscriber...", file=sys.stderr)
-        bare = bare_rate(broker.port, args.devices, per_device)
-        print("measuring the cloud worker...", file=sys.stderr)
-        cloud, stored = cloud_rate(database_url, broker.port, args.devices, per_device)
+        runs = []
+        stored = 0
+        for run in range(1, args.repeat + 1):
+            print(f"run {run}/{args.repeat}: the bare subscriber...", file=sys.stderr)
+            bare = bare_rate(broker.port, args.devices, per_device)
+            print(f"run {run}/{args.repeat}: the cloud worker...", file=sys.stderr)
+            cloud, stored_now = cloud_rate(
+                database_url, broker.port, args.devices, per_device, prefix=f"load{run}"
+            )
+            stored += stored_now
+            runs.append({"bare": round(bare), "cloud": round(cloud), "ratio": round(cloud / bare, 3)})
         print("measuring latency at a fixed load...", file=sys.stderr)
         process, _ = start_cloud(database_url, broker.port)
         try:
             results["latency"] = latency(broker.port, args.devices, args.latency_rate, args.latency_seconds)
         finally:
             stop_cloud(process)
-        results["bare_subscriber_events_per_s"] = round(bare)
-        results["cloud_events_per_s"] = round(cloud)
-        results["ratio_cloud_to_bare"] = round(cloud / bare, 3)
+        # The machine's noise moves both rates run to run: the median of the paired ratios is the figure.
+        results["runs"] = runs
+        results["bare_subscriber_events_per_s"] = statistics.median(r["bare"] for r in runs)
+        results["cloud_events_per_s"] = statistics.median(r["cloud"] for r in runs)
+        results["ratio_cloud_to_bare"] = statistics.median(r["ratio"] for r in runs)
         results["cloud_stored"] = stored
+        results["cloud_stored_expected"] = args.repeat * per_device * args.devices
     print(json.dumps(results, indent=2))
 
 
