@@ -37,7 +37,8 @@ BARE_SUBSCRIBER = """
 import json, sys, time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-port, expected, pattern, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+port, expected = int(sys.argv[1]), int(sys.argv[2])
+pattern, mode, client_id = sys.argv[3:6]
 state = {"count": 0, "first": None, "last": None}
 def on_message(client, userdata, message):
     now = time.time()
@@ -48,7 +49,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 props = Properties(PacketTypes.CONNECT)
 props.SessionExpiryInterval = 3600
-client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bare-subscriber", protocol=mqtt.MQTTv5)
+client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
 client.on_message = on_message
 client.on_connect = lambda c, u, f, r, p: c.subscribe(pattern, qos=1)
 client.connect("127.0.0.1", port, clean_start=False, properties=props)
@@ -68,7 +69,7 @@ print(json.dumps(state), flush=True)
 """
 
 
-def bare_rate(port: int, devices: int, per_device: int) -> float:
+def bare_rate(port: int, devices: int, per_device: int, client_id: str = "bare-subscriber") -> float:
     """Queue the events for an offline persistent subscriber, then time how fast it takes them."""
     total = devices * per_device
     command = [
@@ -79,26 +80,30 @@ def bare_rate(port: int, devices: int, per_device: int) -> float:
         str(total),
         topics.all_devices(topics.Channel.EVENTS),
     ]
-    subprocess.run([*command, "prime"], check=True, capture_output=True, timeout=60)
+    subprocess.run([*command, "prime", client_id], check=True, capture_output=True, timeout=60)
     generator = Devices(port, "bare", devices)
     blast(generator, per_device)
     generator.wait_published(120)
     generator.close()
-    process = subprocess.run([*command, "drain"], check=True, capture_output=True, text=True, timeout=600)
+    process = subprocess.run(
+        [*command, "drain", client_id], check=True, capture_output=True, text=True, timeout=600
+    )
     result = json.loads(process.stdout.strip().splitlines()[-1])
     if result["count"] < total:
         raise RuntimeError(f"the bare subscriber got {result['count']} of {total}")
     return float((total - 1) / (result["last"] - result["first"]))
 
 
-def start_cloud(database_url: str, port: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_cloud(
+    database_url: str, port: int, client_id: str = "bench-cloud"
+) -> tuple[subprocess.Popen[bytes], int]:
     http_port = free_port()
     env = {
         **os.environ,
         "FRIGO_CLOUD_DATABASE_URL": database_url,
         "FRIGO_CLOUD_MQTT__PORT": str(port),
         "FRIGO_CLOUD_HTTP_PORT": str(http_port),
-        "FRIGO_CLOUD_CLIENT_ID": "bench-cloud",
+        "FRIGO_CLOUD_CLIENT_ID": client_id,
     }
     process = subprocess.Popen([sys.executable, "-m", "frigo", "cloud"], env=env, stdout=subprocess.DEVNULL)
     deadline = time.time() + 30
@@ -123,12 +128,14 @@ def cloud_rate(
 ) -> tuple[float, int]:
     """Queue the events for the offline cloud's persistent session, start it, time first to last ack."""
     total = devices * per_device
-    process, _ = start_cloud(database_url, port)  # creates the persistent session
+    # A session of its own: earlier phases queued their events for the older ones.
+    client_id = f"bench-cloud-{prefix}"
+    process, _ = start_cloud(database_url, port, client_id)  # creates the persistent session
     stop_cloud(process)
     generator = Devices(port, prefix, devices)
     blast(generator, per_device)
     generator.wait_published(120)
-    process, http_port = start_cloud(database_url, port)
+    process, http_port = start_cloud(database_url, port, client_id)
     try:
         deadline = time.time() + 600
         while generator.acked_count() < total and time.time() < deadline:
@@ -214,7 +221,7 @@ def main() -> None:
         stored = 0
         for run in range(1, args.repeat + 1):
             print(f"run {run}/{args.repeat}: the bare subscriber...", file=sys.stderr)
-            bare = bare_rate(broker.port, args.devices, per_device)
+            bare = bare_rate(broker.port, args.devices, per_device, f"bare-subscriber-{run}")
             print(f"run {run}/{args.repeat}: the cloud worker...", file=sys.stderr)
             cloud, stored_now = cloud_rate(
                 database_url, broker.port, args.devices, per_device, prefix=f"load{run}"
@@ -222,7 +229,7 @@ def main() -> None:
             stored += stored_now
             runs.append({"bare": round(bare), "cloud": round(cloud), "ratio": round(cloud / bare, 3)})
         print("measuring latency at a fixed load...", file=sys.stderr)
-        process, _ = start_cloud(database_url, broker.port)
+        process, _ = start_cloud(database_url, broker.port, "bench-cloud-latency")
         try:
             results["latency"] = latency(broker.port, args.devices, args.latency_rate, args.latency_seconds)
         finally:

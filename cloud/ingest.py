@@ -30,6 +30,7 @@ from sqlmodel import Session
 from cloud.database import bulk_insert_ignoring, insert_ignoring_duplicates
 from cloud.deadletters import DEFAULT_MAX_DEAD_LETTERS, DeadLetterStore, Rejection, dead_letter_row
 from cloud.models import DEVICES, EVENTS, HOUSEHOLDS
+from cloud.writer import WriterError, WriterProcess
 from shared import topics
 from shared.clock import Clock
 from shared.errors import InvalidMessage, InvalidTopic
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 # Cap on buffered messages: when the database falls behind, paho's thread blocks here and the
 # broker holds the rest, instead of this process growing without bound.
 MAX_BUFFERED = 50_000
+# How often a batch being collected looks for more messages.
+COLLECT_POLL_S = 0.002
 
 # Upper bounds of the commit-time histogram, in seconds: a small SQLite batch commits in about a
 # millisecond, a full PostgreSQL batch in tens of them; beyond 2 s the database is in trouble.
@@ -156,8 +159,10 @@ class Ingestor:
         batch_interval_s: float = 0.05,
         auto_enroll: bool = True,
         max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS,
+        writer: WriterProcess | None = None,
     ) -> None:
         self._engine = engine
+        self._writer = writer
         self._acknowledge = acknowledge
         self._clock = clock
         self._batch_size = batch_size
@@ -183,6 +188,11 @@ class Ingestor:
         self._submitted += 1
         self._queue.put((topic, payload, self._clock.now()))
 
+    @property
+    def writer(self) -> WriterProcess | None:
+        """Return the writer process batches go to, or None if they are processed in this one."""
+        return self._writer
+
     def queue_depth(self) -> int:
         """Return how many submitted messages are not through a batch yet (queued or in one)."""
         settled = self._settled  # read first: the difference can then only be too large, briefly
@@ -200,7 +210,9 @@ class Ingestor:
         return max((self._clock.now() - oldest).total_seconds(), 0.0)
 
     def start(self) -> None:
-        """Start the thread that commits batches."""
+        """Start the thread that commits batches (and the writer process, if there is one)."""
+        if self._writer is not None:
+            self._writer.start()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self._thread.start()
 
@@ -210,6 +222,8 @@ class Ingestor:
             self._queue.put(None)
             self._thread.join(timeout)
             self._thread = None
+        if self._writer is not None:
+            self._writer.stop()
 
     def _run(self) -> None:
         while True:
@@ -217,25 +231,13 @@ class Ingestor:
             if first is None:
                 return
             self._oldest_in_flight = first[2]
-            batch = [first]
-            deadline = time.monotonic() + self._batch_interval_s
-            stopping = False
-            while len(batch) < self._batch_size:
-                remaining = deadline - time.monotonic()
-                try:
-                    item = (
-                        self._queue.get(timeout=max(remaining, 0))
-                        if remaining > 0
-                        else (self._queue.get_nowait())
-                    )
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
+            batch, stopping = self._gather(first)
             try:
-                self.process([(topic, payload) for topic, payload, _ in batch])
+                self._process_batch([(topic, payload) for topic, payload, _ in batch])
+            except WriterError as exc:
+                # The writer logged the cause: the devices still hold these events and resend them.
+                log.error("batch of %d messages failed; devices will resend them: %s", len(batch), exc)
+                time.sleep(1.0)
             except Exception:
                 # The devices still hold these events and send them again: log, keep going.
                 log.exception("batch of %d messages failed; devices will resend them", len(batch))
@@ -246,8 +248,47 @@ class Ingestor:
             if stopping:
                 return
 
+    def _gather(self, first: tuple[str, bytes, datetime]) -> tuple[list[tuple[str, bytes, datetime]], bool]:
+        """Return the batch ``first`` starts, once full or due, and whether stopping was asked.
+
+        Polls instead of waiting on the queue for each message: every wake-up would take the GIL
+        from the MQTT thread, which then reads the socket at half speed.
+        """
+        batch = [first]
+        deadline = time.monotonic() + self._batch_interval_s
+        while True:
+            while len(batch) < self._batch_size:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    return batch, True
+                batch.append(item)
+            remaining = deadline - time.monotonic()
+            if len(batch) >= self._batch_size or remaining <= 0:
+                return batch, False
+            time.sleep(min(remaining, COLLECT_POLL_S))
+
+    def _process_batch(self, batch: list[tuple[str, bytes]]) -> None:
+        if self._writer is None:
+            self.process(batch)
+            return
+        outcome = self._writer.process(batch)
+        for name, change in outcome.counts.items():
+            setattr(self.stats, name, getattr(self.stats, name) + change)
+        self.stats.rejected.update(outcome.rejected)
+        self.stats.batch_sizes.observe(outcome.batch_size)
+        if outcome.commit_seconds is not None:
+            self.stats.last_commit_ms = outcome.commit_seconds * 1000
+            self.stats.commit_seconds.observe(outcome.commit_seconds)
+        for ack in outcome.acks:
+            self._acknowledge(ack)
+        if outcome.error is not None:
+            raise WriterError(outcome.error)
+
     def process(self, batch: list[tuple[str, bytes]]) -> None:
-        """Validate, store and acknowledge one batch of (topic, payload) messages."""
+        """Validate, store and acknowledge one batch of (topic, payload) messages, in this process."""
         received_at = self._clock.now()
         self.stats.received += len(batch)
         self.stats.batch_sizes.observe(len(batch))

@@ -15,6 +15,7 @@ from cloud.ingest import Ingestor
 from cloud.metrics import create_registry
 from cloud.settings import CloudSettings
 from cloud.subscriber import Subscriber
+from cloud.writer import WriterConfig, WriterProcess
 from shared.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class CloudService:
             batch_interval_s=settings.batch_interval_s,
             auto_enroll=settings.auto_enroll,
             max_dead_letters=settings.max_dead_letters,
+            writer=self._writer(settings, clock),
         )
         # A registry of this worker's own: workers started in one process do not share metrics.
         self.registry = create_registry(self.ingestor, self._broker_connected)
@@ -49,6 +51,22 @@ class CloudService:
         self._serve_http = serve_http
         self._server: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
+
+    @staticmethod
+    def _writer(settings: CloudSettings, clock: Clock | None) -> WriterProcess | None:
+        """Return the writer process, unless settings, a test clock or an in-memory database rule it out."""
+        in_memory = settings.database_url in ("sqlite://", "sqlite:///:memory:")
+        if not settings.writer_process or clock is not None or in_memory:
+            return None
+        return WriterProcess(
+            WriterConfig(
+                database_url=settings.database_url,
+                auto_enroll=settings.auto_enroll,
+                max_dead_letters=settings.max_dead_letters,
+                log_level=logging.getLogger().getEffectiveLevel(),
+                log_json=settings.log_format == "json",
+            )
+        )
 
     def _submit(self, topic: str, payload: bytes) -> None:
         self.ingestor.submit(topic, payload)

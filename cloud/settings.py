@@ -40,6 +40,10 @@ class CloudSettings(BaseSettings):
         ge=1,
         description="Most rejected messages kept in the dead_letters table; the oldest go first.",
     )
+    writer_process: bool = Field(
+        default=True,
+        description="Validate and commit batches in a child process, so reading MQTT never waits for them.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text, or as one JSON object per line for a collector."
     )

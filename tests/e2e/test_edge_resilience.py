@@ -89,6 +89,12 @@ def test_hour_long_partition_drains_in_order_within_a_minute_of_reconnecting(
     mosquitto: Mosquitto, start_cloud: CloudFactory, tmp_path: Path
 ) -> None:
     clock = ManualClock(datetime(2026, 11, 23, 8, 0, tzinfo=UTC))
+    # With persistence, as the README asks for production, the cloud's subscription outlives the
+    # restart: whichever of cloud and agent reconnects first, nothing is published to nobody.
+    # (Without it, an agent back before the cloud publishes into the void and resends later.)
+    mosquitto.stop()
+    mosquitto.persistence = True
+    mosquitto.start()
     cloud = start_cloud(mosquitto.mqtt(), f"sqlite:///{tmp_path / 'cloud.db'}")
     settings = EdgeSettings(device_id="partitioned", data_dir=tmp_path / "agent", mqtt=mosquitto.mqtt())
     agent = Agent(settings, clock=clock)

@@ -75,6 +75,8 @@ class Mosquitto:
     # subscriber that falls behind). But Mosquitto 2.0.11 with 0 also disconnects a client after
     # a QoS 1 publish the ACL denies: tests of ACLs set a large number instead.
     max_queued_messages: int = 0
+    # Keep sessions, subscriptions and queued messages across a clean restart, as in production.
+    persistence: bool = False
 
     def config(self) -> str:
         """Return the broker's configuration text."""
@@ -89,7 +91,11 @@ class Mosquitto:
                 *([f"password_file {self.password_file}"] if self.password_file else []),
                 *([f"acl_file {self.acl_file}"] if self.acl_file else []),
                 f"max_queued_messages {self.max_queued_messages}",
-                "persistence false",
+                *(
+                    ["persistence true", f"persistence_location {self.directory}/"]
+                    if self.persistence
+                    else ["persistence false"]
+                ),
                 f"log_dest file {self.directory / 'mosquitto.log'}",
                 "log_type error",
                 "log_type warning",
