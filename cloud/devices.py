@@ -23,15 +23,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import functools
 import hashlib
 import hmac
 import os
 import re
 import secrets
-import stat
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +42,7 @@ from cloud.ingest import household_id_for
 from cloud.models import Device, Household
 from shared import topics
 from shared.clock import Clock, SystemClock
+from shared.files import replace_file
 
 # 32 random bytes, URL-safe base64: 256 bits, nothing a person could pick or guess.
 SECRET_BYTES = 32
@@ -252,8 +250,8 @@ def write_mosquitto_files(
             f"cloud user(s) {', '.join(clash)} share a name with a device: rename the cloud user"
         )
     entries = sorted(devices.items()) + sorted(cloud_lines.items())
-    _replace_file(password_file, "".join(f"{user}:{hashed}\n" for user, hashed in entries))
-    _replace_file(acl_file, acl_text(cloud_lines))
+    replace_file(password_file, "".join(f"{user}:{hashed}\n" for user, hashed in entries))
+    replace_file(acl_file, acl_text(cloud_lines))
     return MosquittoFiles(password_file, acl_file, tuple(sorted(devices)), tuple(sorted(cloud_lines)))
 
 
@@ -267,31 +265,3 @@ def _existing_cloud_users(password_file: Path, acl_file: Path) -> dict[str, str]
     names = {line.split(None, 1)[1].strip() for line in acl.splitlines() if line.startswith("user ")}
     hashes = dict(line.split(":", 1) for line in passwords.splitlines() if ":" in line)
     return {name: hashes[name] for name in names if name in hashes}
-
-
-def _replace_file(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    try:
-        previous: os.stat_result | None = path.stat()
-    except FileNotFoundError:
-        previous = None
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        if previous is not None:
-            os.chmod(temporary, stat.S_IMODE(previous.st_mode))
-            with contextlib.suppress(PermissionError):
-                os.chown(temporary, previous.st_uid, previous.st_gid)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
-import tempfile
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from pathlib import Path
 from typing import NamedTuple
 
 from edge.errors import SensorError, StorageError
+from shared.files import replace_file
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -128,7 +126,7 @@ class CalibrationStore:
         shelves[shelf_id] = calibration
         text = json.dumps({name: c._asdict() for name, c in sorted(shelves.items())}, indent=2) + "\n"
         try:
-            _write_atomically(self.path, text)
+            replace_file(self.path, text)
         except OSError as exc:
             raise StorageError(
                 f"cannot write {self.path}: {exc.strerror or exc}; check the data directory"
@@ -155,25 +153,3 @@ def _parse(document: object) -> dict[str, Calibration]:
 def _check(shelf_id: str, offset: float, scale: float) -> None:
     if not (math.isfinite(offset) and math.isfinite(scale)) or scale == 0:
         raise ValueError(f"shelf {shelf_id!r}: offset must be finite and scale finite and not 0")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that a power cut leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    # The rename itself is only durable once the directory is synced.
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
