@@ -470,6 +470,9 @@ class Ingestor:
         if not accepted:
             return {}
         now = self._clock.now()
+        # In each device's seq order: MQTT clients may reorder a few messages around a reconnect
+        # (paho resends its in-flight ones), and readers expect a device's events in order.
+        accepted = sorted(accepted, key=lambda item: (item.event.device_id, item.event.seq))
         rows = [_row(item.event, item.household_id, now) for item in accepted]
         inserted = bulk_insert_ignoring(session, EVENTS, rows)
         self.stats.stored += inserted

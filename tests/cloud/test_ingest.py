@@ -544,3 +544,12 @@ def test_failed_batch_does_not_poison_the_next_one(harness: Harness, engine: Eng
     ]
     assert harness.households() == [("hh-fridge-1", "Household of fridge fridge-1")]
     assert (harness.ingestor.stats.stored, harness.ingestor.stats.batches) == (3, 1)
+
+
+def test_a_batch_is_stored_in_each_devices_seq_order(harness: Harness) -> None:
+    # paho may deliver a message resent around a reconnect after the ones published after it.
+    harness.process(msg(added("fridge-2", 2)), msg(added("fridge-1", 2)), msg(added("fridge-1", 1)))
+
+    with harness.engine.connect() as conn:
+        stored = conn.execute(select(EVENTS.c.device_id, EVENTS.c.seq).order_by(EVENTS.c.id)).all()
+    assert [tuple(r) for r in stored] == [("fridge-1", 1), ("fridge-1", 2), ("fridge-2", 2)]
