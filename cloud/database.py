@@ -54,23 +54,29 @@ def insert_ignoring_duplicates(engine: Engine, table: Any) -> Insert:
 
 
 def bulk_insert_ignoring(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Insert rows with one driver-level executemany, skipping unique-key clashes; return how many
-    went in.
+    """Insert rows in one round trip, skipping unique-key clashes; return how many went in.
 
     The hot path of ingestion: SQLAlchemy's per-row parameter processing cost more than the insert
-    itself (measured: 85 µs a row against 27 µs this way on SQLite). Values are adapted here the
-    way SQLAlchemy stores them, so the ORM reads them back unchanged.
+    itself (measured: 85 µs a row against 27 µs this way on SQLite). On SQLite it is one
+    driver-level executemany, with values adapted the way SQLAlchemy stores them, so the ORM reads
+    them back unchanged. On PostgreSQL it is one statement over arrays, one per column
+    (``INSERT … SELECT * FROM unnest(…)``): the server plans and runs one statement, not one a row.
     """
     if not rows:
         return 0
     columns = list(rows[0])
     connection = session.connection()
-    sqlite = connection.dialect.name == "sqlite"
-    placeholders = ", ".join("?" if sqlite else "%s" for _ in columns)
-    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders}) ON CONFLICT DO NOTHING"
-    get = _values(columns)
-    params = _sqlite_params(columns, rows) if sqlite else [get(row) for row in rows]
-    return int(connection.exec_driver_sql(sql, params).rowcount)
+    names = ", ".join(columns)
+    if connection.dialect.name == "sqlite":
+        placeholders = ", ".join("?" for _ in columns)
+        sql = f"INSERT INTO {table.name} ({names}) VALUES ({placeholders}) ON CONFLICT DO NOTHING"
+        return int(connection.exec_driver_sql(sql, _sqlite_params(columns, rows)).rowcount)
+    # %b: binary parameters. In text, psycopg escapes each element of a text array with a regex,
+    # which cost 90 µs a row against 3 µs in binary (measured with 300-byte JSON payloads).
+    arrays = ", ".join(f"%b::{table.c[c].type.compile(dialect=connection.dialect)}[]" for c in columns)
+    sql = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING"
+    values = tuple([row[c] for row in rows] for c in columns)
+    return int(connection.exec_driver_sql(sql, values).rowcount)
 
 
 def _sqlite_params(columns: list[str], rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:

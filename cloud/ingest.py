@@ -470,9 +470,7 @@ class Ingestor:
         if not accepted:
             return {}
         now = self._clock.now()
-        # In each device's seq order: MQTT clients may reorder a few messages around a reconnect
-        # (paho resends its in-flight ones), and readers expect a device's events in order.
-        accepted = sorted(accepted, key=lambda item: (item.event.device_id, item.event.seq))
+        accepted = _in_seq_order(accepted)
         rows = [_row(item.event, item.household_id, now) for item in accepted]
         inserted = bulk_insert_ignoring(session, EVENTS, rows)
         self.stats.stored += inserted
@@ -520,6 +518,23 @@ class Ingestor:
     def _update_presence(self, session: Session, presence: dict[str, dict[str, Any]]) -> None:
         for device_id, values in presence.items():
             session.execute(update(DEVICES).where(DEVICES.c.id == device_id).values(**values))
+
+
+def _in_seq_order(accepted: list[_Accepted]) -> list[_Accepted]:
+    """Return the batch with each device's events in seq order, in the places its events held.
+
+    MQTT clients may reorder a few messages around a reconnect (paho resends its in-flight ones),
+    and readers expect a device's events in order; devices keep their order of arrival.
+    """
+    places: dict[str, list[int]] = {}
+    for index, item in enumerate(accepted):
+        places.setdefault(item.event.device_id, []).append(index)
+    ordered = list(accepted)
+    for indices in places.values():
+        events = sorted((accepted[i] for i in indices), key=lambda item: item.event.seq)
+        for index, item in zip(indices, events, strict=True):
+            ordered[index] = item
+    return ordered
 
 
 def stock_change(event: Event) -> tuple[str | None, float]:
