@@ -19,6 +19,7 @@ from shared.mqtt import MqttSettings
 
 if TYPE_CHECKING:
     from edge.settings import EdgeSettings
+    from simulator.world import DayReport
 
 app = typer.Typer(
     help="Frigo: open-source software for smart fridges. Run `frigo demo` to see the whole loop.",
@@ -416,8 +417,13 @@ def edge_calibrate(
     typer.echo(f"shelf {shelf_id} calibrated: offset {result.offset:.1f}, scale {result.scale:.4f} counts/g")
 
 
-@app.command()
+sim_app = typer.Typer(invoke_without_command=True, no_args_is_help=False, rich_markup_mode="markdown")
+app.add_typer(sim_app, name="sim")
+
+
+@sim_app.callback(invoke_without_command=True)
 def sim(
+    ctx: typer.Context,
     fridges: Annotated[int, typer.Option(min=1, max=1000, help="Virtual fridges to run.")] = 3,
     rate: Annotated[float, typer.Option(min=0.01, max=1000, help="Scans per second per fridge.")] = 1.0,
     duration: Annotated[
@@ -431,7 +437,11 @@ def sim(
     mqtt_port: MqttPort = None,
     mqtt_protocol: MqttProtocol = None,
 ) -> None:
-    """Run virtual fridges (the real edge agent with a simulated scanner) against a broker."""
+    """Run virtual fridges (the real edge agent with a simulated scanner) against a broker, until
+    Ctrl-C; or `run` a scenario of households on a virtual clock (`frigo sim run --help`).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from simulator.fleet import Fleet
 
     mqtt = _mqtt(MqttSettings(), mqtt_host, mqtt_port, mqtt_protocol)
@@ -446,6 +456,76 @@ def sim(
     fleet.stop()
     typer.echo(f"{fleet.scans} scans recorded; {depth} events still wait for the cloud's ack")
     raise typer.Exit(0 if drained else 1)
+
+
+@sim_app.command("run")
+def sim_run(
+    scenario: Annotated[
+        str,
+        typer.Argument(
+            help="A built-in scenario (demo, week-in-a-household, quarter-100) or a .toml file of your own."
+        ),
+    ],
+    seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
+    days: Annotated[int | None, typer.Option(min=1, max=3650, help="Override the scenario's days.")] = None,
+    households: Annotated[
+        int | None, typer.Option(min=1, max=10_000, help="Override the scenario's households.")
+    ] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option(help="Where to write the report [default: ./frigo-sim-runs/SCENARIO-SEED]")
+    ] = None,
+    mqtt_host: MqttHost = None,
+    mqtt_port: MqttPort = None,
+    mqtt_protocol: MqttProtocol = None,
+) -> None:
+    """Run a scenario: households live their days with real fridges on a virtual clock, and a cloud
+    worker stores what the fridges send.
+
+    Without `--mqtt-host`/`--mqtt-port` it runs on embedded defaults (embedded broker, cloud on
+    SQLite in the report folder). The report folder gets `summary.json` (households, actions,
+    events recorded and stored, packs bought, eaten, wasted and missing per household) and
+    `truth.csv` (what each household really ate, bought and wasted each day, per product).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from simulator.errors import ScenarioError
+    from simulator.runner import run_scenario
+    from simulator.scenario import load_scenario
+
+    try:
+        chosen = load_scenario(scenario)
+    except ScenarioError as exc:
+        raise typer.BadParameter(str(exc), param_hint="SCENARIO") from None
+    update = {k: v for k, v in (("seed", seed), ("days", days), ("households", households)) if v is not None}
+    chosen = chosen.model_copy(update=update)
+    folder = report_dir or Path("frigo-sim-runs") / f"{chosen.name}-{chosen.seed}"
+    mqtt = None
+    if mqtt_host is not None or mqtt_port is not None:
+        mqtt = _mqtt(MqttSettings(), mqtt_host, mqtt_port, mqtt_protocol)
+    events = 0
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days · {task.fields[events]} events"),
+        TimeElapsedColumn(),
+    ) as progress:
+        task = progress.add_task(chosen.name, total=chosen.days, events=0)
+
+        def on_day(day: DayReport) -> None:
+            nonlocal events
+            events += day.events
+            progress.update(task, advance=1, events=events)
+
+        summary = run_scenario(chosen, folder, mqtt=mqtt, on_day=on_day)
+    typer.echo(
+        f"{chosen.households} household(s), {chosen.days} day(s) in {summary['wall_seconds']} s: "
+        f"{summary['actions']} actions, {summary['events_recorded']} events recorded, "
+        f"{summary['events_stored']} stored by the cloud, {summary['actions_refused']} refused; "
+        f"report in {folder}"
+    )
+    if summary["events_stored"] != summary["events_recorded"] or summary["actions_refused"]:
+        raise typer.Exit(1)
 
 
 @contract_app.command("export")

@@ -1,0 +1,315 @@
+"""A household's life with its fridge, day by day: what it eats, buys, opens and throws away.
+
+Unlike :class:`simulator.household.VirtualHousehold` (random scans for the demo), a
+:class:`Household` has a size and a diet, a portfolio of products each eaten at its own rate, a
+weekday rhythm with noise, shopping trips outside the system (the packs are scanned in on return),
+waste when packs expire, holidays, guests, and tastes that drift over the months. Every day yields
+the scanner lines the household's actions make at the fridge, and the *truth*: what was actually
+eaten, bought and wasted, and what it wanted but did not have, so that forecasts can be scored.
+
+Everything comes from one ``random.Random(seed)``: the same seed and start give the same life.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+
+from simulator.catalog import CATALOG, Product
+
+
+class Diet(StrEnum):
+    """What a household eats; it narrows the catalog its portfolio is drawn from."""
+
+    OMNIVORE = "omnivore"
+    VEGETARIAN = "vegetarian"
+    VEGAN = "vegan"
+
+
+# Categories a diet leaves out of the portfolio.
+EXCLUDED: dict[Diet, frozenset[str]] = {
+    Diet.OMNIVORE: frozenset(),
+    Diet.VEGETARIAN: frozenset({"meat", "fish", "deli"}),
+    Diet.VEGAN: frozenset({"meat", "fish", "deli", "dairy", "cheese", "eggs", "desserts", "baby"}),
+}
+# Packs one person gets through in a week, by category: the scale of each product's rate.
+WEEKLY_PACKS_PER_PERSON: dict[str, float] = {
+    "dairy": 1.2,
+    "cheese": 0.5,
+    "eggs": 0.25,
+    "meat": 0.6,
+    "fish": 0.3,
+    "deli": 0.5,
+    "vegetables": 1.0,
+    "fruit": 0.8,
+    "bakery": 0.5,
+    "drinks": 1.5,
+    "ready_meals": 0.4,
+    "condiments": 0.08,
+    "desserts": 0.5,
+    "frozen": 0.25,
+    "plant_based": 0.6,
+    "baby": 1.5,
+}
+DEFAULT_WEEKLY_PACKS = 0.4
+# Eating at home through the week, Monday first: more at weekends.
+WEEKDAY_FACTOR = (0.9, 0.9, 0.95, 0.95, 1.0, 1.25, 1.2)
+# Spread of one day's eating around its expectation (log-normal sigma).
+DAILY_NOISE = 0.35
+# Monthly multiplicative drift of each product's rate (log-normal sigma), and the chance a month
+# replaces one product of the portfolio with another of its category.
+MONTHLY_DRIFT = 0.15
+MONTHLY_SWAP = 0.3
+# A trip buys for this many days beyond the next planned trip: households keep a margin.
+SAFETY_DAYS = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Who lives here and how they shop."""
+
+    size: int = 2
+    diet: Diet = Diet.OMNIVORE
+    portfolio_size: int = 24
+    shopping_interval_days: float = 4.0  # mean days between trips
+    holidays_per_year: float = 2.0  # away 4-14 days each
+    guest_days_per_month: float = 2.0
+
+    @classmethod
+    def draw(cls, rng: random.Random) -> Profile:
+        """Return a plausible profile: sizes 1-5, mostly omnivores."""
+        size = rng.choices([1, 2, 3, 4, 5], weights=[28, 34, 16, 15, 7])[0]
+        diet = rng.choices(list(Diet), weights=[85, 11, 4])[0]
+        return cls(
+            size=size,
+            diet=diet,
+            portfolio_size=rng.randint(14, 22) + 3 * size,
+            shopping_interval_days=rng.choice([2.0, 3.0, 3.5, 4.0, 5.0, 7.0]),
+            holidays_per_year=rng.choice([0.0, 1.0, 2.0, 3.0]),
+            guest_days_per_month=rng.choice([0.0, 1.0, 2.0, 4.0]),
+        )
+
+
+class ActionKind(StrEnum):
+    """What the household does at the fridge."""
+
+    PUT_IN = "put_in"  # a pack scanned in on return from shopping
+    OPEN = "open"
+    USE_UP = "use_up"  # a pack taken out and finished
+    DISCARD = "discard"  # thrown away, expired
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One thing the household does, and the scanner line it types."""
+
+    at: datetime
+    kind: ActionKind
+    code: str
+
+    @property
+    def line(self) -> str:
+        """Return the edge scanner's line for this action."""
+        match self.kind:
+            case ActionKind.PUT_IN:
+                return f"+{self.code}"
+            case ActionKind.OPEN:
+                return f"open {self.code}"
+            case ActionKind.USE_UP:
+                return f"-{self.code}"
+            case ActionKind.DISCARD:
+                return f"discard {self.code} expired"
+
+
+@dataclass
+class DayTruth:
+    """What really happened on one day, in packs: the yardstick for forecasts."""
+
+    day: date
+    eaten: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # in packs
+    wanted_missing: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    bought: Counter[str] = field(default_factory=Counter)
+    wasted: Counter[str] = field(default_factory=Counter)
+    stock: dict[str, float] = field(default_factory=dict)  # packs at the end of the day
+    away: bool = False
+    guests: int = 0
+    shopping: bool = False
+
+
+@dataclass
+class _Pack:
+    code: str
+    left: float  # fraction of the pack
+    expires: date
+    opened: bool = False
+
+
+@dataclass
+class _Habit:
+    product: Product
+    packs_per_day: float
+
+
+class Household:
+    """One household's days; call :meth:`live` once per day, in order."""
+
+    def __init__(
+        self,
+        seed: int,
+        start: date,
+        *,
+        profile: Profile | None = None,
+        catalog: Sequence[Product] = CATALOG,
+    ) -> None:
+        self.seed = seed
+        self._rng = random.Random(seed)
+        self.profile = profile or Profile.draw(self._rng)
+        excluded = EXCLUDED[self.profile.diet]
+        self._catalog = [p for p in catalog if p.category not in excluded]
+        if not self._catalog:
+            raise ValueError(f"no product in the catalog suits a {self.profile.diet} diet")
+        count = min(self.profile.portfolio_size, len(self._catalog))
+        self._habits = [self._habit(p) for p in self._rng.sample(self._catalog, count)]
+        self._packs: list[_Pack] = []
+        self._today = start
+        self._next_trip = start  # stock up on the first day
+        self._away_until: date | None = None
+        self.history: list[DayTruth] = []
+
+    @property
+    def portfolio(self) -> list[tuple[Product, float]]:
+        """Return each product the household eats with its current rate in packs per day."""
+        return [(h.product, h.packs_per_day) for h in self._habits]
+
+    def stock(self) -> Counter[str]:
+        """Return the packs in the fridge per code, an opened pack counting as one."""
+        return Counter(pack.code for pack in self._packs)
+
+    def live(self) -> tuple[list[Action], DayTruth]:
+        """Live the next day; return its actions in time order and its truth."""
+        day = self._today
+        truth = DayTruth(day)
+        actions: list[Action] = []
+        if day.day == 1 and self.history:
+            self._drift()
+        self._maybe_leave(day)
+        truth.away = self._away_until is not None and day < self._away_until
+        actions += self._discard_expired(day, truth)
+        if not truth.away:
+            if day >= self._next_trip:
+                actions += self._shop(day, truth)
+            truth.guests = self._guests()
+            actions += self._eat(day, truth)
+        truth.stock = self._stock_fractions()
+        self.history.append(truth)
+        self._today = day + timedelta(days=1)
+        actions.sort(key=lambda action: action.at)
+        return actions, truth
+
+    # -- the day's parts ----------------------------------------------------------------------
+
+    def _habit(self, product: Product) -> _Habit:
+        weekly = WEEKLY_PACKS_PER_PERSON.get(product.category, DEFAULT_WEEKLY_PACKS)
+        # Larger households share more; one person's taste differs from another's.
+        per_day = weekly / 7 * self.profile.size**0.8 * self._rng.lognormvariate(0, 0.5)
+        return _Habit(product, per_day / 2)  # a portfolio of many products shares the appetite
+
+    def _maybe_leave(self, day: date) -> None:
+        if self._away_until is not None and day >= self._away_until:
+            self._away_until = None
+            self._next_trip = day  # back home to an empty-ish fridge: shop today
+        if self._away_until is None and self._rng.random() < self.profile.holidays_per_year / 365:
+            self._away_until = day + timedelta(days=self._rng.randint(4, 14))
+
+    def _guests(self) -> int:
+        if self._rng.random() < self.profile.guest_days_per_month / 30:
+            return self._rng.randint(1, 4)
+        return 0
+
+    def _at(self, day: date, start_hour: float, end_hour: float) -> datetime:
+        hour = self._rng.uniform(start_hour, end_hour)
+        return datetime.combine(day, time()) + timedelta(hours=hour)
+
+    def _discard_expired(self, day: date, truth: DayTruth) -> list[Action]:
+        actions = []
+        for pack in [p for p in self._packs if p.expires < day]:
+            self._packs.remove(pack)
+            truth.wasted[pack.code] += 1
+            actions.append(Action(self._at(day, 7, 8), ActionKind.DISCARD, pack.code))
+        return actions
+
+    def _shop(self, day: date, truth: DayTruth) -> list[Action]:
+        truth.shopping = True
+        interval = max(1.0, self._rng.gauss(self.profile.shopping_interval_days, 1.0))
+        self._next_trip = day + timedelta(days=round(interval))
+        stock = self._stock_fractions()
+        # Shopping in the morning, eating after: a pack is in the fridge before it is opened.
+        home = self._at(day, 9, 11)
+        actions = []
+        for habit in self._habits:
+            product = habit.product
+            needed = habit.packs_per_day * (interval + SAFETY_DAYS) - stock.get(product.code, 0.0)
+            # Whole packs, at most what the household keeps, and only what would be eaten in time.
+            usable = habit.packs_per_day * product.shelf_life_days
+            packs = min(math.ceil(max(needed, 0.0)), product.max_units - self.stock()[product.code])
+            packs = min(packs, max(1, math.floor(usable)))
+            for n in range(max(packs, 0)):
+                self._packs.append(_Pack(product.code, 1.0, day + timedelta(days=product.shelf_life_days)))
+                truth.bought[product.code] += 1
+                actions.append(Action(home + timedelta(seconds=10 * n), ActionKind.PUT_IN, product.code))
+        return actions
+
+    def _eat(self, day: date, truth: DayTruth) -> list[Action]:
+        appetite = WEEKDAY_FACTOR[day.weekday()] * (1 + truth.guests / self.profile.size)
+        actions = []
+        for habit in self._habits:
+            demand = habit.packs_per_day * appetite * self._rng.lognormvariate(0, DAILY_NOISE)
+            actions += self._consume(day, habit.product, demand, truth)
+        return actions
+
+    def _consume(self, day: date, product: Product, demand: float, truth: DayTruth) -> list[Action]:
+        actions: list[Action] = []
+        while demand > 1e-9:
+            packs = sorted(
+                (p for p in self._packs if p.code == product.code), key=lambda p: (not p.opened, p.expires)
+            )
+            if not packs:
+                truth.wanted_missing[product.code] += demand
+                break
+            pack = packs[0]
+            if not pack.opened:
+                pack.opened = True
+                if product.opened_shelf_life_days is not None:
+                    pack.expires = min(pack.expires, day + timedelta(days=product.opened_shelf_life_days))
+                    actions.append(Action(self._at(day, 11.5, 18), ActionKind.OPEN, product.code))
+            taken = min(pack.left, demand)
+            pack.left -= taken
+            demand -= taken
+            truth.eaten[product.code] += taken
+            if pack.left <= 1e-9:
+                self._packs.remove(pack)
+                actions.append(Action(self._at(day, 18, 22), ActionKind.USE_UP, product.code))
+        return actions
+
+    def _stock_fractions(self) -> dict[str, float]:
+        stock: dict[str, float] = {}
+        for pack in self._packs:
+            stock[pack.code] = stock.get(pack.code, 0.0) + pack.left
+        return stock
+
+    def _drift(self) -> None:
+        """Let tastes move: every rate drifts, and now and then a product gives way to another."""
+        for habit in self._habits:
+            habit.packs_per_day *= self._rng.lognormvariate(0, MONTHLY_DRIFT)
+        if self._rng.random() < MONTHLY_SWAP:
+            index = self._rng.randrange(len(self._habits))
+            old = self._habits[index].product
+            held = {h.product.code for h in self._habits}
+            candidates = [p for p in self._catalog if p.category == old.category and p.code not in held]
+            if candidates:
+                self._habits[index] = self._habit(self._rng.choice(candidates))
