@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -239,3 +240,23 @@ def test_broker_refuses_a_cloud_user_without_authentication(tmp_path: Path) -> N
 
     assert result.returncode == 2
     assert "needs --database-url" in result.stderr
+
+
+def test_sim_run_lives_a_scenario_and_writes_its_report(tmp_path: Path) -> None:
+    result = frigo("sim", "run", "week-in-a-household", "--days", "3", cwd=tmp_path, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    assert "1 household(s), 3 day(s)" in result.stdout
+    assert ", 0 refused; report in frigo-sim-runs/week-in-a-household-1" in result.stdout
+    report = tmp_path / "frigo-sim-runs" / "week-in-a-household-1"
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["events_recorded"] == summary["events_stored"] > 0
+    header = (report / "truth.csv").read_text().splitlines()[0]
+    assert header == "day,device_id,code,eaten,bought,wasted,missing,stock"
+
+
+def test_sim_run_names_the_scenarios_it_knows(tmp_path: Path) -> None:
+    result = frigo("sim", "run", "no-such-scenario", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "choose one of demo, quarter-100, week-in-a-household" in result.stderr
