@@ -463,7 +463,7 @@ def sim_run(
     scenario: Annotated[
         str,
         typer.Argument(
-            help="A built-in scenario (demo, week-in-a-household, quarter-100) or a .toml file of your own."
+            help="A built-in scenario (week-in-a-household, demo, chaos, quarter-100) or a .toml file of your own."
         ),
     ],
     seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
@@ -481,9 +481,10 @@ def sim_run(
     """Run a scenario: households live their days with real fridges on a virtual clock, and a cloud
     worker stores what the fridges send.
 
-    Without `--mqtt-host`/`--mqtt-port` it runs on embedded defaults (embedded broker, cloud on
-    SQLite in the report folder). The report folder gets `summary.json` (households, actions,
-    events recorded and stored, packs bought, eaten, wasted and missing per household) and
+    Without `--mqtt-host`/`--mqtt-port` it starts its own broker (Mosquitto if installed, else
+    the embedded one) and a cloud on SQLite in the report folder. The report folder gets
+    `summary.json` (households, actions, events recorded and stored, faults injected, packs bought,
+    eaten, wasted and missing per household) and
     `truth.csv` (what each household really ate, bought and wasted each day, per product).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -517,7 +518,10 @@ def sim_run(
             events += day.events
             progress.update(task, advance=1, events=events)
 
-        summary = run_scenario(chosen, folder, mqtt=mqtt, on_day=on_day)
+        try:
+            summary = run_scenario(chosen, folder, mqtt=mqtt, on_day=on_day)
+        except ScenarioError as exc:
+            raise typer.BadParameter(str(exc), param_hint="SCENARIO") from None
     typer.echo(
         f"{chosen.households} household(s), {chosen.days} day(s) in {summary['wall_seconds']} s: "
         f"{summary['actions']} actions, {summary['events_recorded']} events recorded, "

@@ -44,3 +44,15 @@ class ManualClock:
         with self._lock:
             self._now += delta
             return self._now
+
+
+class OffsetClock:
+    """Another clock's time, off by a fixed amount: a device whose clock is skewed."""
+
+    def __init__(self, base: Clock, offset: timedelta) -> None:
+        self._base = base
+        self.offset = offset
+
+    def now(self) -> datetime:
+        """Return the base clock's time plus the offset."""
+        return self._base.now() + self.offset

@@ -1,7 +1,8 @@
 """Run a scenario end to end: broker, cloud, households on real fridges, and a report folder.
 
-Without a broker given, everything runs in this process on embedded defaults, as ``frigo demo``
-does: the embedded amqtt broker and a cloud worker on SQLite, both in the report folder. The cloud
+Without a broker given, the run starts its own: Mosquitto when it is installed (persistent, so
+that it can be restarted as a fault), else the embedded amqtt broker; and a cloud worker on SQLite
+in the report folder. The cloud
 reads the same virtual clock as the fridges, so what it stores is stamped in virtual time.
 
 The report folder holds ``summary.json`` (the run's figures) and ``truth.csv`` (one row per day,
@@ -13,8 +14,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import socket
+from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from sqlalchemy import func, select
 
 from shared.clock import ManualClock
 from shared.mqtt import MqttSettings
+from simulator.errors import ScenarioError
+from simulator.mosquitto import Mosquitto, free_port, mosquitto_binary
 from simulator.scenario import Scenario
 from simulator.world import DayReport, World, WorldReport, fridge_id
 
@@ -35,33 +39,50 @@ def run_scenario(
     *,
     mqtt: MqttSettings | None = None,
     database_url: str | None = None,
+    restart_broker: Callable[[], None] | None = None,
     on_day: Callable[[DayReport], None] | None = None,
 ) -> dict[str, Any]:
-    """Run ``scenario``; write its report to ``report_dir``; return the summary."""
-    from cloud.broker import EmbeddedBroker
+    """Run ``scenario``; write its report to ``report_dir``; return the summary.
+
+    Without ``mqtt``, the run has a broker of its own: Mosquitto if installed, else the embedded
+    one (which cannot be restarted). With ``mqtt``, broker restarts need ``restart_broker``.
+    """
     from cloud.models import EVENTS
     from cloud.service import CloudService
     from cloud.settings import CloudSettings
 
+    if (report_dir / "cloud.db").exists() or (report_dir / "fridges").exists():
+        raise ScenarioError(f"{report_dir} holds an earlier run: remove it, or choose another report folder")
     report_dir.mkdir(parents=True, exist_ok=True)
     clock = ManualClock(datetime.combine(scenario.start, datetime.min.time(), UTC))
-    broker = None
-    if mqtt is None:
-        port = _free_port()
-        broker = EmbeddedBroker("127.0.0.1", port)
-        broker.start()
-        mqtt = MqttSettings(host="127.0.0.1", port=port, protocol="3.1.1")
-    cloud = CloudService(
-        CloudSettings(
-            database_url=database_url or f"sqlite:///{report_dir / 'cloud.db'}",
-            mqtt=mqtt,
-            client_id=f"frigo-sim-cloud-{scenario.name}",
-        ),
-        clock,
-        serve_http=False,
-    )
-    world = World(scenario.households, mqtt, report_dir / "fridges", clock, seed=scenario.seed)
-    try:
+    with ExitStack() as stack:
+        if mqtt is None:
+            mqtt, restart_broker = _own_broker(stack, report_dir)
+        if scenario.faults.broker_restarts_per_day and restart_broker is None:
+            raise ScenarioError(
+                f"scenario {scenario.name} restarts the broker: run it on the broker the simulator "
+                "starts (no --mqtt-host/--mqtt-port), with Mosquitto installed (apt-get install mosquitto)"
+            )
+        cloud = CloudService(
+            CloudSettings(
+                database_url=database_url or f"sqlite:///{report_dir / 'cloud.db'}",
+                mqtt=mqtt,
+                client_id=f"frigo-sim-cloud-{scenario.name}",
+            ),
+            clock,
+            serve_http=False,
+        )
+        stack.callback(cloud.stop)
+        world = World(
+            scenario.households,
+            mqtt,
+            report_dir / "fridges",
+            clock,
+            seed=scenario.seed,
+            faults=scenario.faults,
+            restart_broker=restart_broker,
+        )
+        stack.callback(world.stop)
         cloud.start()
         if not cloud.subscriber.wait_connected(15):
             raise TimeoutError(f"the cloud could not connect to the broker at {mqtt.host}:{mqtt.port}")
@@ -69,21 +90,29 @@ def run_scenario(
         report = world.run(scenario.days, on_day)
         with cloud.engine.connect() as connection:
             stored = int(connection.execute(select(func.count()).select_from(EVENTS)).scalar_one())
-    finally:
-        world.stop()
-        cloud.stop()
-        if broker is not None:
-            broker.stop()
     summary = _summary(scenario, report, stored)
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     _write_truth(report_dir / "truth.csv", report)
     return summary
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _own_broker(stack: ExitStack, report_dir: Path) -> tuple[MqttSettings, Callable[[], None] | None]:
+    """Start a broker for the run: Mosquitto if installed (it can be restarted), else the embedded one."""
+    binary = mosquitto_binary()
+    if binary is not None:
+        folder = report_dir / "mosquitto"
+        folder.mkdir(exist_ok=True)
+        # Persistent, as in production: the cloud's session outlives a restart.
+        mosquitto = Mosquitto(binary, folder, persistence=True, max_queued_messages=1_000_000)
+        mosquitto.start()
+        stack.callback(mosquitto.stop)
+        return mosquitto.mqtt(), mosquitto.restart
+    from cloud.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker("127.0.0.1", free_port())
+    broker.start()
+    stack.callback(broker.stop)
+    return MqttSettings(host="127.0.0.1", port=broker.port, protocol="3.1.1"), None
 
 
 def _summary(scenario: Scenario, report: WorldReport, stored: int) -> dict[str, Any]:
@@ -108,6 +137,7 @@ def _summary(scenario: Scenario, report: WorldReport, stored: int) -> dict[str, 
         "events_recorded": report.events,
         "events_stored": stored,
         "actions_refused": report.refused,
+        "faults": dict(sum((Counter(d.faults) for d in report.days), Counter())),
         "households": households,
     }
 

@@ -8,6 +8,13 @@ or the path of a file of your own with the same keys::
     days = 7            # 1-3,650
     start = 2026-01-05  # the first virtual day (a TOML date)
     seed = 1            # the same seed gives the same households and the same events
+
+    [faults]            # optional, all off by default (see simulator/faults.py)
+    broker_restarts_per_day = 0.5
+    power_losses_per_fridge_day = 0.05
+    malformed_per_day = 2
+    clock_skew_s = 120
+    resend_after_s = 1.0
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simulator.errors import ScenarioError
+from simulator.faults import Faults
 
 
 class Scenario(BaseModel):
@@ -33,6 +41,7 @@ class Scenario(BaseModel):
     days: int = Field(ge=1, le=3650)
     start: date = date(2026, 1, 5)
     seed: int = 1
+    faults: Faults = Faults()
 
 
 def builtin_names() -> list[str]:

@@ -10,6 +10,7 @@ every day, so a run's events are all in the cloud when it returns.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +20,10 @@ from pathlib import Path
 from edge.agent import Agent
 from edge.errors import NothingToDo, NotInFridge, ScanError
 from edge.settings import EdgeSettings
-from shared.clock import ManualClock
-from shared.mqtt import MqttSettings
+from shared import topics
+from shared.clock import Clock, ManualClock, OffsetClock
+from shared.mqtt import MqttSettings, create_client
+from simulator.faults import Faults
 from simulator.life import DayTruth, Household
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,7 @@ class DayReport:
     events: int
     refused: int
     truths: list[DayTruth]
+    faults: dict[str, int] = field(default_factory=dict)  # fault kind -> how many were injected
 
 
 @dataclass
@@ -75,24 +79,34 @@ class World:
         clock: ManualClock,
         *,
         seed: int = 1,
+        faults: Faults | None = None,
+        restart_broker: Callable[[], None] | None = None,
     ) -> None:
         if households < 1:
             raise ValueError("a world needs at least one household")
         self.clock = clock
+        self.faults = faults or Faults()
+        if self.faults.broker_restarts_per_day and restart_broker is None:
+            raise ValueError("broker restarts need a broker the world can restart")
+        self._restart_broker = restart_broker
+        # Faults draw from a generator of their own: turning them on leaves the households' lives,
+        # and so the event stream, unchanged.
+        self._fault_random = random.Random(seed * 7919)
+        self._mqtt = mqtt
         start = clock.now().date()
         self.households = [Household(seed * 100_003 + i, start) for i in range(1, households + 1)]
-        self.agents = [
-            Agent(
-                EdgeSettings(
-                    device_id=fridge_id(i),
-                    data_dir=data_dir / fridge_id(i),
-                    mqtt=mqtt,
-                    telemetry_interval_s=TELEMETRY_INTERVAL_S,
-                ),
-                clock,
+        self._settings = [
+            EdgeSettings(
+                device_id=fridge_id(i),
+                data_dir=data_dir / fridge_id(i),
+                mqtt=mqtt,
+                telemetry_interval_s=TELEMETRY_INTERVAL_S,
+                resend_after_s=self.faults.resend_after_s,
             )
             for i in range(1, households + 1)
         ]
+        self._clocks: list[Clock] = [self._skewed(clock) for _ in self._settings]
+        self.agents = [Agent(s, c) for s, c in zip(self._settings, self._clocks, strict=True)]
         self._day = start
 
     def start(self) -> None:
@@ -122,18 +136,30 @@ class World:
         deadline = time.monotonic() + timeout
         return all(agent.wait_drained(max(deadline - time.monotonic(), 0)) for agent in self.agents)
 
+    def _skewed(self, clock: ManualClock) -> Clock:
+        if not self.faults.clock_skew_s:
+            return clock
+        skew = self._fault_random.uniform(-self.faults.clock_skew_s, self.faults.clock_skew_s)
+        return OffsetClock(clock, timedelta(seconds=skew))
+
     def _live_day(self) -> DayReport:
         day = self._day
-        scheduled = []
+        scheduled: list[tuple[datetime, int, str]] = []
         truths = []
-        for agent, household in zip(self.agents, self.households, strict=True):
+        for index, household in enumerate(self.households):
             actions, truth = household.live()
             truths.append(truth)
-            scheduled += [(action.at, agent, action.line) for action in actions]
+            scheduled += [(action.at, index, action.line) for action in actions]
+        scheduled += self._faults_of(day)
         scheduled.sort(key=lambda item: item[0])
-        report = DayReport(day, len(scheduled), 0, 0, truths)
-        for at, agent, line in scheduled:
+        report = DayReport(day, sum(1 for *_, line in scheduled if not line.startswith("!")), 0, 0, truths)
+        for at, index, line in scheduled:
             self._advance_to(at.replace(tzinfo=UTC))
+            if line.startswith("!"):
+                self._inject(line[1:], index)
+                report.faults[line[1:]] = report.faults.get(line[1:], 0) + 1
+                continue
+            agent = self.agents[index]
             try:
                 report.events += len(agent.scan(line))
             except (ScanError, NotInFridge, NothingToDo) as exc:
@@ -147,7 +173,63 @@ class World:
             raise TimeoutError(f"the cloud did not acknowledge {day}'s events in {DRAIN_TIMEOUT_S:.0f} s")
         return report
 
+    def _faults_of(self, day: date) -> list[tuple[datetime, int, str]]:
+        """Return the day's faults as (time, fridge, "!kind"), drawn from the faults' own generator."""
+        rng = self._fault_random
+        midnight = datetime.combine(day, datetime.min.time())
+        faults: list[tuple[datetime, int, str]] = []
+
+        def at_random() -> datetime:
+            return midnight + timedelta(seconds=rng.uniform(0, 86_400))
+
+        for kind, rate in (
+            ("broker_restart", self.faults.broker_restarts_per_day),
+            ("malformed", self.faults.malformed_per_day),
+        ):
+            faults += [
+                (at_random(), rng.randrange(len(self.agents)), f"!{kind}") for _ in range(_count(rng, rate))
+            ]
+        for index in range(len(self.agents)):
+            if rng.random() < self.faults.power_losses_per_fridge_day:
+                faults.append((at_random(), index, "!power_loss"))
+        return faults
+
+    def _inject(self, kind: str, index: int) -> None:
+        if kind == "broker_restart":
+            assert self._restart_broker is not None
+            self._restart_broker()
+        elif kind == "power_loss":
+            # The agent stops where it is and starts again from its database, like a fridge whose
+            # plug was pulled: whatever the cloud had not acknowledged goes out again.
+            self.agents[index].stop()
+            self.agents[index] = Agent(self._settings[index], self._clocks[index])
+            self.agents[index].start(poll=False)
+        elif kind == "malformed":
+            self._publish_junk(fridge_id(index + 1))
+
+    def _publish_junk(self, device_id: str) -> None:
+        client, properties = create_client(self._mqtt, f"sim-junk-{device_id}", persistent=False)
+        try:
+            if self._mqtt.protocol == "5":
+                client.connect(self._mqtt.host, self._mqtt.port, properties=properties)
+            else:
+                client.connect(self._mqtt.host, self._mqtt.port)
+            client.loop_start()
+            junk = self._fault_random.choice([b"{not json", b'{"type": "item_teleported"}', b"\xff\xfe"])
+            client.publish(topics.events(device_id), junk, qos=1).wait_for_publish(5)
+        except (OSError, RuntimeError, ValueError) as exc:  # a broker restarting: the fault misses
+            log.info("junk for %s not published: %s", device_id, exc)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
     def _advance_to(self, moment: datetime) -> None:
         now = self.clock.now()
         if moment > now:
             self.clock.advance(moment - now)
+
+
+def _count(rng: random.Random, rate: float) -> int:
+    """Return how many of something happen on a day at ``rate`` a day on average."""
+    whole = int(rate)
+    return whole + (1 if rng.random() < rate - whole else 0)

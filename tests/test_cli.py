@@ -259,4 +259,4 @@ def test_sim_run_names_the_scenarios_it_knows(tmp_path: Path) -> None:
     result = frigo("sim", "run", "no-such-scenario", cwd=tmp_path)
 
     assert result.returncode == 2
-    assert "choose one of demo, quarter-100, week-in-a-household" in result.stderr
+    assert "choose one of chaos, demo, quarter-100, week-in-a-household" in result.stderr

@@ -84,3 +84,21 @@ def test_the_same_seed_gives_the_same_event_stream(tmp_path: Path) -> None:
 
     assert streams[0] == streams[1]
     assert len(streams[0]) > 20
+
+
+def test_chaos_for_30_days_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    from simulator.mosquitto import mosquitto_binary
+    from simulator.runner import run_scenario
+    from simulator.scenario import load_scenario
+    from tests.support.services import require_mosquitto
+
+    require_mosquitto()
+    assert mosquitto_binary() is not None  # the run starts its own, restartable Mosquitto
+    chaos = load_scenario("chaos")
+    summary = run_scenario(chaos, tmp_path / "report")
+
+    assert chaos.days == 30
+    assert set(summary["faults"]) == {"broker_restart", "power_loss", "malformed"}
+    assert all(count > 0 for count in summary["faults"].values())
+    assert summary["actions_refused"] == 0
+    assert summary["events_stored"] == summary["events_recorded"] > 500
