@@ -463,7 +463,7 @@ def sim_run(
     scenario: Annotated[
         str,
         typer.Argument(
-            help="A built-in scenario (week-in-a-household, demo, chaos, quarter-100) or a .toml file of your own."
+            help="A built-in scenario (week-in-a-household, demo, chaos, quarter-100) or a .toml file."
         ),
     ],
     seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
