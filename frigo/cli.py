@@ -471,6 +471,14 @@ def sim_run(
     households: Annotated[
         int | None, typer.Option(min=1, max=10_000, help="Override the scenario's households.")
     ] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Virtual seconds per wall second, e.g. 3600 for an hour a second [default: as fast as "
+            "the machine goes]",
+        ),
+    ] = None,
     report_dir: Annotated[
         Path | None, typer.Option(help="Where to write the report [default: ./frigo-sim-runs/SCENARIO-SEED]")
     ] = None,
@@ -519,7 +527,7 @@ def sim_run(
             progress.update(task, advance=1, events=events)
 
         try:
-            summary = run_scenario(chosen, folder, mqtt=mqtt, on_day=on_day)
+            summary = run_scenario(chosen, folder, mqtt=mqtt, speed=speed, on_day=on_day)
         except ScenarioError as exc:
             raise typer.BadParameter(str(exc), param_hint="SCENARIO") from None
     typer.echo(

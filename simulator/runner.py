@@ -40,6 +40,7 @@ def run_scenario(
     mqtt: MqttSettings | None = None,
     database_url: str | None = None,
     restart_broker: Callable[[], None] | None = None,
+    speed: float | None = None,
     on_day: Callable[[DayReport], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``scenario``; write its report to ``report_dir``; return the summary.
@@ -81,6 +82,7 @@ def run_scenario(
             seed=scenario.seed,
             faults=scenario.faults,
             restart_broker=restart_broker,
+            speed=speed,
         )
         stack.callback(world.stop)
         cloud.start()

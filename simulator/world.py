@@ -81,6 +81,7 @@ class World:
         seed: int = 1,
         faults: Faults | None = None,
         restart_broker: Callable[[], None] | None = None,
+        speed: float | None = None,
     ) -> None:
         if households < 1:
             raise ValueError("a world needs at least one household")
@@ -108,6 +109,10 @@ class World:
         self._clocks: list[Clock] = [self._skewed(clock) for _ in self._settings]
         self.agents = [Agent(s, c) for s, c in zip(self._settings, self._clocks, strict=True)]
         self._day = start
+        if speed is not None and speed <= 0:
+            raise ValueError("the speed must be above 0 (virtual seconds per wall second)")
+        self._speed = speed  # None: as fast as the machine goes
+        self._pace_from: tuple[float, datetime] | None = None  # (wall, virtual) when pacing began
 
     def start(self) -> None:
         """Connect every fridge."""
@@ -225,8 +230,15 @@ class World:
 
     def _advance_to(self, moment: datetime) -> None:
         now = self.clock.now()
-        if moment > now:
-            self.clock.advance(moment - now)
+        if moment <= now:
+            return
+        if self._speed is not None:
+            if self._pace_from is None:
+                self._pace_from = (time.monotonic(), now)
+            wall, virtual = self._pace_from
+            due = wall + (moment - virtual).total_seconds() / self._speed
+            time.sleep(max(due - time.monotonic(), 0.0))
+        self.clock.advance(moment - now)
 
 
 def _count(rng: random.Random, rate: float) -> int:

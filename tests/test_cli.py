@@ -260,3 +260,12 @@ def test_sim_run_names_the_scenarios_it_knows(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "choose one of chaos, demo, quarter-100, week-in-a-household" in result.stderr
+
+
+def test_sim_run_paces_virtual_time_when_asked(tmp_path: Path) -> None:
+    # One virtual day at 86,400 virtual seconds per wall second takes at least a second.
+    result = frigo("sim", "run", "week-in-a-household", "--days", "1", "--speed", "86400", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "frigo-sim-runs" / "week-in-a-household-1" / "summary.json").read_text())
+    assert summary["wall_seconds"] >= 0.95
