@@ -26,10 +26,11 @@ import secrets
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
+from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
@@ -37,6 +38,7 @@ from rich.table import Table
 
 from shared import topics
 from shared.errors import FrigoError, InvalidMessage
+from shared.files import replace_file
 from shared.messages import EventsAcknowledged, ItemAdded, decode_command, encode
 
 # Mosquitto closes a connection silent for 1.5 x keepalive; an idle device pings at half of it.
@@ -89,7 +91,7 @@ def raise_fd_limit(connections: int) -> int:
     """
     needed = connections + FD_MARGIN
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft >= needed:
+    if soft == resource.RLIM_INFINITY or soft >= needed:
         return soft
     if hard != resource.RLIM_INFINITY and hard < needed:
         raise FdLimitError(needed, hard)
@@ -691,3 +693,25 @@ async def show_progress(swarm: Swarm, console: Console, refresh_s: float = 0.5) 
             rate = (now.published - last.published) / interval if interval > 0 else 0.0
             live.update(progress_table(now, rate), refresh=True)
             last = now
+
+
+CLOUD_USER = "frigo-cloud"
+# Not 0 (no limit): Mosquitto 2.0.11 with 0 disconnects a client after a QoS 1 publish the ACL
+# denies. Large enough that no session of the run ever drops a message.
+MAX_QUEUED = 1_000_000
+
+
+def write_broker_files(
+    directory: Path, credentials: Sequence[Credential], cloud_users: Mapping[str, str]
+) -> tuple[Path, Path]:
+    """Write Mosquitto's password file (every device, the cloud users) and ACL file; return both.
+
+    Hashed for Mosquitto directly, without provisioning: argon2 for 10,000 devices takes minutes.
+    """
+    from cloud.devices import acl_text, mosquitto_hash
+
+    password_file, acl_file = directory / "passwd", directory / "acl"
+    users = {c.device_id: c.secret for c in credentials} | dict(cloud_users)
+    replace_file(password_file, "".join(f"{user}:{mosquitto_hash(pw)}\n" for user, pw in users.items()))
+    replace_file(acl_file, acl_text(cloud_users))
+    return password_file, acl_file

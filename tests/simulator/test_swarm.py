@@ -1,0 +1,168 @@
+"""The swarm: many devices on one event loop, each logged in to a real Mosquitto as itself.
+
+The broker knows every device's own secret (password and ACL files as ``bench/load_swarm.py``
+writes them, from ``cloud.devices``) and nobody anonymous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from shared import topics
+from shared.messages import EventsAcknowledged, encode
+from shared.mqtt import MqttSettings
+from simulator.swarm import (
+    CLOUD_USER,
+    MAX_QUEUED,
+    Credential,
+    FdLimitError,
+    MqttProtocolError,
+    Swarm,
+    make_credentials,
+    puback_packet,
+    publish_packet,
+    raise_fd_limit,
+    split_packets,
+    write_broker_files,
+)
+from tests.conftest import CloudFactory
+from tests.support.services import Mosquitto, require_mosquitto
+
+DEVICES = 200
+# Events/s for the whole swarm: each device publishes every DEVICES / RATE = 0.5 s.
+RATE = 400.0
+# All DEVICES connect within 0.5 s; then 2.5 s with every one of them publishing.
+CONNECT_RATE = 400.0
+DURATION_S = 3.0
+# The test fails rather than waits longer for the PUBACKs and the cloud's acks.
+DRAIN_TIMEOUT_S = 15.0
+
+
+@dataclass
+class Secured:
+    """A Mosquitto that knows the swarm's devices, one more device and the cloud user."""
+
+    broker: Mosquitto
+    credentials: list[Credential]
+    other: Credential  # known to the broker; the swarm will try it with a wrong secret
+    cloud_password: str
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[Secured]:
+    credentials = make_credentials("swarm", DEVICES + 1)
+    cloud_password = secrets.token_urlsafe(24)
+    password_file, acl_file = write_broker_files(tmp_path, credentials, {CLOUD_USER: cloud_password})
+    broker = Mosquitto(
+        require_mosquitto(),
+        tmp_path,
+        anonymous=False,
+        password_file=password_file,
+        acl_file=acl_file,
+        max_queued_messages=MAX_QUEUED,
+    )
+    broker.start()
+    try:
+        yield Secured(broker, credentials[:DEVICES], credentials[DEVICES], cloud_password)
+    finally:
+        broker.stop()
+
+
+def make_swarm(secured: Secured, credentials: list[Credential], *, await_acks: bool = False) -> Swarm:
+    return Swarm(
+        credentials,
+        port=secured.broker.port,
+        rate=RATE,
+        connect_rate=CONNECT_RATE,
+        duration_s=DURATION_S,
+        await_acks=await_acks,
+        drain_timeout_s=DRAIN_TIMEOUT_S,
+    )
+
+
+@pytest.mark.mosquitto
+def test_every_device_connects_as_itself_and_a_wrong_secret_is_refused(secured: Secured) -> None:
+    impostor = Credential(secured.other.device_id, secrets.token_urlsafe(32))
+    swarm = make_swarm(secured, [*secured.credentials, impostor])
+
+    stats = asyncio.run(swarm.run())
+
+    assert stats.connected_max == stats.connected_at_end == DEVICES
+    assert stats.errors == {"refused": 1}
+    assert stats.connected == 0, "every connection is closed at the end"
+    assert stats.published > 0
+    assert stats.pubacked == stats.published, "the broker acknowledged every publish"
+    assert all(d.published > 0 for d in swarm.devices if d.device_id != impostor.device_id)
+    steady = stats.steady_events_per_s
+    assert steady is not None
+    assert 0.75 * RATE <= steady <= 1.05 * RATE, f"{steady:.0f} events/s"
+
+
+@pytest.mark.mosquitto
+def test_with_a_cloud_every_event_is_stored_once_and_acknowledged(
+    secured: Secured, start_cloud: CloudFactory, tmp_path: Path
+) -> None:
+    password = SecretStr(secured.cloud_password)
+    mqtt = MqttSettings(host="127.0.0.1", port=secured.broker.port, username=CLOUD_USER, password=password)
+    cloud = start_cloud(mqtt, f"sqlite:///{tmp_path / 'cloud.db'}")
+    swarm = make_swarm(secured, secured.credentials, await_acks=True)
+
+    stats = asyncio.run(swarm.run())
+
+    assert stats.errors == {}
+    assert stats.connected_max == DEVICES
+    assert stats.published > 0
+    assert stats.acked == stats.pubacked == stats.published
+    assert all(d.acked == d.published > 0 for d in swarm.devices)
+    assert cloud.ingestor.stats.stored == stats.published
+    assert cloud.ingestor.stats.duplicates == 0
+    assert cloud.ingestor.stats.rejected_total == 0
+
+
+def test_packets_split_wherever_the_bytes_are_cut() -> None:
+    ack = EventsAcknowledged(device_id="swarm-00001", ranges=((1, 3),))
+    big = b"x" * 20_000  # a remaining length of three bytes
+    stream = (
+        publish_packet(b"\x00\x03a/b", 7, encode(ack))
+        + puback_packet(9)
+        + publish_packet(b"\x00\x03a/b", 8, big)
+    )
+    buffer, packets = bytearray(), []
+    for byte in stream:
+        buffer.append(byte)
+        packets += split_packets(buffer)
+
+    assert buffer == b""
+    assert [(first, len(body)) for first, body in packets] == [
+        (0x32, 2 + 3 + 2 + len(encode(ack))),
+        (0x40, 2),
+        (0x32, 2 + 3 + 2 + len(big)),
+    ]
+    assert packets[1][1] == (9).to_bytes(2, "big")
+    with pytest.raises(MqttProtocolError):
+        split_packets(bytearray(b"\x30\xff\xff\xff\xff\x01"))
+
+
+def test_a_hard_limit_too_low_for_the_swarm_is_reported() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        pytest.skip("no hard limit on file descriptors here")
+
+    with pytest.raises(FdLimitError, match=f"hard limit is {hard}"):
+        raise_fd_limit(hard)
+
+
+def test_device_ids_are_valid_and_secrets_distinct() -> None:
+    credentials = make_credentials("swarm", 3)
+
+    assert [c.device_id for c in credentials] == ["swarm-00000", "swarm-00001", "swarm-00002"]
+    assert all(topics.parse(topics.events(c.device_id)).device_id == c.device_id for c in credentials)
+    assert len({c.secret for c in credentials}) == 3
