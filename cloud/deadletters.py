@@ -21,7 +21,8 @@ reported to the caller, which carries on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -100,25 +101,25 @@ class DeadLetterStore:
         The rows go in under a savepoint, so a failure rolls back only them and the caller's
         transaction can still commit.
         """
-        if not rows:
-            return True
-        try:
-            with session.begin_nested():
-                session.execute(insert(DEAD_LETTERS), list(rows))
-                session.execute(self._prune)
-        except Exception:
-            log.exception("could not store %d dead letters; ingestion goes on without them", len(rows))
-            return False
-        return True
+        return self._insert(rows, session.begin_nested, session)
 
     def write_alone(self, rows: Sequence[dict[str, Any]]) -> bool:
         """Commit ``rows`` in a transaction of their own; return False (logged) if that failed."""
+        return self._insert(rows, self._engine.begin, None)
+
+    def _insert(
+        self,
+        rows: Sequence[dict[str, Any]],
+        begin: Callable[[], AbstractContextManager[Any]],
+        session: Session | None,
+    ) -> bool:
         if not rows:
             return True
         try:
-            with self._engine.begin() as conn:
-                conn.execute(insert(DEAD_LETTERS), list(rows))
-                conn.execute(self._prune)
+            with begin() as scope:
+                target = session if session is not None else scope
+                target.execute(insert(DEAD_LETTERS), list(rows))
+                target.execute(self._prune)
         except Exception:
             log.exception("could not store %d dead letters; ingestion goes on without them", len(rows))
             return False
