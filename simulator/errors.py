@@ -4,7 +4,8 @@ FrigoError
 └── SimulatorError
     ├── CatalogError (ValueError)    a catalog file that cannot be read
     │   └── InvalidProduct           a product attribute outside its domain
-    └── ScenarioError (ValueError)   a scenario that does not exist or cannot work
+    ├── ScenarioError (ValueError)   a scenario that does not exist or cannot work
+    └── ReportError (ValueError)     a run's report file that cannot be read
 """
 
 from __future__ import annotations
@@ -33,3 +34,7 @@ class InvalidProduct(CatalogError):
 
 class ScenarioError(SimulatorError, ValueError):
     """A scenario that does not exist or cannot work; the message says what to change."""
+
+
+class ReportError(SimulatorError, ValueError):
+    """A report file that cannot be read; the message names the file and line."""

@@ -21,6 +21,7 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 
 from simulator.catalog import CATALOG, Product
+from simulator.retailer import Order, OrderLine, OrderStatus, Retailer
 
 
 class Diet(StrEnum):
@@ -95,6 +96,14 @@ class Profile:
         )
 
 
+class Shopping(StrEnum):
+    """How a household restocks."""
+
+    STORE = "store"  # trips to a shop outside the system; the packs are scanned in on return
+    ONLINE = "online"  # its own orders to the retailer, delivered after the lead time
+    PLANNER = "planner"  # someone else (the planner) orders for it; it only puts deliveries away
+
+
 class ActionKind(StrEnum):
     """What the household does at the fridge."""
 
@@ -133,7 +142,8 @@ class DayTruth:
     day: date
     eaten: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # in packs
     wanted_missing: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
-    bought: Counter[str] = field(default_factory=Counter)
+    bought: Counter[str] = field(default_factory=Counter)  # packs that came in, by trip or delivery
+    ordered: Counter[str] = field(default_factory=Counter)  # packs the household ordered itself
     wasted: Counter[str] = field(default_factory=Counter)
     stock: dict[str, float] = field(default_factory=dict)  # packs at the end of the day
     away: bool = False
@@ -143,7 +153,8 @@ class DayTruth:
 
 @dataclass
 class _Pack:
-    code: str
+    code: str  # what the barcode says
+    habit: str  # the product it is eaten as: itself, or the one it substitutes
     left: float  # fraction of the pack
     expires: date
     opened: bool = False
@@ -165,11 +176,20 @@ class Household:
         *,
         profile: Profile | None = None,
         catalog: Sequence[Product] = CATALOG,
+        name: str = "household",
+        shopping: Shopping = Shopping.STORE,
+        retailer: Retailer | None = None,
     ) -> None:
+        if shopping is not Shopping.STORE and retailer is None:
+            raise ValueError(f"a household that shops {shopping} needs a retailer")
         self.seed = seed
+        self.name = name
+        self.shopping = shopping
+        self._retailer = retailer
         self._rng = random.Random(seed)
         self.profile = profile or Profile.draw(self._rng)
         excluded = EXCLUDED[self.profile.diet]
+        self._by_code = {p.code: p for p in catalog}
         self._catalog = [p for p in catalog if p.category not in excluded]
         if not self._catalog:
             raise ValueError(f"no product in the catalog suits a {self.profile.diet} diet")
@@ -177,7 +197,9 @@ class Household:
         self._habits = [self._habit(p) for p in self._rng.sample(self._catalog, count)]
         self._packs: list[_Pack] = []
         self._today = start
-        self._next_trip = start  # stock up on the first day
+        self._next_trip = start  # stock up on the first day, at a shop whatever the mode
+        self._store_trip = True  # the next trip is to a shop (the first, or after a failed order)
+        self._on_order: Counter[str] = Counter()
         self._away_until: date | None = None
         self.history: list[DayTruth] = []
 
@@ -187,8 +209,12 @@ class Household:
         return [(h.product, h.packs_per_day) for h in self._habits]
 
     def stock(self) -> Counter[str]:
-        """Return the packs in the fridge per code, an opened pack counting as one."""
-        return Counter(pack.code for pack in self._packs)
+        """Return the packs in the fridge per product eaten, an opened pack counting as one."""
+        return Counter(pack.habit for pack in self._packs)
+
+    def stock_left(self) -> dict[str, float]:
+        """Return what is left in the fridge per product eaten, in packs (an opened pack partly)."""
+        return self._stock_fractions()
 
     def live(self) -> tuple[list[Action], DayTruth]:
         """Live the next day; return its actions in time order and its truth."""
@@ -201,10 +227,12 @@ class Household:
         truth.away = self._away_until is not None and day < self._away_until
         actions += self._discard_expired(day, truth)
         if not truth.away:
-            if day >= self._next_trip:
+            if day >= self._next_trip and (self._store_trip or self.shopping is not Shopping.PLANNER):
                 actions += self._shop(day, truth)
             truth.guests = self._guests()
             actions += self._eat(day, truth)
+        # Deliveries come in the evening, after the day's eating; the packs are there from tomorrow.
+        actions += self._take_deliveries(day, truth)
         truth.stock = self._stock_fractions()
         self.history.append(truth)
         self._today = day + timedelta(days=1)
@@ -239,29 +267,83 @@ class Household:
         actions = []
         for pack in [p for p in self._packs if p.expires < day]:
             self._packs.remove(pack)
-            truth.wasted[pack.code] += 1
+            truth.wasted[pack.habit] += 1
             actions.append(Action(self._at(day, 7, 8), ActionKind.DISCARD, pack.code))
         return actions
 
     def _shop(self, day: date, truth: DayTruth) -> list[Action]:
-        truth.shopping = True
         interval = max(1.0, self._rng.gauss(self.profile.shopping_interval_days, 1.0))
         self._next_trip = day + timedelta(days=round(interval))
-        stock = self._stock_fractions()
+        store = self._store_trip or self.shopping is Shopping.STORE
+        self._store_trip = False
+        lead = 0 if store else self._lead_days()
+        basket = self._basket(interval + lead)
+        if not store:
+            if basket:
+                assert self._retailer is not None  # checked in __init__
+                lines = [OrderLine(code, packs) for code, packs in basket]
+                self._retailer.place(self.name, lines, self._at(day, 7, 9))
+                for code, packs in basket:
+                    self._on_order[code] += packs
+                    truth.ordered[code] += packs
+            return []
+        truth.shopping = True
         # Shopping in the morning, eating after: a pack is in the fridge before it is opened.
         home = self._at(day, 9, 11)
         actions = []
+        for code, packs in basket:
+            product = self._by_code[code]
+            for n in range(packs):
+                self._packs.append(_Pack(code, code, 1.0, day + timedelta(days=product.shelf_life_days)))
+                truth.bought[code] += 1
+                actions.append(Action(home + timedelta(seconds=10 * n), ActionKind.PUT_IN, code))
+        return actions
+
+    def _lead_days(self) -> int:
+        return self._retailer.lead_time_days if self._retailer is not None else 0
+
+    def _basket(self, horizon_days: float) -> list[tuple[str, int]]:
+        """Return the packs per product to buy for ``horizon_days`` plus a margin."""
+        stock, packs_held = self._stock_fractions(), self.stock()
+        basket = []
         for habit in self._habits:
             product = habit.product
-            needed = habit.packs_per_day * (interval + SAFETY_DAYS) - stock.get(product.code, 0.0)
+            have = stock.get(product.code, 0.0) + self._on_order[product.code]
+            needed = habit.packs_per_day * (horizon_days + SAFETY_DAYS) - have
             # Whole packs, at most what the household keeps, and only what would be eaten in time.
             usable = habit.packs_per_day * product.shelf_life_days
-            packs = min(math.ceil(max(needed, 0.0)), product.max_units - self.stock()[product.code])
+            held = packs_held[product.code] + self._on_order[product.code]
+            packs = min(math.ceil(max(needed, 0.0)), product.max_units - held)
             packs = min(packs, max(1, math.floor(usable)))
-            for n in range(max(packs, 0)):
-                self._packs.append(_Pack(product.code, 1.0, day + timedelta(days=product.shelf_life_days)))
-                truth.bought[product.code] += 1
-                actions.append(Action(home + timedelta(seconds=10 * n), ActionKind.PUT_IN, product.code))
+            if packs > 0:
+                basket.append((product.code, packs))
+        return basket
+
+    def _take_deliveries(self, day: date, truth: DayTruth) -> list[Action]:
+        if self._retailer is None:
+            return []
+        actions = []
+        for order in self._retailer.deliveries(self.name, day):
+            actions += self._put_away(order, day, truth)
+        return actions
+
+    def _put_away(self, order: Order, day: date, truth: DayTruth) -> list[Action]:
+        for ordered in order.lines:
+            self._on_order[ordered.code] = max(0, self._on_order[ordered.code] - ordered.quantity)
+        if order.status is OrderStatus.FAILED:
+            if self.shopping is Shopping.ONLINE:
+                self._next_trip, self._store_trip = day + timedelta(days=1), True  # to the shop, then
+            return []
+        actions = []
+        at = max(order.due.replace(tzinfo=None), datetime.combine(day, time()))
+        for line in order.delivered:
+            product = self._by_code.get(line.code)
+            shelf_life = product.shelf_life_days if product is not None else 7
+            for n in range(line.quantity):
+                self._packs.append(_Pack(line.code, line.ordered, 1.0, day + timedelta(days=shelf_life)))
+                truth.bought[line.ordered] += 1
+                actions.append(Action(at + timedelta(seconds=10 * n), ActionKind.PUT_IN, line.code))
+            at += timedelta(seconds=10 * line.quantity)
         return actions
 
     def _eat(self, day: date, truth: DayTruth) -> list[Action]:
@@ -276,7 +358,7 @@ class Household:
         actions: list[Action] = []
         while demand > 1e-9:
             packs = sorted(
-                (p for p in self._packs if p.code == product.code), key=lambda p: (not p.opened, p.expires)
+                (p for p in self._packs if p.habit == product.code), key=lambda p: (not p.opened, p.expires)
             )
             if not packs:
                 truth.wanted_missing[product.code] += demand
@@ -284,22 +366,23 @@ class Household:
             pack = packs[0]
             if not pack.opened:
                 pack.opened = True
-                if product.opened_shelf_life_days is not None:
-                    pack.expires = min(pack.expires, day + timedelta(days=product.opened_shelf_life_days))
-                    actions.append(Action(self._at(day, 11.5, 18), ActionKind.OPEN, product.code))
+                kind = self._by_code.get(pack.code, product)
+                if kind.opened_shelf_life_days is not None:
+                    pack.expires = min(pack.expires, day + timedelta(days=kind.opened_shelf_life_days))
+                    actions.append(Action(self._at(day, 11.5, 18), ActionKind.OPEN, pack.code))
             taken = min(pack.left, demand)
             pack.left -= taken
             demand -= taken
             truth.eaten[product.code] += taken
             if pack.left <= 1e-9:
                 self._packs.remove(pack)
-                actions.append(Action(self._at(day, 18, 22), ActionKind.USE_UP, product.code))
+                actions.append(Action(self._at(day, 18, 22), ActionKind.USE_UP, pack.code))
         return actions
 
     def _stock_fractions(self) -> dict[str, float]:
         stock: dict[str, float] = {}
         for pack in self._packs:
-            stock[pack.code] = stock.get(pack.code, 0.0) + pack.left
+            stock[pack.habit] = stock.get(pack.habit, 0.0) + pack.left
         return stock
 
     def _drift(self) -> None:

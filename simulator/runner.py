@@ -5,8 +5,10 @@ that it can be restarted as a fault), else the embedded amqtt broker; and a clou
 in the report folder. The cloud
 reads the same virtual clock as the fridges, so what it stores is stamped in virtual time.
 
-The report folder holds ``summary.json`` (the run's figures) and ``truth.csv`` (one row per day,
-household and product: eaten, bought, wasted, wanted but missing, stock at the end of the day).
+The report folder holds ``summary.json`` (the run's figures), ``truth.csv`` (one row per day,
+household and product: eaten, bought, wasted, wanted but missing, stock at the end of the day),
+``orders.csv`` (one row per line ordered from the retailer and what came of it) and ``plots/``
+(PNGs of stock, stockouts, waste, orders and offers: see :mod:`simulator.plots`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import csv
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +29,8 @@ from shared.clock import ManualClock
 from shared.mqtt import MqttSettings
 from simulator.errors import ScenarioError
 from simulator.mosquitto import Mosquitto, free_port, mosquitto_binary
+from simulator.plots import ORDER_COLUMNS, TRUTH_COLUMNS, write_plots
+from simulator.retailer import Order, OrderStatus
 from simulator.scenario import Scenario
 from simulator.world import DayReport, World, WorldReport, fridge_id
 
@@ -83,6 +87,7 @@ def run_scenario(
             faults=scenario.faults,
             restart_broker=restart_broker,
             speed=speed,
+            retailer=scenario.retailer,
         )
         stack.callback(world.stop)
         cloud.start()
@@ -92,9 +97,12 @@ def run_scenario(
         report = world.run(scenario.days, on_day)
         with cloud.engine.connect() as connection:
             stored = int(connection.execute(select(func.count()).select_from(EVENTS)).scalar_one())
-    summary = _summary(scenario, report, stored)
+    orders = world.retailer.orders if world.retailer is not None else []
+    summary = _summary(scenario, report, stored, orders)
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     _write_truth(report_dir / "truth.csv", report)
+    _write_orders(report_dir / "orders.csv", orders)
+    write_plots(report_dir)
     return summary
 
 
@@ -117,7 +125,7 @@ def _own_broker(stack: ExitStack, report_dir: Path) -> tuple[MqttSettings, Calla
     return MqttSettings(host="127.0.0.1", port=broker.port, protocol="3.1.1"), None
 
 
-def _summary(scenario: Scenario, report: WorldReport, stored: int) -> dict[str, Any]:
+def _summary(scenario: Scenario, report: WorldReport, stored: int, orders: Sequence[Order]) -> dict[str, Any]:
     households = []
     for index in range(scenario.households):
         truths = [day.truths[index] for day in report.days]
@@ -130,8 +138,11 @@ def _summary(scenario: Scenario, report: WorldReport, stored: int) -> dict[str, 
                 "packs_missing": round(sum(sum(t.wanted_missing.values()) for t in truths), 2),
                 "days_away": sum(t.away for t in truths),
                 "shopping_trips": sum(t.shopping for t in truths),
+                "packs_ordered": sum(sum(t.ordered.values()) for t in truths),
             }
         )
+    lines = [line for order in orders for line in order.lines]
+    delivered = [line for order in orders for line in order.delivered]
     return {
         "scenario": scenario.model_dump(mode="json"),
         "wall_seconds": round(report.wall_seconds, 2),
@@ -140,14 +151,52 @@ def _summary(scenario: Scenario, report: WorldReport, stored: int) -> dict[str, 
         "events_stored": stored,
         "actions_refused": report.refused,
         "faults": dict(sum((Counter(d.faults) for d in report.days), Counter())),
+        "retailer": {
+            "orders": len(orders),
+            "delivered": sum(o.status is OrderStatus.DELIVERED for o in orders),
+            "failed": sum(o.status is OrderStatus.FAILED for o in orders),
+            "pending": sum(o.status is OrderStatus.PENDING for o in orders),
+            "lines": len(lines),
+            "lines_substituted": sum(line.substituted for line in delivered),
+            "lines_out_of_stock": sum(
+                len(o.lines) - len(o.delivered) for o in orders if o.status is OrderStatus.DELIVERED
+            ),
+        },
         "households": households,
     }
+
+
+def _write_orders(path: Path, orders: Sequence[Order]) -> None:
+    """Write one row per ordered line: what came of it, and what came instead if substituted."""
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(ORDER_COLUMNS)
+        for order in orders:
+            came = {line.ordered: line for line in order.delivered}
+            for line in order.lines:
+                got = came.get(line.code)
+                status = order.status.value
+                if order.status is OrderStatus.DELIVERED and got is None:
+                    status = "out_of_stock"
+                writer.writerow(
+                    [
+                        order.order_id,
+                        order.household,
+                        order.placed.date().isoformat(),
+                        order.due.date().isoformat(),
+                        order.due.date().isoformat() if got is not None else "",
+                        status,
+                        line.code,
+                        line.quantity,
+                        got.code if got is not None and got.substituted else "",
+                    ]
+                )
 
 
 def _write_truth(path: Path, report: WorldReport) -> None:
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow(["day", "device_id", "code", "eaten", "bought", "wasted", "missing", "stock"])
+        writer.writerow(TRUTH_COLUMNS)
         for day in report.days:
             for index, truth in enumerate(day.truths):
                 codes = truth.eaten.keys() | truth.bought.keys() | truth.wasted.keys() | truth.stock.keys()

@@ -13,8 +13,20 @@ or the path of a file of your own with the same keys::
     broker_restarts_per_day = 0.5
     power_losses_per_fridge_day = 0.05
     malformed_per_day = 2
+    network_drops_per_fridge_day = 0.3
+    network_drop_minutes = 45
+    duplicates_per_day = 3
+    out_of_order_per_day = 2
     clock_skew_s = 120
     resend_after_s = 1.0
+
+    [retailer]          # optional: households that order online (see simulator/retailer.py)
+    online_share = 0.5
+    lead_time_days = 1
+    late_rate = 0.05
+    failure_rate = 0.02
+    out_of_stock_rate = 0.03
+    substitution_rate = 0.05
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simulator.errors import ScenarioError
 from simulator.faults import Faults
+from simulator.retailer import RetailerSettings
 
 
 class Scenario(BaseModel):
@@ -42,6 +55,7 @@ class Scenario(BaseModel):
     start: date = date(2026, 1, 5)
     seed: int = 1
     faults: Faults = Faults()
+    retailer: RetailerSettings | None = None
 
 
 def builtin_names() -> list[str]:

@@ -12,25 +12,76 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 
-from edge.agent import Agent
+from edge.agent import Agent, Sensors
 from edge.errors import NothingToDo, NotInFridge, ScanError
+from edge.sensors.door import SimulatedDoor
+from edge.sensors.thermometer import SimulatedThermometer
 from edge.settings import EdgeSettings
 from shared import topics
 from shared.clock import Clock, ManualClock, OffsetClock
+from shared.messages import encode
 from shared.mqtt import MqttSettings, create_client
 from simulator.faults import Faults
-from simulator.life import DayTruth, Household
+from simulator.life import Action, DayTruth, Household, Shopping
+from simulator.network import Link, Network
+from simulator.retailer import RetailerSettings, SimulatedRetailer
 
 log = logging.getLogger(__name__)
 
 # Telemetry once every six virtual hours: a sample a minute would outnumber the events 100 to 1.
 TELEMETRY_INTERVAL_S = 6 * 3600
 DRAIN_TIMEOUT_S = 120.0
+# The door stays open this long after the last thing put in or taken out: actions closer together
+# than this (a bag of shopping put away) are one opening.
+DOOR_LINGER = timedelta(seconds=20)
+# A fridge runs at 3.5-5 °C; with the door open its air warms by about 3 °C a minute, up to the room.
+FRIDGE_CELSIUS = (3.5, 5.0)
+WARMING_PER_S = 0.05
+ROOM_CELSIUS = 21.0
+# Recent events kept per fridge for duplicate and out-of-order delivery.
+RECENT_EVENTS = 20
+# The most events an out-of-order fault sends again, shuffled.
+OUT_OF_ORDER_SPAN = 6
+
+
+class FaultKind(StrEnum):
+    """The faults the world injects."""
+
+    BROKER_RESTART = "broker_restart"
+    POWER_LOSS = "power_loss"
+    MALFORMED = "malformed"
+    NETWORK_DROP = "network_drop"
+    NETWORK_BACK = "network_back"
+    DUPLICATE = "duplicate"
+    OUT_OF_ORDER = "out_of_order"
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault, due at ``at`` (virtual, naive UTC) on the world's ``fridge``-th fridge (from 0)."""
+
+    at: datetime
+    fridge: int
+    kind: FaultKind
+
+
+@dataclass(frozen=True, slots=True)
+class _Doing:
+    """A household's action, due on its fridge."""
+
+    fridge: int
+    action: Action
+
+    @property
+    def at(self) -> datetime:
+        return self.action.at
 
 
 def fridge_id(index: int) -> str:
@@ -82,6 +133,7 @@ class World:
         faults: Faults | None = None,
         restart_broker: Callable[[], None] | None = None,
         speed: float | None = None,
+        retailer: RetailerSettings | None = None,
     ) -> None:
         if households < 1:
             raise ValueError("a world needs at least one household")
@@ -95,19 +147,51 @@ class World:
         self._fault_random = random.Random(seed * 7919)
         self._mqtt = mqtt
         start = clock.now().date()
-        self.households = [Household(seed * 100_003 + i, start) for i in range(1, households + 1)]
+        # Who shops online comes from a generator of its own too: the lives stay as they were.
+        self.retailer = SimulatedRetailer(retailer, seed=seed) if retailer is not None else None
+        online = random.Random(seed * 613)
+        share = retailer.online_share if retailer is not None else 0.0
+        self.households = [
+            Household(
+                seed * 100_003 + i,
+                start,
+                name=fridge_id(i),
+                shopping=Shopping.ONLINE if online.random() < share else Shopping.STORE,
+                retailer=self.retailer,
+            )
+            for i in range(1, households + 1)
+        ]
+        self._network = Network() if self.faults.network_drops_per_fridge_day else None
+        self._links: list[Link | None] = [
+            self._network.link(mqtt.host, mqtt.port) if self._network is not None else None
+            for _ in range(households)
+        ]
         self._settings = [
             EdgeSettings(
                 device_id=fridge_id(i),
                 data_dir=data_dir / fridge_id(i),
-                mqtt=mqtt,
+                mqtt=_through(mqtt, link),
                 telemetry_interval_s=TELEMETRY_INTERVAL_S,
                 resend_after_s=self.faults.resend_after_s,
             )
-            for i in range(1, households + 1)
+            for i, link in enumerate(self._links, start=1)
         ]
         self._clocks: list[Clock] = [self._skewed(clock) for _ in self._settings]
-        self.agents = [Agent(s, c) for s, c in zip(self._settings, self._clocks, strict=True)]
+        sensors = random.Random(seed * 389)
+        self.doors = [SimulatedDoor() for _ in self._settings]
+        self._fridge_celsius = [sensors.uniform(*FRIDGE_CELSIUS) for _ in self._settings]
+        self.thermometers = [SimulatedThermometer("fridge", c) for c in self._fridge_celsius]
+        self._sensors = [
+            Sensors(door=door, thermometers=[probe])
+            for door, probe in zip(self.doors, self.thermometers, strict=True)
+        ]
+        self.agents = [
+            Agent(s, c, sensors)
+            for s, c, sensors in zip(self._settings, self._clocks, self._sensors, strict=True)
+        ]
+        self._door_opened: list[datetime | None] = [None] * households  # when each open door opened
+        self._door_closes: list[datetime | None] = [None] * households
+        self._recent: list[deque[bytes]] = [deque(maxlen=RECENT_EVENTS) for _ in self._settings]
         self._day = start
         if speed is not None and speed <= 0:
             raise ValueError("the speed must be above 0 (virtual seconds per wall second)")
@@ -123,6 +207,9 @@ class World:
         """Disconnect every fridge; what was not delivered stays in its outbox."""
         for agent in self.agents:
             agent.stop()
+        if self._network is not None:
+            self._network.close()
+            self._network = None
 
     def run(self, days: int, on_day: Callable[[DayReport], None] | None = None) -> WorldReport:
         """Live ``days`` days; return what happened. Waits for the cloud at the end of each day."""
@@ -149,81 +236,146 @@ class World:
 
     def _live_day(self) -> DayReport:
         day = self._day
-        scheduled: list[tuple[datetime, int, str]] = []
+        scheduled: list[_Doing | Fault] = []
         truths = []
         for index, household in enumerate(self.households):
             actions, truth = household.live()
             truths.append(truth)
-            scheduled += [(action.at, index, action.line) for action in actions]
+            scheduled += [_Doing(index, action) for action in actions]
+        actions_count = len(scheduled)
         scheduled += self._faults_of(day)
-        scheduled.sort(key=lambda item: item[0])
-        report = DayReport(day, sum(1 for *_, line in scheduled if not line.startswith("!")), 0, 0, truths)
-        for at, index, line in scheduled:
-            self._advance_to(at.replace(tzinfo=UTC))
-            if line.startswith("!"):
-                self._inject(line[1:], index)
-                report.faults[line[1:]] = report.faults.get(line[1:], 0) + 1
+        scheduled.sort(key=lambda item: item.at)  # stable: the households' order within a moment stays
+        report = DayReport(day, actions_count, 0, 0, truths)
+        for item in scheduled:
+            self._close_doors(until=item.at)
+            self._advance_to(item.at.replace(tzinfo=UTC))
+            if isinstance(item, Fault):
+                self._inject(item)
+                report.faults[item.kind] = report.faults.get(item.kind, 0) + 1
                 continue
-            agent = self.agents[index]
+            agent = self.agents[item.fridge]
+            self._open_door(item.fridge, item.at)
             try:
-                report.events += len(agent.scan(line))
+                events = agent.scan(item.action.line)
             except (ScanError, NotInFridge, NothingToDo) as exc:
                 report.refused += 1
-                log.warning("%s refused %r: %s", agent.device_id, line, exc)
+                log.warning("%s refused %r: %s", agent.device_id, item.action.line, exc)
+                continue
+            report.events += len(events)
+            self._recent[item.fridge].extend(encode(event) for event in events)
         self._day = day + timedelta(days=1)
-        self._advance_to(datetime.combine(self._day, datetime.min.time(), UTC))
+        midnight = datetime.combine(self._day, datetime.min.time())
+        self._close_doors(until=midnight)
+        for link in self._links:
+            if link is not None:
+                link.mend()  # a drop heals by the end of its day: the day's events must arrive
+        self._advance_to(midnight.replace(tzinfo=UTC))
         for agent in self.agents:
             agent.poll_once()  # rules and telemetry, once a virtual day
         if not self.wait_drained():
             raise TimeoutError(f"the cloud did not acknowledge {day}'s events in {DRAIN_TIMEOUT_S:.0f} s")
         return report
 
-    def _faults_of(self, day: date) -> list[tuple[datetime, int, str]]:
-        """Return the day's faults as (time, fridge, "!kind"), drawn from the faults' own generator."""
-        rng = self._fault_random
+    def _open_door(self, index: int, at: datetime) -> None:
+        """Open the fridge's door for an action, or keep it open a while longer."""
+        self._door_closes[index] = at + DOOR_LINGER
+        if self._door_opened[index] is None:
+            self._door_opened[index] = at
+            self.doors[index].open()
+            self.agents[index].poll_once()
+
+    def _close_doors(self, until: datetime) -> None:
+        """Close, in time order, the doors due to close by ``until``; the air warmed while open."""
+        due = sorted(
+            (closes, index) for index, closes in enumerate(self._door_closes) if closes and closes <= until
+        )
+        for closes, index in due:
+            opened = self._door_opened[index]
+            assert opened is not None
+            self._advance_to(closes.replace(tzinfo=UTC))
+            celsius = self._fridge_celsius[index]
+            warmed = min(celsius + WARMING_PER_S * (closes - opened).total_seconds(), ROOM_CELSIUS)
+            self.thermometers[index].set(round(warmed, 2))
+            self.doors[index].close()
+            self.agents[index].poll_once()
+            self.thermometers[index].set(round(celsius, 2))  # cold again by the next reading
+            self._door_opened[index] = self._door_closes[index] = None
+
+    def _faults_of(self, day: date) -> list[Fault]:
+        """Return the day's faults, drawn from the faults' own generator."""
+        rng, faults, count = self._fault_random, self.faults, len(self.agents)
         midnight = datetime.combine(day, datetime.min.time())
-        faults: list[tuple[datetime, int, str]] = []
+        drawn: list[Fault] = []
 
         def at_random() -> datetime:
             return midnight + timedelta(seconds=rng.uniform(0, 86_400))
 
         for kind, rate in (
-            ("broker_restart", self.faults.broker_restarts_per_day),
-            ("malformed", self.faults.malformed_per_day),
+            (FaultKind.BROKER_RESTART, faults.broker_restarts_per_day),
+            (FaultKind.MALFORMED, faults.malformed_per_day),
+            (FaultKind.DUPLICATE, faults.duplicates_per_day),
+            (FaultKind.OUT_OF_ORDER, faults.out_of_order_per_day),
         ):
-            faults += [
-                (at_random(), rng.randrange(len(self.agents)), f"!{kind}") for _ in range(_count(rng, rate))
-            ]
-        for index in range(len(self.agents)):
-            if rng.random() < self.faults.power_losses_per_fridge_day:
-                faults.append((at_random(), index, "!power_loss"))
-        return faults
+            drawn += [Fault(at_random(), rng.randrange(count), kind) for _ in range(_count(rng, rate))]
+        for index in range(count):
+            if rng.random() < faults.power_losses_per_fridge_day:
+                drawn.append(Fault(at_random(), index, FaultKind.POWER_LOSS))
+            for _ in range(_count(rng, faults.network_drops_per_fridge_day)):
+                start = at_random()
+                minutes = rng.expovariate(1 / faults.network_drop_minutes)
+                end = min(start + timedelta(minutes=minutes), midnight + timedelta(days=1, seconds=-1))
+                drawn.append(Fault(start, index, FaultKind.NETWORK_DROP))
+                drawn.append(Fault(end, index, FaultKind.NETWORK_BACK))
+        return drawn
 
-    def _inject(self, kind: str, index: int) -> None:
-        if kind == "broker_restart":
-            assert self._restart_broker is not None
-            self._restart_broker()
-        elif kind == "power_loss":
-            # The agent stops where it is and starts again from its database, like a fridge whose
-            # plug was pulled: whatever the cloud had not acknowledged goes out again.
-            self.agents[index].stop()
-            self.agents[index] = Agent(self._settings[index], self._clocks[index])
-            self.agents[index].start(poll=False)
-        elif kind == "malformed":
-            self._publish_junk(fridge_id(index + 1))
+    def _inject(self, fault: Fault) -> None:
+        index = fault.fridge
+        match fault.kind:
+            case FaultKind.BROKER_RESTART:
+                assert self._restart_broker is not None
+                self._restart_broker()
+            case FaultKind.POWER_LOSS:
+                # The agent stops where it is and starts again from its database, like a fridge whose
+                # plug was pulled: whatever the cloud had not acknowledged goes out again.
+                self.agents[index].stop()
+                self.agents[index] = Agent(self._settings[index], self._clocks[index], self._sensors[index])
+                self.agents[index].start(poll=False)
+            case FaultKind.MALFORMED:
+                junk = self._fault_random.choice([b"{not json", b'{"type": "item_teleported"}', b"\xff\xfe"])
+                self._publish_as(fridge_id(index + 1), [junk])
+            case FaultKind.NETWORK_DROP:
+                link = self._links[index]
+                assert link is not None
+                link.cut()
+            case FaultKind.NETWORK_BACK:
+                link = self._links[index]
+                assert link is not None
+                link.mend()
+            case FaultKind.DUPLICATE:
+                # A copy of something the fridge sent arrives again, as a resend after a lost ack does.
+                if self._recent[index]:
+                    self._publish_as(fridge_id(index + 1), [self._fault_random.choice(self._recent[index])])
+            case FaultKind.OUT_OF_ORDER:
+                # The fridge's latest events arrive again, shuffled, over a second path.
+                recent = list(self._recent[index])[-OUT_OF_ORDER_SPAN:]
+                self._fault_random.shuffle(recent)
+                self._publish_as(fridge_id(index + 1), recent)
 
-    def _publish_junk(self, device_id: str) -> None:
-        client, properties = create_client(self._mqtt, f"sim-junk-{device_id}", persistent=False)
+    def _publish_as(self, device_id: str, payloads: Sequence[bytes]) -> None:
+        """Publish ``payloads`` on the fridge's event topic from a connection of the world's own."""
+        if not payloads:
+            return
+        client, properties = create_client(self._mqtt, f"sim-fault-{device_id}", persistent=False)
         try:
             if self._mqtt.protocol == "5":
                 client.connect(self._mqtt.host, self._mqtt.port, properties=properties)
             else:
                 client.connect(self._mqtt.host, self._mqtt.port)
             client.loop_start()
-            junk = self._fault_random.choice([b"{not json", b'{"type": "item_teleported"}', b"\xff\xfe"])
-            client.publish(topics.events(device_id), junk, qos=1).wait_for_publish(5)
+            for payload in payloads:
+                client.publish(topics.events(device_id), payload, qos=1).wait_for_publish(5)
         except (OSError, RuntimeError, ValueError) as exc:  # a broker restarting: the fault misses
-            log.info("junk for %s not published: %s", device_id, exc)
+            log.info("fault for %s not published: %s", device_id, exc)
         finally:
             client.disconnect()
             client.loop_stop()
@@ -239,6 +391,13 @@ class World:
             due = wall + (moment - virtual).total_seconds() / self._speed
             time.sleep(max(due - time.monotonic(), 0.0))
         self.clock.advance(moment - now)
+
+
+def _through(mqtt: MqttSettings, link: Link | None) -> MqttSettings:
+    """Return the broker settings of a fridge that reaches the broker through ``link``."""
+    if link is None:
+        return mqtt
+    return mqtt.model_copy(update={"host": "127.0.0.1", "port": link.port})
 
 
 def _count(rng: random.Random, rate: float) -> int:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 
-from simulator.life import EXCLUDED, Action, ActionKind, Diet, Household, Profile
+from simulator.life import EXCLUDED, Action, ActionKind, Diet, Household, Profile, Shopping
+from simulator.retailer import OrderLine, OrderStatus, RetailerSettings, SimulatedRetailer
 
 START = date(2026, 1, 5)  # a Monday
 
@@ -122,3 +123,65 @@ def test_lines_are_the_edge_scanners_grammar() -> None:
 
     for action in run(Household(2, START), 30):
         parse_scan(action.line)  # raises on a line the agent would refuse
+
+
+def test_an_online_household_orders_and_puts_the_delivery_away_the_evening_it_comes() -> None:
+    retailer = SimulatedRetailer(
+        RetailerSettings(late_rate=0, failure_rate=0, out_of_stock_rate=0, substitution_rate=0)
+    )
+    household = Household(3, START, name="home-0001", shopping=Shopping.ONLINE, retailer=retailer)
+    actions = run(household, 30)
+
+    assert sum(day.shopping for day in household.history) == 1  # the first stock-up only
+    assert retailer.orders, "an online household never ordered"
+    ordered = sum(sum(day.ordered.values()) for day in household.history)
+    assert ordered == sum(line.quantity for o in retailer.orders for line in o.lines)
+    put_in = [a for a in actions if a.kind is ActionKind.PUT_IN and a.at.date() > START]
+    delivered = {o.due.replace(tzinfo=None) for o in retailer.orders if o.status is OrderStatus.DELIVERED}
+    assert put_in
+    assert all(17 <= a.at.hour < 21 for a in put_in)  # the van comes in the evening
+    assert {a.at.date() for a in put_in} <= {d.date() for d in delivered}
+
+
+def test_a_failed_order_sends_the_household_to_the_shop_the_next_day() -> None:
+    retailer = SimulatedRetailer(RetailerSettings(failure_rate=1.0))
+    household = Household(3, START, name="home-0001", shopping=Shopping.ONLINE, retailer=retailer)
+    run(household, 20)
+
+    assert all(o.status is not OrderStatus.DELIVERED for o in retailer.orders)
+    assert sum(day.shopping for day in household.history) > 1
+
+
+def test_a_substitute_is_scanned_as_itself_and_eaten_in_place_of_the_ordered_product() -> None:
+    retailer = SimulatedRetailer(RetailerSettings(failure_rate=0, out_of_stock_rate=0, substitution_rate=1.0))
+    household = Household(8, START, name="home-0001", shopping=Shopping.PLANNER, retailer=retailer)
+    household.live()  # the first day's stock-up at a shop
+    product, _rate = household.portfolio[0]
+    retailer.place("home-0001", [OrderLine(product.code, 2)], datetime(2026, 1, 6, 8))
+    household.live()
+    actions, _truth = household.live()  # delivered on the 7th
+
+    (substitute,) = {line.code for o in retailer.orders for line in o.delivered}
+    assert substitute != product.code
+    assert [a.code for a in actions if a.kind is ActionKind.PUT_IN] == [substitute, substitute]
+    assert household.stock()[product.code] >= 2  # counted as the product it stands in for
+
+
+def test_a_planner_household_never_shops_after_its_first_day() -> None:
+    household = Household(
+        5,
+        START,
+        profile=Profile(holidays_per_year=0),
+        name="home-0001",
+        shopping=Shopping.PLANNER,
+        retailer=SimulatedRetailer(),
+    )
+    run(household, 21)
+
+    assert [day.shopping for day in household.history].count(True) == 1
+    assert household.history[-1].wanted_missing, "with nobody ordering, the fridge should run dry"
+
+
+def test_a_household_that_orders_needs_a_retailer() -> None:
+    with pytest.raises(ValueError, match="needs a retailer"):
+        Household(1, START, shopping=Shopping.ONLINE)
