@@ -31,7 +31,8 @@ import httpx
 
 from shared import topics
 from simulator.load import Devices, blast, payloads
-from tests.support.services import Mosquitto, free_port, mosquitto_binary, postgres_database
+from simulator.loadtest import start_cloud, stop_cloud
+from tests.support.services import Mosquitto, mosquitto_binary, postgres_database
 
 BARE_SUBSCRIBER = """
 import json, sys, time
@@ -92,35 +93,6 @@ def bare_rate(port: int, devices: int, per_device: int, client_id: str = "bare-s
     if result["count"] < total:
         raise RuntimeError(f"the bare subscriber got {result['count']} of {total}")
     return float((total - 1) / (result["last"] - result["first"]))
-
-
-def start_cloud(
-    database_url: str, port: int, client_id: str = "bench-cloud"
-) -> tuple[subprocess.Popen[bytes], int]:
-    http_port = free_port()
-    env = {
-        **os.environ,
-        "FRIGO_CLOUD_DATABASE_URL": database_url,
-        "FRIGO_CLOUD_MQTT__PORT": str(port),
-        "FRIGO_CLOUD_HTTP_PORT": str(http_port),
-        "FRIGO_CLOUD_CLIENT_ID": client_id,
-    }
-    process = subprocess.Popen([sys.executable, "-m", "frigo", "cloud"], env=env, stdout=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{http_port}/stats", timeout=1).json()["broker_connected"]:
-                return process, http_port
-        except httpx.HTTPError:
-            if time.time() > deadline:
-                process.kill()
-                raise
-        time.sleep(0.1)
-
-
-def stop_cloud(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    process.wait(30)
 
 
 def cloud_rate(

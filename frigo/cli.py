@@ -458,12 +458,19 @@ def sim(
     raise typer.Exit(0 if drained else 1)
 
 
-@sim_app.command("run")
+def _scenario_keys() -> str:
+    from simulator.scenario import describe_keys
+
+    return "**Scenario keys** (TOML; see simulator/scenario.py):\n\n" + describe_keys()
+
+
+@sim_app.command("run", epilog=_scenario_keys())
 def sim_run(
     scenario: Annotated[
         str,
         typer.Argument(
-            help="A built-in scenario (week-in-a-household, demo, chaos, quarter-100) or a .toml file."
+            help="A built-in scenario (week-in-a-household, demo, chaos, quarter-100, load-10k) or a "
+            ".toml file."
         ),
     ],
     seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
@@ -492,13 +499,17 @@ def sim_run(
     Without `--mqtt-host`/`--mqtt-port` it starts its own broker (Mosquitto if installed, else
     the embedded one) and a cloud on SQLite in the report folder. The report folder gets
     `summary.json` (households, actions, events recorded and stored, faults injected, packs bought,
-    eaten, wasted and missing per household) and
-    `truth.csv` (what each household really ate, bought and wasted each day, per product).
+    eaten, wasted and missing per household, the retailer's orders), `truth.csv` (what each
+    household really ate, bought and wasted each day, per product), `orders.csv` and `plots/`
+    (stock, stockouts, waste, orders, offers as PNG).
+
+    A scenario with a `[load]` table (`load-10k`) runs a swarm of device connections instead, with
+    a live display, and writes its figures to `summary.json`.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from simulator.errors import ScenarioError
-    from simulator.runner import run_scenario
+    from simulator.runner import run_load_scenario, run_scenario
     from simulator.scenario import load_scenario
 
     try:
@@ -508,6 +519,18 @@ def sim_run(
     update = {k: v for k, v in (("seed", seed), ("days", days), ("households", households)) if v is not None}
     chosen = chosen.model_copy(update=update)
     folder = report_dir or Path("frigo-sim-runs") / f"{chosen.name}-{chosen.seed}"
+    if chosen.load is not None:
+        try:
+            figures = run_load_scenario(chosen, folder, progress=True)
+        except ScenarioError as exc:
+            raise typer.BadParameter(str(exc), param_hint="SCENARIO") from None
+        errors = sum(figures["errors"].values())
+        typer.echo(
+            f"{figures['connected_max']:,} devices connected at most, {figures['published']:,} events sent "
+            f"({figures['events_per_s_sent_after_ramp']} a second after the ramp), {errors} errors, "
+            f"{figures['rss_mb_peak']} MB resident at most; report in {folder}"
+        )
+        raise typer.Exit(1 if errors or figures["connected_max"] < chosen.load.devices else 0)
     mqtt = None
     if mqtt_host is not None or mqtt_port is not None:
         mqtt = _mqtt(MqttSettings(), mqtt_host, mqtt_port, mqtt_protocol)

@@ -56,6 +56,8 @@ def run_scenario(
     from cloud.service import CloudService
     from cloud.settings import CloudSettings
 
+    if scenario.load is not None:
+        raise ScenarioError(f"scenario {scenario.name} is a load scenario: run it with run_load_scenario")
     if (report_dir / "cloud.db").exists() or (report_dir / "fridges").exists():
         raise ScenarioError(f"{report_dir} holds an earlier run: remove it, or choose another report folder")
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -103,6 +105,20 @@ def run_scenario(
     _write_truth(report_dir / "truth.csv", report)
     _write_orders(report_dir / "orders.csv", orders)
     write_plots(report_dir)
+    return summary
+
+
+def run_load_scenario(scenario: Scenario, report_dir: Path, *, progress: bool = False) -> dict[str, Any]:
+    """Run a load scenario's swarm; write its figures to ``report_dir/summary.json``; return them."""
+    from simulator.loadtest import run_load
+
+    if scenario.load is None:
+        raise ScenarioError(f"scenario {scenario.name} has no [load] table: run it with run_scenario")
+    if (report_dir / "summary.json").exists():
+        raise ScenarioError(f"{report_dir} holds an earlier run: remove it, or choose another report folder")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"scenario": scenario.model_dump(mode="json"), **run_load(scenario.load, progress=progress)}
+    (report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
 

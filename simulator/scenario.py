@@ -27,6 +27,16 @@ or the path of a file of your own with the same keys::
     failure_rate = 0.02
     out_of_stock_rate = 0.03
     substitution_rate = 0.05
+
+A load scenario (``load-10k``) has a ``[load]`` table instead and runs a swarm of bare
+connections rather than households (see simulator/loadtest.py)::
+
+    [load]
+    devices = 10000     # connections, each logged in as its own device
+    rate = 2000         # events a second for the whole swarm
+    duration_s = 60     # seconds of sending, the ramp included
+    connect_rate = 1000 # new connections a second while ramping up
+    cloud = false       # true: a cloud worker stores and acknowledges the events
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simulator.errors import ScenarioError
 from simulator.faults import Faults
+from simulator.loadtest import LoadSettings
 from simulator.retailer import RetailerSettings
 
 
@@ -49,13 +60,33 @@ class Scenario(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    description: str = ""
-    households: int = Field(ge=1, le=10_000)
-    days: int = Field(ge=1, le=3650)
-    start: date = date(2026, 1, 5)
-    seed: int = 1
+    description: str = Field(default="", description="One line saying what the scenario shows.")
+    households: int = Field(default=1, ge=1, le=10_000, description="Households, each with its fridge.")
+    days: int = Field(default=7, ge=1, le=3650, description="Virtual days they live.")
+    start: date = Field(default=date(2026, 1, 5), description="The first virtual day (a TOML date).")
+    seed: int = Field(default=1, description="The same seed gives the same households and events.")
     faults: Faults = Faults()
     retailer: RetailerSettings | None = None
+    load: LoadSettings | None = None
+
+
+def describe_keys() -> str:
+    """Return every key a scenario file takes, with its default and meaning, as Markdown lines."""
+    tables: list[tuple[str, type[BaseModel]]] = [
+        ("", Scenario),
+        ("[faults] ", Faults),
+        ("[retailer] ", RetailerSettings),
+        ("[load] ", LoadSettings),
+    ]
+    lines = []
+    for table, model in tables:
+        for key, info in model.model_fields.items():
+            if info.description is None:
+                continue  # the name, and the tables themselves
+            default = info.get_default(call_default_factory=True)
+            shown = "" if info.is_required() or default == "" else f" (default {default})"
+            lines.append(f"* {table}`{key}`: {info.description}{shown}")
+    return "\n".join(lines)
 
 
 def builtin_names() -> list[str]:

@@ -7,6 +7,7 @@ writes them, from ``cloud.devices``) and nobody anonymous.
 from __future__ import annotations
 
 import asyncio
+import json
 import resource
 import secrets
 from collections.abc import Iterator
@@ -166,3 +167,37 @@ def test_device_ids_are_valid_and_secrets_distinct() -> None:
     assert [c.device_id for c in credentials] == ["swarm-00000", "swarm-00001", "swarm-00002"]
     assert all(topics.parse(topics.events(c.device_id)).device_id == c.device_id for c in credentials)
     assert len({c.secret for c in credentials}) == 3
+
+
+@pytest.mark.mosquitto
+def test_a_load_scenario_runs_from_the_command_line_and_reports_its_figures(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from frigo.cli import app
+
+    require_mosquitto()
+    scenario = tmp_path / "load-small.toml"
+    scenario.write_text(
+        'description = "A small swarm."\n'
+        "[load]\ndevices = 150\nrate = 300\nduration_s = 2\nconnect_rate = 500\ncloud = true\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["sim", "run", str(scenario), "--report-dir", str(tmp_path / "report")])
+
+    assert result.exit_code == 0, result.output
+    assert "150 devices connected at most" in result.output
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["connected_max"] == 150
+    assert summary["errors"] == {}
+    assert summary["published"] > 0
+    assert summary["cloud_acked"] == summary["cloud_stored"] == summary["published"]
+    assert summary["rss_mb_peak"] > 0
+    assert summary["scenario"]["load"]["devices"] == 150
+
+
+def test_the_built_in_load_scenario_is_10000_devices() -> None:
+    from simulator.scenario import load_scenario
+
+    load = load_scenario("load-10k").load
+    assert load is not None
+    assert load.devices == 10_000
