@@ -16,7 +16,7 @@ from edge.errors import StorageError
 # Wait this long for the other thread's write lock instead of failing at once.
 BUSY_TIMEOUT_MS = 10_000
 # Bumped with every change to _SCHEMA; `_migrate` brings older files up to date.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS products (
     name                   TEXT,
     unit                   TEXT NOT NULL DEFAULT 'unit',
     unit_grams             REAL,
+    pack_size              REAL,
     shelf_life_days        INTEGER,
     opened_shelf_life_days INTEGER,
     perishable             INTEGER NOT NULL DEFAULT 1,
@@ -128,6 +129,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 "SELECT code, quantity, 'unit', 'fridge', datetime('now') FROM inventory WHERE quantity > 0"
             )
             conn.execute("DROP TABLE inventory")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(products)")}
+    if "pack_size" not in columns:  # version 3 and older
+        conn.execute("ALTER TABLE products ADD COLUMN pack_size REAL")
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 

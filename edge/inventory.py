@@ -31,6 +31,7 @@ class Product:
     perishable: bool
     location: Location
     known: bool
+    pack_size: float | None = None  # net g or ml in one pack; unit_grams when not known
 
     @property
     def label(self) -> str:
@@ -82,7 +83,7 @@ class Inventory:
         """Return what is known about ``code``; an unknown code gets defaults and is remembered."""
         row = self._conn.execute(
             "SELECT code, name, unit, unit_grams, shelf_life_days, opened_shelf_life_days, perishable, "
-            "location, known FROM products WHERE code = ?",
+            "location, known, pack_size FROM products WHERE code = ?",
             (code,),
         ).fetchone()
         if row is None:
@@ -98,15 +99,17 @@ class Inventory:
             perishable=bool(row[6]),
             location=row[7],
             known=bool(row[8]),
+            pack_size=row[9],
         )
 
     def learn(self, info: ProductInfo) -> None:
         """Store catalog details of a product, resolving it if it was unknown."""
         self._conn.execute(
             "INSERT INTO products (code, name, unit, unit_grams, shelf_life_days, opened_shelf_life_days, "
-            "perishable, location, known) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) "
+            "perishable, location, known, pack_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?) "
             "ON CONFLICT (code) DO UPDATE SET "
             "name = excluded.name, unit = excluded.unit, unit_grams = excluded.unit_grams, "
+            "pack_size = excluded.pack_size, "
             "shelf_life_days = excluded.shelf_life_days, "
             "opened_shelf_life_days = excluded.opened_shelf_life_days, perishable = excluded.perishable, "
             "location = excluded.location, known = 1",
@@ -119,6 +122,7 @@ class Inventory:
                 info.opened_shelf_life_days,
                 int(info.perishable),
                 info.location,
+                info.pack_size,
             ),
         )
 

@@ -144,7 +144,9 @@ class Recorder:
     def _pack(self, code: str) -> float:
         """Return one unit of ``code`` in its lots' unit: 1, or a pack's grams or millilitres."""
         product = self.inventory.product(code)
-        return product.unit_grams if product.unit != "unit" and product.unit_grams else 1.0
+        if product.unit == "unit":
+            return 1.0
+        return product.pack_size or product.unit_grams or 1.0
 
     def consume_lot(self, lot_id: int, quantity: float) -> list[Event]:
         """Use part of one lot, as a weight shelf measured it."""

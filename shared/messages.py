@@ -311,6 +311,12 @@ class ProductInfo(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     unit: Unit = "unit"
     unit_grams: float | None = Field(default=None, gt=0, description="Weight of one unit, for shelves.")
+    pack_size: float | None = Field(
+        default=None,
+        gt=0,
+        description="Net amount in one pack, in `unit`, for g and ml products: what a scan-in adds "
+        "[default: unit_grams]. A `unit` product's pack is one unit.",
+    )
     shelf_life_days: int | None = Field(default=None, ge=0)
     opened_shelf_life_days: int | None = Field(default=None, ge=0)
     perishable: bool = True

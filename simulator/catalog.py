@@ -141,6 +141,7 @@ class Product:
             name=self.name,
             unit=self.unit,
             unit_grams=self.unit_grams,
+            pack_size=self.pack_size if self.unit != "unit" else None,
             shelf_life_days=self.shelf_life_days,
             opened_shelf_life_days=self.opened_shelf_life_days,
             perishable=self.perishable,

@@ -166,7 +166,7 @@ def test_open_database_creates_parent_dir_and_every_table(db_path: Path, conn: s
         "remote_config",
         "sqlite_sequence",  # AUTOINCREMENT: lot ids are never reused
     }
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 def test_durable_pragmas(conn: sqlite3.Connection) -> None:
@@ -218,7 +218,7 @@ def test_version_1_inventory_becomes_one_lot_per_code(db_path: Path, clock: Manu
 
     conn = open_database(db_path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
         assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'inventory'").fetchone() is None
         recorder = Recorder(conn, DEVICE, clock)
         lots = recorder.inventory.lots()
@@ -270,6 +270,54 @@ def test_every_scan_in_is_a_lot_of_its_own(recorder: Recorder, clock: ManualCloc
     # A code the catalog has not described yet is remembered as unknown.
     assert recorder.inventory.unknown_codes() == [MILK]
     assert recorder.inventory.product(MILK).label == f"unknown product {MILK}"
+
+
+def test_a_g_or_ml_pack_is_its_net_pack_size_and_its_gross_weight_only_without_one(
+    recorder: Recorder, conn: sqlite3.Connection
+) -> None:
+    learn(
+        conn,
+        ProductInfo(code=MILK, name="Milk 1 l", unit="ml", unit_grams=1040, pack_size=1000),
+        ProductInfo(code=BUTTER, name="Butter 250 g", unit="g", unit_grams=260),
+        ProductInfo(code=EGGS, name="Eggs, 10", unit="unit", unit_grams=620, pack_size=10),
+    )
+    (milk,) = recorder.add(MILK)
+    (butter,) = recorder.add(BUTTER)
+    (eggs,) = recorder.add(EGGS)
+
+    assert isinstance(milk, ItemAdded)
+    assert isinstance(butter, ItemAdded)
+    assert isinstance(eggs, ItemAdded)
+    assert (milk.quantity, butter.quantity, eggs.quantity) == (1000, 260, 1)
+    recorder.consume(MILK)  # one pack's scan takes the whole pack
+    assert recorder.inventory.quantity(MILK) == 0
+
+
+def test_a_version_3_database_gains_the_pack_size_and_keeps_its_products(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    old = sqlite3.connect(db_path)
+    old.executescript(
+        """
+        CREATE TABLE products (
+            code TEXT PRIMARY KEY, name TEXT, unit TEXT NOT NULL DEFAULT 'unit', unit_grams REAL,
+            shelf_life_days INTEGER, opened_shelf_life_days INTEGER,
+            perishable INTEGER NOT NULL DEFAULT 1, location TEXT NOT NULL DEFAULT 'fridge',
+            known INTEGER NOT NULL DEFAULT 0
+        );
+        INSERT INTO products (code, name, unit, unit_grams, known)
+        VALUES ('4006381333931', 'Milk', 'ml', 1030, 1);
+        PRAGMA user_version = 3;
+        """
+    )
+    old.close()
+
+    conn = open_database(db_path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        product = Inventory(conn).product("4006381333931")
+        assert (product.name, product.unit_grams, product.pack_size) == ("Milk", 1030, None)
+    finally:
+        conn.close()
 
 
 def test_best_before_unit_and_place_come_from_the_catalog(
