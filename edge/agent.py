@@ -129,6 +129,7 @@ class Agent:
         self._next_telemetry: datetime | None = None
         self._was_connected: bool | None = None
         self._inherited: set[tuple[str, str]] | None = None  # alerts raised before a restart
+        self._views: tuple[int, list[LotView]] | None = None  # (total_changes, the lots) last read
         self._stop = threading.Event()
         stored = self.recorder.remote_config()
         if stored is not None and (error := self._configure(json.loads(stored))) is not None:
@@ -253,22 +254,7 @@ class Agent:
         self.recorder.consume_lot(lot.id, quantity)
 
     def _apply_rules(self, now: datetime) -> None:
-        views = []
-        for lot in self.recorder.inventory.lots():
-            product = self.recorder.inventory.product(lot.code)
-            views.append(
-                LotView(
-                    lot_id=lot.id,
-                    code=lot.code,
-                    name=product.name,
-                    quantity=lot.quantity,
-                    unit=lot.unit,
-                    location=lot.location,
-                    best_before=lot.best_before,
-                    perishable=product.perishable,
-                )
-            )
-        result = self.rules.evaluate(views, now)
+        result = self.rules.evaluate(self._lot_views(), now)
         raised: tuple[Alert, ...] = result.raised
         cleared: tuple[Alert, ...] = result.cleared
         if self._inherited is None:
@@ -290,6 +276,31 @@ class Agent:
             elif self._no_longer_holds(*key):
                 self._inherited.discard(key)
                 self.recorder.alert_cleared(*key)  # type: ignore[arg-type]
+
+    def _lot_views(self) -> list[LotView]:
+        """Return the lots as the rules see them, read again only after the database changed."""
+        # Rules run every few seconds and lots change a few times a day: reading every lot and its
+        # product each time was most of an idle Pi's work. This connection makes every change.
+        changes = self._conn.total_changes
+        if self._views is not None and self._views[0] == changes:
+            return self._views[1]
+        lots = self.recorder.inventory.lots()
+        products = self.recorder.inventory.products(lot.code for lot in lots)
+        views = [
+            LotView(
+                lot_id=lot.id,
+                code=lot.code,
+                name=products[lot.code].name,
+                quantity=lot.quantity,
+                unit=lot.unit,
+                location=lot.location,
+                best_before=lot.best_before,
+                perishable=products[lot.code].perishable,
+            )
+            for lot in lots
+        ]
+        self._views = (changes, views)
+        return views
 
     def _no_longer_holds(self, kind: str, subject: str) -> bool:
         """Say whether an alert inherited from before a restart is known to be over.

@@ -8,13 +8,19 @@ order: opened lots first, then the earliest due, then the first in.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from shared.messages import Location, ProductInfo, Unit
 
 # Consumption order, as Grocy does it: opened first, then earliest due (undated last), then first in.
 _CONSUMPTION_ORDER = "ORDER BY opened_at IS NULL, best_before IS NULL, best_before, id"
+_PRODUCT_COLUMNS = (
+    "code, name, unit, unit_grams, shelf_life_days, opened_shelf_life_days, perishable, location, known, "
+    "pack_size"
+)
 _LOT_COLUMNS = "id, code, quantity, unit, location, best_before, opened_at, added_at, order_id, withheld"
 
 
@@ -37,6 +43,26 @@ class Product:
     def label(self) -> str:
         """Return the name to show people, or the code for an unknown product."""
         return self.name or f"unknown product {self.code}"
+
+
+def _product(row: Any) -> Product:
+    return Product(
+        code=row[0],
+        name=row[1],
+        unit=row[2],
+        unit_grams=row[3],
+        shelf_life_days=row[4],
+        opened_shelf_life_days=row[5],
+        perishable=bool(row[6]),
+        location=row[7],
+        known=bool(row[8]),
+        pack_size=row[9],
+    )
+
+
+def _unknown(code: str) -> Product:
+    """Return the defaults of a product the catalog has not described."""
+    return Product(code, None, "unit", None, None, None, True, "fridge", False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,26 +107,26 @@ class Inventory:
 
     def product(self, code: str) -> Product:
         """Return what is known about ``code``; an unknown code gets defaults and is remembered."""
-        row = self._conn.execute(
-            "SELECT code, name, unit, unit_grams, shelf_life_days, opened_shelf_life_days, perishable, "
-            "location, known, pack_size FROM products WHERE code = ?",
-            (code,),
-        ).fetchone()
+        query = f"SELECT {_PRODUCT_COLUMNS} FROM products WHERE code = ?"
+        row = self._conn.execute(query, (code,)).fetchone()
         if row is None:
             self._conn.execute("INSERT OR IGNORE INTO products (code) VALUES (?)", (code,))
-            return Product(code, None, "unit", None, None, None, True, "fridge", False)
-        return Product(
-            code=row[0],
-            name=row[1],
-            unit=row[2],
-            unit_grams=row[3],
-            shelf_life_days=row[4],
-            opened_shelf_life_days=row[5],
-            perishable=bool(row[6]),
-            location=row[7],
-            known=bool(row[8]),
-            pack_size=row[9],
-        )
+            return _unknown(code)
+        return _product(row)
+
+    def products(self, codes: Iterable[str]) -> dict[str, Product]:
+        """Return what is known about each of ``codes`` in one query (defaults for unknown ones)."""
+        wanted = sorted(set(codes))
+        found: dict[str, Product] = {}
+        # SQLite allows 32,766 parameters; a fridge holds far fewer products, but chunk anyway.
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for row in self._conn.execute(
+                f"SELECT {_PRODUCT_COLUMNS} FROM products WHERE code IN ({marks})", chunk
+            ):
+                found[row[0]] = _product(row)
+        return {code: found.get(code) or _unknown(code) for code in wanted}
 
     def learn(self, info: ProductInfo) -> None:
         """Store catalog details of a product, resolving it if it was unknown."""

@@ -559,7 +559,9 @@ def sim_run(
         f"{summary['events_stored']} stored by the cloud, {summary['actions_refused']} refused; "
         f"report in {folder}"
     )
-    if summary["events_stored"] != summary["events_recorded"] or summary["actions_refused"]:
+    # A refused scan is the fridge's inventory disagreeing with the household's (the weight shelf
+    # guesses wrong now and then): reported, not a failure. A lost or doubled event is one.
+    if summary["events_stored"] != summary["events_recorded"]:
         raise typer.Exit(1)
 
 

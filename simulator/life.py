@@ -111,19 +111,30 @@ class ActionKind(StrEnum):
     OPEN = "open"
     USE_UP = "use_up"  # a pack taken out and finished
     DISCARD = "discard"  # thrown away, expired
+    POUR = "pour"  # a pack taken out, partly used and put back: weighed, not scanned
+
+
+# Actions the household makes at the scanner; a pour only shows on a weight shelf.
+SCANNED = frozenset({ActionKind.PUT_IN, ActionKind.OPEN, ActionKind.USE_UP, ActionKind.DISCARD})
 
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """One thing the household does, and the scanner line it types."""
+    """One thing the household does to one pack, and the scanner line it types.
+
+    ``pack`` tells the household's packs apart (a weight shelf needs to know which one moved);
+    ``left`` is the share of the pack left after the action.
+    """
 
     at: datetime
     kind: ActionKind
     code: str
+    pack: int = 0
+    left: float = 1.0
 
     @property
     def line(self) -> str:
-        """Return the edge scanner's line for this action."""
+        """Return the edge scanner's line for this action; a pour has none."""
         match self.kind:
             case ActionKind.PUT_IN:
                 return f"+{self.code}"
@@ -133,6 +144,8 @@ class Action:
                 return f"-{self.code}"
             case ActionKind.DISCARD:
                 return f"discard {self.code} expired"
+            case ActionKind.POUR:
+                raise ValueError("a pour is not scanned: only a weight shelf sees it")
 
 
 @dataclass
@@ -158,6 +171,7 @@ class _Pack:
     left: float  # fraction of the pack
     expires: date
     opened: bool = False
+    id: int = 0
 
 
 @dataclass
@@ -196,6 +210,7 @@ class Household:
         count = min(self.profile.portfolio_size, len(self._catalog))
         self._habits = [self._habit(p) for p in self._rng.sample(self._catalog, count)]
         self._packs: list[_Pack] = []
+        self._pack_ids = 0
         self._today = start
         self._next_trip = start  # stock up on the first day, at a shop whatever the mode
         self._store_trip = True  # the next trip is to a shop (the first, or after a failed order)
@@ -268,7 +283,7 @@ class Household:
         for pack in [p for p in self._packs if p.expires < day]:
             self._packs.remove(pack)
             truth.wasted[pack.habit] += 1
-            actions.append(Action(self._at(day, 7, 8), ActionKind.DISCARD, pack.code))
+            actions.append(Action(self._at(day, 7, 8), ActionKind.DISCARD, pack.code, pack.id, pack.left))
         return actions
 
     def _shop(self, day: date, truth: DayTruth) -> list[Action]:
@@ -294,9 +309,9 @@ class Household:
         for code, packs in basket:
             product = self._by_code[code]
             for n in range(packs):
-                self._packs.append(_Pack(code, code, 1.0, day + timedelta(days=product.shelf_life_days)))
+                pack = self._new_pack(code, code, day + timedelta(days=product.shelf_life_days))
                 truth.bought[code] += 1
-                actions.append(Action(home + timedelta(seconds=10 * n), ActionKind.PUT_IN, code))
+                actions.append(Action(home + timedelta(seconds=10 * n), ActionKind.PUT_IN, code, pack.id))
         return actions
 
     def _lead_days(self) -> int:
@@ -340,9 +355,9 @@ class Household:
             product = self._by_code.get(line.code)
             shelf_life = product.shelf_life_days if product is not None else 7
             for n in range(line.quantity):
-                self._packs.append(_Pack(line.code, line.ordered, 1.0, day + timedelta(days=shelf_life)))
+                pack = self._new_pack(line.code, line.ordered, day + timedelta(days=shelf_life))
                 truth.bought[line.ordered] += 1
-                actions.append(Action(at + timedelta(seconds=10 * n), ActionKind.PUT_IN, line.code))
+                actions.append(Action(at + timedelta(seconds=10 * n), ActionKind.PUT_IN, line.code, pack.id))
             at += timedelta(seconds=10 * line.quantity)
         return actions
 
@@ -369,15 +384,23 @@ class Household:
                 kind = self._by_code.get(pack.code, product)
                 if kind.opened_shelf_life_days is not None:
                     pack.expires = min(pack.expires, day + timedelta(days=kind.opened_shelf_life_days))
-                    actions.append(Action(self._at(day, 11.5, 18), ActionKind.OPEN, pack.code))
+                    actions.append(Action(self._at(day, 11.5, 18), ActionKind.OPEN, pack.code, pack.id))
             taken = min(pack.left, demand)
             pack.left -= taken
             demand -= taken
             truth.eaten[product.code] += taken
             if pack.left <= 1e-9:
                 self._packs.remove(pack)
-                actions.append(Action(self._at(day, 18, 22), ActionKind.USE_UP, pack.code))
+                actions.append(Action(self._at(day, 18, 22), ActionKind.USE_UP, pack.code, pack.id, 0.0))
+            else:
+                actions.append(Action(self._at(day, 18, 22), ActionKind.POUR, pack.code, pack.id, pack.left))
         return actions
+
+    def _new_pack(self, code: str, habit: str, expires: date) -> _Pack:
+        self._pack_ids += 1
+        pack = _Pack(code, habit, 1.0, expires, id=self._pack_ids)
+        self._packs.append(pack)
+        return pack
 
     def _stock_fractions(self) -> dict[str, float]:
         stock: dict[str, float] = {}

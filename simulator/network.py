@@ -95,6 +95,14 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.transport.abort()
 
 
+async def _cancel_the_rest() -> None:
+    """Cancel the relays still running, and wait for them to end."""
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class Network:
     """The links of a run, served by one event loop in a thread; a context manager."""
 
@@ -120,6 +128,8 @@ class Network:
         for link in self._links:
             with contextlib.suppress(Exception):  # closing must go on whatever one link does
                 self.call(link._close())
+        with contextlib.suppress(Exception):
+            self.call(_cancel_the_rest())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(TIMEOUT_S)
         self._loop.close()

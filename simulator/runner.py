@@ -90,6 +90,8 @@ def run_scenario(
             restart_broker=restart_broker,
             speed=speed,
             retailer=scenario.retailer,
+            detail_share=scenario.consumption_detail_share,
+            weight_shelf=scenario.weight_shelf,
         )
         stack.callback(world.stop)
         cloud.start()

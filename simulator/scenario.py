@@ -65,6 +65,18 @@ class Scenario(BaseModel):
     days: int = Field(default=7, ge=1, le=3650, description="Virtual days they live.")
     start: date = Field(default=date(2026, 1, 5), description="The first virtual day (a TOML date).")
     seed: int = Field(default=1, description="The same seed gives the same households and events.")
+    weight_shelf: bool = Field(
+        default=True,
+        description="Each fridge has a weight shelf in its door: bottles and tubs there are weighed as "
+        "they are used, and taken away empty without a scan.",
+    )
+    consumption_detail_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Share of households whose fridge may share how food is used (partial amounts "
+        "weighed on the shelf, openings); the others keep the default consent.",
+    )
     faults: Faults = Faults()
     retailer: RetailerSettings | None = None
     load: LoadSettings | None = None

@@ -20,16 +20,19 @@ from enum import StrEnum
 from pathlib import Path
 
 from edge.agent import Agent, Sensors
+from edge.consent import ConsentSettings
 from edge.errors import NothingToDo, NotInFridge, ScanError
 from edge.sensors.door import SimulatedDoor
 from edge.sensors.thermometer import SimulatedThermometer
+from edge.sensors.weight import SimulatedShelf
 from edge.settings import EdgeSettings
 from shared import topics
 from shared.clock import Clock, ManualClock, OffsetClock
-from shared.messages import encode
+from shared.messages import CatalogUpdated, encode
 from shared.mqtt import MqttSettings, create_client
+from simulator.catalog import CATALOG, Product
 from simulator.faults import Faults
-from simulator.life import Action, DayTruth, Household, Shopping
+from simulator.life import Action, ActionKind, DayTruth, Household, Shopping
 from simulator.network import Link, Network
 from simulator.retailer import RetailerSettings, SimulatedRetailer
 
@@ -45,6 +48,13 @@ DOOR_LINGER = timedelta(seconds=20)
 FRIDGE_CELSIUS = (3.5, 5.0)
 WARMING_PER_S = 0.05
 ROOM_CELSIUS = 21.0
+# The weight shelf is the door's: bottles and tubs by the gram, where a fridge is opened most.
+SHELF = "door"
+# A pour: out of the fridge, used and back on the shelf within the agent's return window.
+POUR_TIME = timedelta(seconds=40)
+# What households let their fridge share: everything, or the default minimum.
+DETAIL = frozenset({"inventory", "telemetry", "consumption_detail"})
+MINIMAL = ConsentSettings().share
 # Recent events kept per fridge for duplicate and out-of-order delivery.
 RECENT_EVENTS = 20
 # The most events an out-of-order fault sends again, shuffled.
@@ -134,6 +144,8 @@ class World:
         restart_broker: Callable[[], None] | None = None,
         speed: float | None = None,
         retailer: RetailerSettings | None = None,
+        detail_share: float = 0.5,
+        weight_shelf: bool = True,
     ) -> None:
         if households < 1:
             raise ValueError("a world needs at least one household")
@@ -166,11 +178,15 @@ class World:
             self._network.link(mqtt.host, mqtt.port) if self._network is not None else None
             for _ in range(households)
         ]
+        # Who lets the fridge share how food is used (partial amounts, openings): a generator of its own.
+        sharing = random.Random(seed * 577)
+        detail = [sharing.random() < detail_share for _ in range(households)]
         self._settings = [
             EdgeSettings(
                 device_id=fridge_id(i),
                 data_dir=data_dir / fridge_id(i),
                 mqtt=_through(mqtt, link),
+                consent=ConsentSettings(share=DETAIL if detail[i - 1] else MINIMAL),
                 telemetry_interval_s=TELEMETRY_INTERVAL_S,
                 resend_after_s=self.faults.resend_after_s,
             )
@@ -181,10 +197,14 @@ class World:
         self.doors = [SimulatedDoor() for _ in self._settings]
         self._fridge_celsius = [sensors.uniform(*FRIDGE_CELSIUS) for _ in self._settings]
         self.thermometers = [SimulatedThermometer("fridge", c) for c in self._fridge_celsius]
+        self.shelves = [SimulatedShelf(SHELF) for _ in self._settings]
+        self._on_shelf: list[dict[int, float]] = [{} for _ in self._settings]  # pack -> grams
         self._sensors = [
-            Sensors(door=door, thermometers=[probe])
-            for door, probe in zip(self.doors, self.thermometers, strict=True)
+            Sensors(door=door, thermometers=[probe], shelves=[shelf])
+            for door, probe, shelf in zip(self.doors, self.thermometers, self.shelves, strict=True)
         ]
+        # Without a weight shelf, no product is weighed: every pack is scanned out.
+        self._products = {p.code: p for p in CATALOG} if weight_shelf else {}
         self.agents = [
             Agent(s, c, sensors)
             for s, c, sensors in zip(self._settings, self._clocks, self._sensors, strict=True)
@@ -199,8 +219,10 @@ class World:
         self._pace_from: tuple[float, datetime] | None = None  # (wall, virtual) when pacing began
 
     def start(self) -> None:
-        """Connect every fridge."""
+        """Tell every fridge the catalog, as the cloud's catalog would, and connect it."""
         for agent in self.agents:
+            catalog = CatalogUpdated(device_id=agent.device_id, products=tuple(p.info() for p in CATALOG))
+            agent.handle_command(catalog)
             agent.start(poll=False)
 
     def stop(self) -> None:
@@ -246,6 +268,7 @@ class World:
         scheduled += self._faults_of(day)
         scheduled.sort(key=lambda item: item.at)  # stable: the households' order within a moment stays
         report = DayReport(day, actions_count, 0, 0, truths)
+        recorded_before = self._recorded()
         for item in scheduled:
             self._close_doors(until=item.at)
             self._advance_to(item.at.replace(tzinfo=UTC))
@@ -253,16 +276,28 @@ class World:
                 self._inject(item)
                 report.faults[item.kind] = report.faults.get(item.kind, 0) + 1
                 continue
-            agent = self.agents[item.fridge]
+            agent, action = self.agents[item.fridge], item.action
+            product = self._products.get(action.code)
+            on_shelf = product is not None and _weighed(product)  # never without a weight shelf
+            shelved = on_shelf and action.pack in self._on_shelf[item.fridge]
+            if action.kind is ActionKind.POUR or (shelved and action.kind is ActionKind.USE_UP):
+                # Only the shelf sees these: a bottle emptied and taken away needs no scan.
+                if shelved:
+                    assert product is not None
+                    self._open_door(item.fridge, item.at)
+                    self._pour(item.fridge, product, action)
+                continue
             self._open_door(item.fridge, item.at)
             try:
-                events = agent.scan(item.action.line)
+                events = agent.scan(action.line)
             except (ScanError, NotInFridge, NothingToDo) as exc:
                 report.refused += 1
-                log.warning("%s refused %r: %s", agent.device_id, item.action.line, exc)
+                log.warning("%s refused %r: %s", agent.device_id, action.line, exc)
                 continue
-            report.events += len(events)
             self._recent[item.fridge].extend(encode(event) for event in events)
+            if on_shelf:
+                assert product is not None
+                self._shelve(item.fridge, product, action)
         self._day = day + timedelta(days=1)
         midnight = datetime.combine(self._day, datetime.min.time())
         self._close_doors(until=midnight)
@@ -272,9 +307,42 @@ class World:
         self._advance_to(midnight.replace(tzinfo=UTC))
         for agent in self.agents:
             agent.poll_once()  # rules and telemetry, once a virtual day
+        # What the agents recorded, from their own counters: scans, and what sensors and rules saw.
+        report.events = self._recorded() - recorded_before
         if not self.wait_drained():
             raise TimeoutError(f"the cloud did not acknowledge {day}'s events in {DRAIN_TIMEOUT_S:.0f} s")
         return report
+
+    def _recorded(self) -> int:
+        return sum(agent.recorder.outbox.last_seq() for agent in self.agents)
+
+    def _shelve(self, index: int, product: Product, action: Action) -> None:
+        """Put a pack scanned in on the weight shelf, or take one used up or thrown away off it."""
+        shelf, held = self.shelves[index], self._on_shelf[index]
+        if action.kind is ActionKind.PUT_IN:
+            held[action.pack] = _gross(product, 1.0)
+            shelf.put(held[action.pack])
+        elif action.kind in (ActionKind.USE_UP, ActionKind.DISCARD) and action.pack in held:
+            shelf.take(held.pop(action.pack))
+        else:
+            return
+        self.agents[index].poll_once()
+
+    def _pour(self, index: int, product: Product, action: Action) -> None:
+        """Take a pack off the shelf and use some: put it back, or away when it is empty.
+
+        The agent weighs what was used, and a pack not put back as used up.
+        """
+        shelf, held, agent = self.shelves[index], self._on_shelf[index], self.agents[index]
+        shelf.take(held[action.pack])
+        agent.poll_once()
+        if action.kind is ActionKind.USE_UP:
+            del held[action.pack]
+            return
+        self._advance_to((self.clock.now() + POUR_TIME).replace(tzinfo=UTC))
+        held[action.pack] = _gross(product, action.left)
+        shelf.put(held[action.pack])
+        agent.poll_once()
 
     def _open_door(self, index: int, at: datetime) -> None:
         """Open the fridge's door for an action, or keep it open a while longer."""
@@ -391,6 +459,18 @@ class World:
             due = wall + (moment - virtual).total_seconds() / self._speed
             time.sleep(max(due - time.monotonic(), 0.0))
         self.clock.advance(moment - now)
+
+
+def _weighed(product: Product) -> bool:
+    """Return whether the product stands on the weight shelf: a bottle or tub in the door."""
+    return product.location == "door" and product.unit != "unit" and bool(product.unit_grams)
+
+
+def _gross(product: Product, left: float) -> float:
+    """Return what a pack weighs with ``left`` of its content: the packaging, and the rest."""
+    assert product.unit_grams is not None
+    content = min(product.pack_size, product.unit_grams)  # a millilitre weighs about a gram
+    return round(product.unit_grams - content + left * content, 1)
 
 
 def _through(mqtt: MqttSettings, link: Link | None) -> MqttSettings:

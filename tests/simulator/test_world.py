@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,9 @@ Stream = list[tuple[str, int, str, str | None, datetime]]
 
 
 @contextmanager
-def world(directory: Path, households: int, seed: int) -> Iterator[tuple[World, CloudService]]:
+def world(
+    directory: Path, households: int, seed: int, *, weight_shelf: bool = True
+) -> Iterator[tuple[World, CloudService]]:
     (directory / "mosquitto").mkdir(parents=True)
     with running_mosquitto(directory / "mosquitto") as broker:
         clock = ManualClock(START)
@@ -43,7 +46,9 @@ def world(directory: Path, households: int, seed: int) -> Iterator[tuple[World, 
         )
         cloud.start()
         assert cloud.subscriber.wait_connected(10)
-        homes = World(households, broker.mqtt(), directory / "fridges", clock, seed=seed)
+        homes = World(
+            households, broker.mqtt(), directory / "fridges", clock, seed=seed, weight_shelf=weight_shelf
+        )
         homes.start()
         try:
             yield homes, cloud
@@ -63,7 +68,8 @@ def stored(cloud: CloudService) -> Stream:
 
 
 def test_a_fortnight_reaches_the_cloud_whole_and_in_virtual_time(tmp_path: Path) -> None:
-    with world(tmp_path, households=3, seed=1) as (homes, cloud):
+    # Without the weight shelf every action is a scan, so the fridge and the household must agree.
+    with world(tmp_path, households=3, seed=1, weight_shelf=False) as (homes, cloud):
         report: WorldReport = homes.run(14)
         events = stored(cloud)
 
@@ -75,7 +81,24 @@ def test_a_fortnight_reaches_the_cloud_whole_and_in_virtual_time(tmp_path: Path)
         assert seqs == list(range(1, len(seqs) + 1))
     moments = [o.replace(tzinfo=UTC) if o.tzinfo is None else o for *_, o in events]
     assert min(moments) >= START
-    assert max(moments) < datetime(2026, 1, 19, tzinfo=UTC)
+    assert max(moments) <= datetime(2026, 1, 19, tzinfo=UTC)  # the last day ends with a poll at midnight
+
+
+def test_the_weight_shelf_reports_what_was_poured_and_what_was_taken_away(tmp_path: Path) -> None:
+    with world(tmp_path, households=3, seed=1) as (homes, cloud):
+        report = homes.run(14)
+        with cloud.engine.connect() as connection:
+            payloads = connection.execute(select(EVENTS.c.payload)).scalars().all()
+        detail = [a.settings.consent.allows("consumption_detail") for a in homes.agents]
+
+    events = [json.loads(p) for p in payloads]
+    by_weight = [e for e in events if e["type"] == "item_consumed" and e["source"] == "weight"]
+    assert len(events) == report.events
+    assert any(detail)
+    assert len(by_weight) > 20  # partial uses weighed, and empty bottles taken away
+    assert {e["unit"] for e in by_weight} <= {"g", "ml"}
+    # The shelf's inference can disagree with the household now and then; rarely.
+    assert report.refused <= 0.01 * sum(d.actions for d in report.days)
 
 
 def test_the_same_seed_gives_the_same_event_stream(tmp_path: Path) -> None:
@@ -103,7 +126,7 @@ def test_chaos_for_30_days_loses_and_doubles_nothing(tmp_path: Path) -> None:
     assert chaos.days == 30
     assert set(summary["faults"]) == set(FaultKind)
     assert all(count > 0 for count in summary["faults"].values())
-    assert summary["actions_refused"] == 0
+    assert summary["actions_refused"] <= 0.01 * summary["actions"]  # the shelf's guesses, now and then
     assert summary["events_stored"] == summary["events_recorded"] > 500
     # Each fridge's events are stored exactly once: numbered 1..n with no gap and no repeat.
     with sqlite3.connect(tmp_path / "report" / "cloud.db") as db:
