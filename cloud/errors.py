@@ -3,7 +3,8 @@
 FrigoError
 └── CloudError
     ├── ConfigurationError (ValueError)   settings that cannot work
-    └── BrokerStartError (OSError)        the embedded broker could not listen
+    ├── BrokerStartError (OSError)        the embedded broker could not listen
+    └── EvaluationDataError (ValueError)  an evaluation data file that cannot be read
 """
 
 from __future__ import annotations
@@ -21,3 +22,7 @@ class ConfigurationError(CloudError, ValueError):
 
 class BrokerStartError(CloudError, OSError):
     """The embedded broker could not start listening."""
+
+
+class EvaluationDataError(CloudError, ValueError):
+    """An evaluation data file is missing or malformed; the message says what to fix."""

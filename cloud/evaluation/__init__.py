@@ -1,0 +1,7 @@
+"""Offline evaluation of the cloud's predictions on real purchase data (`frigo eval`).
+
+- `metrics`: recall, NDCG, hit ratio, repeat and explore recall at k
+- `datasets`: loaders of the next-basket JSON and transactions CSV files
+- `baskets`: next-basket evaluation against popularity baselines, and the validation search
+- `reorder`: when households re-buy the items they buy again (mean absolute error in days)
+"""
