@@ -96,7 +96,7 @@ class Agent:
         self.settings = settings
         self._clock = clock or SystemClock()
         self.sensors = sensors or Sensors()
-        self._conn = open_database(settings.db_path)
+        self._conn = open_database(settings.db_path, power_safe=settings.power_safe)
         self._lock = threading.RLock()  # one writer at a time on this agent's connection
         self.recorder = Recorder(
             self._conn,
@@ -115,6 +115,7 @@ class Agent:
             device_id=settings.device_id,
             mqtt_settings=settings.mqtt,
             db_path=settings.db_path,
+            power_safe=settings.power_safe,
             clock=self._clock,
             resend_after_s=settings.resend_after_s,
             window=settings.window,
@@ -284,20 +285,18 @@ class Agent:
         changes = self._conn.total_changes
         if self._views is not None and self._views[0] == changes:
             return self._views[1]
-        lots = self.recorder.inventory.lots()
-        products = self.recorder.inventory.products(lot.code for lot in lots)
         views = [
             LotView(
                 lot_id=lot.id,
                 code=lot.code,
-                name=products[lot.code].name,
+                name=name,
                 quantity=lot.quantity,
                 unit=lot.unit,
                 location=lot.location,
                 best_before=lot.best_before,
-                perishable=products[lot.code].perishable,
+                perishable=perishable,
             )
-            for lot in lots
+            for lot, name, perishable in self.recorder.inventory.lots_described()
         ]
         self._views = (changes, views)
         return views

@@ -92,8 +92,12 @@ CREATE TABLE IF NOT EXISTS order_lines (
 """
 
 
-def open_database(path: Path) -> sqlite3.Connection:
-    """Open (creating or upgrading if needed) the agent's database with durable settings."""
+def open_database(path: Path, *, power_safe: bool = True) -> sqlite3.Connection:
+    """Open (creating or upgrading if needed) the agent's database with durable settings.
+
+    Without ``power_safe`` commits are not flushed to the storage one by one (synchronous=NORMAL):
+    a crash of the process loses nothing, a power cut may lose the last commits.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are explicit (see `transaction`), never implicit.
@@ -104,7 +108,7 @@ def open_database(path: Path) -> sqlite3.Connection:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed event survives a power cut (NORMAL may roll back the last commits).
-        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if power_safe else 'NORMAL'}")
         conn.execute("PRAGMA foreign_keys=ON")
         with transaction(conn):
             _migrate(conn)

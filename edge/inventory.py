@@ -8,7 +8,6 @@ order: opened lots first, then the earliest due, then the first in.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -114,20 +113,6 @@ class Inventory:
             return _unknown(code)
         return _product(row)
 
-    def products(self, codes: Iterable[str]) -> dict[str, Product]:
-        """Return what is known about each of ``codes`` in one query (defaults for unknown ones)."""
-        wanted = sorted(set(codes))
-        found: dict[str, Product] = {}
-        # SQLite allows 32,766 parameters; a fridge holds far fewer products, but chunk anyway.
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
-            for row in self._conn.execute(
-                f"SELECT {_PRODUCT_COLUMNS} FROM products WHERE code IN ({marks})", chunk
-            ):
-                found[row[0]] = _product(row)
-        return {code: found.get(code) or _unknown(code) for code in wanted}
-
     def learn(self, info: ProductInfo) -> None:
         """Store catalog details of a product, resolving it if it was unknown."""
         self._conn.execute(
@@ -204,6 +189,16 @@ class Inventory:
             "best_before IS NULL, best_before, id"
         ).fetchall()
         return [_lot(r) for r in rows]
+
+    def lots_described(self) -> list[tuple[Lot, str | None, bool]]:
+        """Return every lot in the fridge with its product's name and perishability, in one query."""
+        columns = ", ".join(f"lots.{column.strip()}" for column in _LOT_COLUMNS.split(","))
+        rows = self._conn.execute(
+            f"SELECT {columns}, products.name, coalesce(products.perishable, 1) FROM lots "
+            "LEFT JOIN products ON products.code = lots.code WHERE lots.quantity > 0 "
+            "ORDER BY lots.code, lots.opened_at IS NULL, lots.best_before IS NULL, lots.best_before, lots.id"
+        ).fetchall()
+        return [(_lot(row[:-2]), row[-2], bool(row[-1])) for row in rows]
 
     def take(self, lot_id: int, quantity: float) -> float:
         """Take up to ``quantity`` from a lot; return what is left in it."""

@@ -92,6 +92,12 @@ class EdgeSettings(BaseModel):
         default=2000, ge=1, le=20_000, description="Most events published but not yet acknowledged."
     )
     telemetry_interval_s: float = Field(default=60.0, gt=0)
+    power_safe: bool = Field(
+        default=True,
+        description="Flush every commit to the storage (SQLite synchronous=FULL), so a power cut loses "
+        "nothing. The simulator turns it off: its fridges' power losses stop the process, not the "
+        "machine, and every commit survives a process crash either way.",
+    )
 
     @field_validator("device_id")
     @classmethod

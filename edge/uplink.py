@@ -64,6 +64,7 @@ class Uplink:
         mqtt_settings: MqttSettings,
         db_path: Path,
         clock: Clock,
+        power_safe: bool = True,
         resend_after_s: float = 10.0,
         window: int = 1000,
         on_command: Callable[[Command], None] | None = None,
@@ -75,6 +76,7 @@ class Uplink:
             mqtt_settings = mqtt_settings.model_copy(update={"username": device_id})
         self._settings = mqtt_settings
         self._db_path = db_path
+        self._power_safe = power_safe
         self._clock = clock
         self._resend_after_s = resend_after_s
         self._window = window
@@ -188,7 +190,7 @@ class Uplink:
     # the worker thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        conn = open_database(self._db_path)
+        conn = open_database(self._db_path, power_safe=self._power_safe)
         try:
             self._drain_loop(Outbox(conn), TelemetryBuffer(conn))
         finally:

@@ -58,14 +58,43 @@ WEEKLY_PACKS_PER_PERSON: dict[str, float] = {
     "baby": 1.5,
 }
 DEFAULT_WEEKLY_PACKS = 0.4
+# What one use takes, in packs, by category: a glass of milk, a slice of cheese, a meal's meat.
+# Food eaten in one go once opened (an opened shelf life of two days or less) is a whole pack.
+PORTION: dict[str, float] = {
+    "dairy": 0.2,
+    "cheese": 0.15,
+    "eggs": 0.2,
+    "meat": 1.0,
+    "fish": 1.0,
+    "deli": 0.25,
+    "vegetables": 0.34,
+    "fruit": 0.25,
+    "bakery": 0.25,
+    "drinks": 0.25,
+    "ready_meals": 1.0,
+    "condiments": 0.05,
+    "desserts": 0.5,
+    "frozen": 0.5,
+    "plant_based": 0.25,
+    "baby": 0.2,
+}
+DEFAULT_PORTION = 0.25
+WHOLE_PACK_WITHIN_DAYS = 2
+# A use's size varies a little around the portion (log-normal sigma).
+PORTION_NOISE = 0.2
+# Categories whose products stand in for each other at a meal: with no fish, the chicken.
+FLEXIBLE = frozenset({"meat", "fish", "ready_meals", "vegetables", "fruit"})
 # Eating at home through the week, Monday first: more at weekends.
 WEEKDAY_FACTOR = (0.9, 0.9, 0.95, 0.95, 1.0, 1.25, 1.2)
-# Spread of one day's eating around its expectation (log-normal sigma).
-DAILY_NOISE = 0.35
 # Monthly multiplicative drift of each product's rate (log-normal sigma), and the chance a month
 # replaces one product of the portfolio with another of its category.
 MONTHLY_DRIFT = 0.15
 MONTHLY_SWAP = 0.3
+# A household that finishes a product's opened pack before it spoils eats at least this share of
+# a pack over its opened shelf life; most households do so for most products (food waste in homes
+# is a tenth to a fifth of what they buy, not half).
+FINISHED_IN_TIME = 0.8
+FINISHES_IN_TIME_SHARE = 0.85
 # A trip buys for this many days beyond the next planned trip: households keep a margin.
 SAFETY_DAYS = 1.5
 
@@ -155,9 +184,12 @@ class DayTruth:
     day: date
     eaten: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # in packs
     wanted_missing: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    # Wanted, missing, and replaced by another product of its category that was there (in packs).
+    substituted: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     bought: Counter[str] = field(default_factory=Counter)  # packs that came in, by trip or delivery
     ordered: Counter[str] = field(default_factory=Counter)  # packs the household ordered itself
-    wasted: Counter[str] = field(default_factory=Counter)
+    wasted: Counter[str] = field(default_factory=Counter)  # packs thrown away, whatever was left
+    wasted_amount: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # in packs
     stock: dict[str, float] = field(default_factory=dict)  # packs at the end of the day
     away: bool = False
     guests: int = 0
@@ -178,6 +210,7 @@ class _Pack:
 class _Habit:
     product: Product
     packs_per_day: float
+    portion: float = 1.0  # packs one use takes
 
 
 class Household:
@@ -201,6 +234,10 @@ class Household:
         self.shopping = shopping
         self._retailer = retailer
         self._rng = random.Random(seed)
+        # When things happen within a day comes from a generator of its own: what the household
+        # eats, and when it is away or has guests, stay the same whatever its fridge holds (so
+        # that reorder policies are compared on the same lives).
+        self._times = random.Random(seed * 2 + 1)
         self.profile = profile or Profile.draw(self._rng)
         excluded = EXCLUDED[self.profile.diet]
         self._by_code = {p.code: p for p in catalog}
@@ -211,6 +248,8 @@ class Household:
         self._habits = [self._habit(p) for p in self._rng.sample(self._catalog, count)]
         self._packs: list[_Pack] = []
         self._pack_ids = 0
+        self._had: set[str] = set()  # products that were ever in the fridge
+        self._used_at: dict[int, datetime] = {}  # pack -> when it was last used today
         self._today = start
         self._next_trip = start  # stock up on the first day, at a shop whatever the mode
         self._store_trip = True  # the next trip is to a shop (the first, or after a failed order)
@@ -235,6 +274,7 @@ class Household:
         """Live the next day; return its actions in time order and its truth."""
         day = self._today
         truth = DayTruth(day)
+        self._used_at.clear()
         actions: list[Action] = []
         if day.day == 1 and self.history:
             self._drift()
@@ -244,6 +284,9 @@ class Household:
         if not truth.away:
             if day >= self._next_trip and (self._store_trip or self.shopping is not Shopping.PLANNER):
                 actions += self._shop(day, truth)
+            elif self.shopping is Shopping.PLANNER and (new := self._never_had()):
+                # Nobody can order what the fridge has never seen: a new taste is first bought in a shop.
+                actions += self._shop(day, truth, only=new)
             truth.guests = self._guests()
             actions += self._eat(day, truth)
         # Deliveries come in the evening, after the day's eating; the packs are there from tomorrow.
@@ -260,7 +303,18 @@ class Household:
         weekly = WEEKLY_PACKS_PER_PERSON.get(product.category, DEFAULT_WEEKLY_PACKS)
         # Larger households share more; one person's taste differs from another's.
         per_day = weekly / 7 * self.profile.size**0.8 * self._rng.lognormvariate(0, 0.5)
-        return _Habit(product, per_day / 2)  # a portfolio of many products shares the appetite
+        per_day /= 2  # a portfolio of many products shares the appetite
+        # People mostly buy what they finish before it spoils: most finish an opened pack in time,
+        # some do not (the household's waste).
+        keeps = product.opened_shelf_life_days or product.shelf_life_days
+        if per_day * keeps < FINISHED_IN_TIME and self._rng.random() < FINISHES_IN_TIME_SHARE:
+            per_day = self._rng.uniform(FINISHED_IN_TIME, 1.2) / max(keeps, 1)
+        portion = PORTION.get(product.category, DEFAULT_PORTION)
+        opened = product.opened_shelf_life_days
+        if opened is not None and opened <= WHOLE_PACK_WITHIN_DAYS:
+            portion = 1.0
+        # More people take more at once (a family's meal), up to the whole pack.
+        return _Habit(product, per_day, min(1.0, portion * min(self.profile.size, 4) ** 0.5))
 
     def _maybe_leave(self, day: date) -> None:
         if self._away_until is not None and day >= self._away_until:
@@ -275,7 +329,7 @@ class Household:
         return 0
 
     def _at(self, day: date, start_hour: float, end_hour: float) -> datetime:
-        hour = self._rng.uniform(start_hour, end_hour)
+        hour = self._times.uniform(start_hour, end_hour)
         return datetime.combine(day, time()) + timedelta(hours=hour)
 
     def _discard_expired(self, day: date, truth: DayTruth) -> list[Action]:
@@ -283,16 +337,23 @@ class Household:
         for pack in [p for p in self._packs if p.expires < day]:
             self._packs.remove(pack)
             truth.wasted[pack.habit] += 1
+            truth.wasted_amount[pack.habit] += pack.left
             actions.append(Action(self._at(day, 7, 8), ActionKind.DISCARD, pack.code, pack.id, pack.left))
         return actions
 
-    def _shop(self, day: date, truth: DayTruth) -> list[Action]:
+    def _never_had(self) -> set[str]:
+        return {h.product.code for h in self._habits} - self._had
+
+    def _shop(self, day: date, truth: DayTruth, only: set[str] | None = None) -> list[Action]:
         interval = max(1.0, self._rng.gauss(self.profile.shopping_interval_days, 1.0))
-        self._next_trip = day + timedelta(days=round(interval))
-        store = self._store_trip or self.shopping is Shopping.STORE
+        if only is None:
+            self._next_trip = day + timedelta(days=round(interval))
+        store = self._store_trip or self.shopping is not Shopping.ONLINE or only is not None
         self._store_trip = False
         lead = 0 if store else self._lead_days()
         basket = self._basket(interval + lead)
+        if only is not None:
+            basket = [(code, packs) for code, packs in basket if code in only]
         if not store:
             if basket:
                 assert self._retailer is not None  # checked in __init__
@@ -305,13 +366,15 @@ class Household:
         truth.shopping = True
         # Shopping in the morning, eating after: a pack is in the fridge before it is opened.
         home = self._at(day, 9, 11)
-        actions = []
+        actions: list[Action] = []
         for code, packs in basket:
             product = self._by_code[code]
-            for n in range(packs):
+            for _ in range(packs):
                 pack = self._new_pack(code, code, day + timedelta(days=product.shelf_life_days))
                 truth.bought[code] += 1
-                actions.append(Action(home + timedelta(seconds=10 * n), ActionKind.PUT_IN, code, pack.id))
+                # One pack after the other, ten seconds apart: scanned, then put in its place.
+                at = home + timedelta(seconds=10 * len(actions))
+                actions.append(Action(at, ActionKind.PUT_IN, code, pack.id))
         return actions
 
     def _lead_days(self) -> int:
@@ -365,8 +428,12 @@ class Household:
         appetite = WEEKDAY_FACTOR[day.weekday()] * (1 + truth.guests / self.profile.size)
         actions = []
         for habit in self._habits:
-            demand = habit.packs_per_day * appetite * self._rng.lognormvariate(0, DAILY_NOISE)
-            actions += self._consume(day, habit.product, demand, truth)
+            # Uses come as a Poisson count a day, each about a portion: most products are not used
+            # every day, and a meal takes the whole pack.
+            uses = _poisson(self._rng, habit.packs_per_day * appetite / habit.portion)
+            demand = sum(habit.portion * self._rng.lognormvariate(0, PORTION_NOISE) for _ in range(uses))
+            if demand > 0:
+                actions += self._consume(day, habit.product, demand, truth)
         return actions
 
     def _consume(self, day: date, product: Product, demand: float, truth: DayTruth) -> list[Action]:
@@ -375,6 +442,15 @@ class Household:
             packs = sorted(
                 (p for p in self._packs if p.habit == product.code), key=lambda p: (not p.opened, p.expires)
             )
+            if not packs and product.category in FLEXIBLE:
+                # No fish tonight? Then the chicken: a meal or a vegetable is chosen from what is
+                # there, the one that spoils first; the fish is still wanted another day.
+                same = {h.product.code for h in self._habits if h.product.category == product.category}
+                packs = sorted(
+                    (p for p in self._packs if p.habit in same), key=lambda p: (not p.opened, p.expires)
+                )
+                if packs:
+                    truth.substituted[product.code] += demand
             if not packs:
                 truth.wanted_missing[product.code] += demand
                 break
@@ -388,16 +464,21 @@ class Household:
             taken = min(pack.left, demand)
             pack.left -= taken
             demand -= taken
-            truth.eaten[product.code] += taken
+            truth.eaten[pack.habit] += taken
+            at = self._at(day, 18, 22)
+            if pack.id in self._used_at:  # used twice today: the second time comes after the first
+                at = max(at, self._used_at[pack.id] + timedelta(minutes=1))
+            self._used_at[pack.id] = at
             if pack.left <= 1e-9:
                 self._packs.remove(pack)
-                actions.append(Action(self._at(day, 18, 22), ActionKind.USE_UP, pack.code, pack.id, 0.0))
+                actions.append(Action(at, ActionKind.USE_UP, pack.code, pack.id, 0.0))
             else:
-                actions.append(Action(self._at(day, 18, 22), ActionKind.POUR, pack.code, pack.id, pack.left))
+                actions.append(Action(at, ActionKind.POUR, pack.code, pack.id, pack.left))
         return actions
 
     def _new_pack(self, code: str, habit: str, expires: date) -> _Pack:
         self._pack_ids += 1
+        self._had.add(habit)
         pack = _Pack(code, habit, 1.0, expires, id=self._pack_ids)
         self._packs.append(pack)
         return pack
@@ -419,3 +500,14 @@ class Household:
             candidates = [p for p in self._catalog if p.category == old.category and p.code not in held]
             if candidates:
                 self._habits[index] = self._habit(self._rng.choice(candidates))
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """Return a Poisson draw (Knuth's method; a normal approximation for large means)."""
+    if mean > 30:
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit, count, product = math.exp(-mean), 0, rng.random()
+    while product > limit:
+        count += 1
+        product *= rng.random()
+    return count

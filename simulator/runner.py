@@ -105,7 +105,7 @@ def run_scenario(
     summary = _summary(scenario, report, stored, orders)
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     _write_truth(report_dir / "truth.csv", report)
-    _write_orders(report_dir / "orders.csv", orders)
+    write_orders(report_dir / "orders.csv", orders)
     write_plots(report_dir)
     return summary
 
@@ -184,7 +184,7 @@ def _summary(scenario: Scenario, report: WorldReport, stored: int, orders: Seque
     }
 
 
-def _write_orders(path: Path, orders: Sequence[Order]) -> None:
+def write_orders(path: Path, orders: Sequence[Order]) -> None:
     """Write one row per ordered line: what came of it, and what came instead if substituted."""
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)

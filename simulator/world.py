@@ -189,6 +189,8 @@ class World:
                 consent=ConsentSettings(share=DETAIL if detail[i - 1] else MINIMAL),
                 telemetry_interval_s=TELEMETRY_INTERVAL_S,
                 resend_after_s=self.faults.resend_after_s,
+                # Power losses here stop the agent, not the machine: commits need no flush each.
+                power_safe=False,
             )
             for i, link in enumerate(self._links, start=1)
         ]
@@ -348,9 +350,10 @@ class World:
         """Open the fridge's door for an action, or keep it open a while longer."""
         self._door_closes[index] = at + DOOR_LINGER
         if self._door_opened[index] is None:
+            # No poll now: the agent's poll at the closing sees the opening's effects, and a poll
+            # per action was most of a simulated day's work.
             self._door_opened[index] = at
             self.doors[index].open()
-            self.agents[index].poll_once()
 
     def _close_doors(self, until: datetime) -> None:
         """Close, in time order, the doors due to close by ``until``; the air warmed while open."""
@@ -360,6 +363,11 @@ class World:
         for closes, index in due:
             opened = self._door_opened[index]
             assert opened is not None
+            limit = timedelta(seconds=self._settings[index].rules.door_open_limit_s)
+            if closes - opened > limit:
+                # Open longer than the agent allows (a big shop put away): let it see the door open.
+                self._advance_to((opened + limit + timedelta(seconds=1)).replace(tzinfo=UTC))
+                self.agents[index].poll_once()
             self._advance_to(closes.replace(tzinfo=UTC))
             celsius = self._fridge_celsius[index]
             warmed = min(celsius + WARMING_PER_S * (closes - opened).total_seconds(), ROOM_CELSIUS)

@@ -4,4 +4,5 @@
 - `datasets`: loaders of the next-basket JSON and transactions CSV files
 - `baskets`: next-basket evaluation against popularity baselines, and the validation search
 - `reorder`: when households re-buy the items they buy again (mean absolute error in days)
+- `closedloop`: reorder policies running simulated households whose true use is known
 """
