@@ -119,6 +119,7 @@ class Agent:
             clock=self._clock,
             resend_after_s=settings.resend_after_s,
             window=settings.window,
+            linger_s=settings.linger_s,
             on_command=self.handle_command,
             on_config=self.apply_config,
         )

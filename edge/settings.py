@@ -92,6 +92,13 @@ class EdgeSettings(BaseModel):
         default=2000, ge=1, le=20_000, description="Most events published but not yet acknowledged."
     )
     telemetry_interval_s: float = Field(default=60.0, gt=0)
+    linger_s: float = Field(
+        default=0.05,
+        ge=0,
+        le=5,
+        description="Wait this long after a new event before publishing, so that a burst (a bag of "
+        "shopping scanned in) goes out as one batch; 0 publishes each event at once.",
+    )
     power_safe: bool = Field(
         default=True,
         description="Flush every commit to the storage (SQLite synchronous=FULL), so a power cut loses "

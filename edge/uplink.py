@@ -67,6 +67,7 @@ class Uplink:
         power_safe: bool = True,
         resend_after_s: float = 10.0,
         window: int = 1000,
+        linger_s: float = 0.0,
         on_command: Callable[[Command], None] | None = None,
         on_config: Callable[[ConfigDesired], None] | None = None,
     ) -> None:
@@ -80,6 +81,8 @@ class Uplink:
         self._clock = clock
         self._resend_after_s = resend_after_s
         self._window = window
+        self._linger_s = linger_s
+        self._new_since: float | None = None  # monotonic time of the oldest unannounced event
         self._on_command = on_command
         self._on_config = on_config
         self._commands_topic = topics.commands(device_id)
@@ -127,6 +130,8 @@ class Uplink:
 
     def notify(self) -> None:
         """Tell the worker new events wait in the outbox."""
+        if self._new_since is None:
+            self._new_since = time.monotonic()
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -206,6 +211,10 @@ class Uplink:
         while not self._stopping.is_set():
             self._wake.wait(IDLE_WAKE_S)
             self._wake.clear()
+            if self._new_since is not None and self._linger_s > 0:
+                # A burst (a bag of shopping scanned in) leaves as one batch: wait for the rest of it.
+                self._stopping.wait(max(self._new_since + self._linger_s - time.monotonic(), 0.0))
+            self._new_since = None
             if self._apply_acks(outbox, inflight):
                 resend_after = self._resend_after_s
             if not self._connected.is_set():

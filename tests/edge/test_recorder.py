@@ -166,7 +166,7 @@ def test_open_database_creates_parent_dir_and_every_table(db_path: Path, conn: s
         "remote_config",
         "sqlite_sequence",  # AUTOINCREMENT: lot ids are never reused
     }
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
 
 
 def test_durable_pragmas(conn: sqlite3.Connection) -> None:
@@ -218,7 +218,7 @@ def test_version_1_inventory_becomes_one_lot_per_code(db_path: Path, clock: Manu
 
     conn = open_database(db_path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'inventory'").fetchone() is None
         recorder = Recorder(conn, DEVICE, clock)
         lots = recorder.inventory.lots()
