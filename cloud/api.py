@@ -7,6 +7,7 @@ Operations: ``/healthz`` (the process answers), ``/readyz`` (the database and th
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated
@@ -20,18 +21,25 @@ from sqlmodel import Session
 from cloud import metrics
 from cloud.deadletters import list_dead_letters, payload_text
 from cloud.ingest import IngestStats, RejectReason
-from cloud.models import EVENTS, Device, Household
+from cloud.models import EVENTS, PLANNED_ORDER_LINES, PLANNED_ORDERS, Device, Household
+from cloud.planner import plan_households
 from cloud.schemas import (
     CheckPublic,
+    DaysLeftPublic,
     DeadLetterPublic,
     DevicePublic,
     EventPublic,
+    ForecastItemPublic,
+    ForecastPublic,
     HouseholdPublic,
     IngestStatsPublic,
     InventoryItemPublic,
     InventoryPublic,
     ReadinessPublic,
+    ShoppingLinePublic,
+    ShoppingListPublic,
 )
+from shared.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,7 @@ def create_app(
     broker_connected: Callable[[], bool],
     *,
     registry: CollectorRegistry | None = None,
+    clock: Clock | None = None,
 ) -> FastAPI:
     """Build the API around a database engine and the ingest worker's live state.
 
@@ -68,6 +77,7 @@ def create_app(
     )
 
     app.state.engine = engine
+    clock = clock or SystemClock()
 
     def household_or_404(session: Session, household_id: str) -> Household:
         household = session.get(Household, household_id)
@@ -188,6 +198,93 @@ def create_app(
             for r in rows
         ]
 
+    @app.get("/households/{household_id}/forecast", tags=["households"])
+    def get_forecast(household_id: str, session: SessionDep) -> ForecastPublic:
+        """Return, per product, the rate of use, the days until empty (p10/p50/p90), the reorder
+        date and the reason in words."""
+        household_or_404(session, household_id)
+        now = clock.now()
+        (household,) = plan_households(session.connection(), [household_id], now)
+        return ForecastPublic(
+            household_id=household_id,
+            generated_at=now,
+            items=[
+                ForecastItemPublic(
+                    code=item.code,
+                    unit=item.unit,
+                    stock=round(item.stock, 3),
+                    pack=item.pack,
+                    rate_per_day=round(item.rate, 4),
+                    days_until_empty=DaysLeftPublic(
+                        p10=_finite(item.days_left[0]),
+                        p50=_finite(item.days_left[1]),
+                        p90=_finite(item.days_left[2]),
+                    ),
+                    reorder_date=item.reorder_on,
+                    order_packs=item.packs,
+                    reason=item.reason,
+                )
+                for item in sorted(household.items, key=lambda i: (i.days_left[1], i.code))
+            ],
+        )
+
+    @app.get("/households/{household_id}/shopping-list", tags=["households"])
+    def get_shopping_list(household_id: str, session: SessionDep) -> ShoppingListPublic:
+        """Return the planner's latest basket for the household, or the one it would make now."""
+        household_or_404(session, household_id)
+        order = session.execute(
+            select(PLANNED_ORDERS)
+            .where(
+                PLANNED_ORDERS.c.household_id == household_id,
+                PLANNED_ORDERS.c.status.in_(["suggested", "proposed", "approved"]),
+            )
+            .order_by(PLANNED_ORDERS.c.created_at.desc())
+            .limit(1)
+        ).first()
+        if order is not None:
+            lines = session.execute(
+                select(PLANNED_ORDER_LINES)
+                .where(PLANNED_ORDER_LINES.c.order_id == order.id)
+                .order_by(PLANNED_ORDER_LINES.c.code)
+            ).all()
+            return ShoppingListPublic(
+                household_id=household_id,
+                order_id=order.id,
+                status=order.status,
+                cycle=order.cycle,
+                created_at=_utc(order.created_at),
+                cancellable_until=_utc(order.cancellable_until),
+                lines=[
+                    ShoppingLinePublic(
+                        code=line.code,
+                        packs=line.packs,
+                        quantity=line.quantity,
+                        unit=line.unit,
+                        reason=line.reason,
+                    )
+                    for line in lines
+                ],
+            )
+        (household,) = plan_households(session.connection(), [household_id], clock.now())
+        return ShoppingListPublic(
+            household_id=household_id,
+            order_id=None,
+            status=None,
+            cycle=None,
+            created_at=None,
+            cancellable_until=None,
+            lines=[
+                ShoppingLinePublic(
+                    code=item.code,
+                    packs=item.packs,
+                    quantity=item.packs * item.pack,
+                    unit=item.unit,
+                    reason=item.reason,
+                )
+                for item in sorted(household.basket, key=lambda i: i.code)
+            ],
+        )
+
     @app.get("/admin/dead-letters", tags=["admin"])
     def get_dead_letters(
         session: SessionDep,
@@ -237,6 +334,10 @@ def _database_check(engine: Engine) -> CheckPublic:
         log.warning("readiness: the database did not answer SELECT 1: %s", exc)
         return CheckPublic(ready=False, detail=f"the database did not answer SELECT 1 ({type(exc).__name__})")
     return CheckPublic(ready=True, detail="the database answered SELECT 1")
+
+
+def _finite(days: float) -> float | None:
+    return round(days, 2) if math.isfinite(days) else None
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -17,6 +17,12 @@ class Household(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=80)
     name: str = Field(max_length=200)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # How the planner's orders go out: automatic, approve (each order, the default) or suggest.
+    planning_mode: str = Field(
+        default="approve", max_length=16, sa_column_kwargs={"server_default": "approve"}
+    )
+    # The last planning cycle that planned this household (-1: never); a worker claims the rest.
+    planned_cycle: int = Field(default=-1, sa_column_kwargs={"server_default": "-1"})
 
 
 class Device(SQLModel, table=True):
@@ -57,6 +63,36 @@ class StoredEvent(SQLModel, table=True):
     payload: str = Field(sa_column=Column(Text, nullable=False))
 
 
+class PlannedOrder(SQLModel, table=True):
+    """A basket the planner made for a household in one planning cycle."""
+
+    __tablename__ = "planned_orders"
+
+    id: str = Field(primary_key=True, max_length=36)
+    household_id: str = Field(foreign_key="households.id", index=True, max_length=80)
+    cycle: int
+    # household:cycle: planning a cycle twice, or by two workers at once, makes one order.
+    idempotency_key: str = Field(unique=True, max_length=120)
+    status: str = Field(max_length=16, description="suggested, proposed, approved or cancelled")
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # Automatic orders can be cancelled until then.
+    cancellable_until: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class PlannedOrderLine(SQLModel, table=True):
+    """One product of a planned basket, and why."""
+
+    __tablename__ = "planned_order_lines"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="planned_orders.id", index=True, max_length=36)
+    code: str = Field(max_length=48)
+    packs: int
+    quantity: float = Field(description="In the product's unit: packs times the household's usual pack.")
+    unit: str = Field(max_length=8)
+    reason: str = Field(max_length=300)
+
+
 class DeadLetter(SQLModel, table=True):
     """A message that could not be ingested, kept (truncated) so an operator can see why."""
 
@@ -83,3 +119,5 @@ HOUSEHOLDS = _table(Household)
 DEVICES = _table(Device)
 EVENTS = _table(StoredEvent)
 DEAD_LETTERS = _table(DeadLetter)
+PLANNED_ORDERS = _table(PlannedOrder)
+PLANNED_ORDER_LINES = _table(PlannedOrderLine)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from pydantic import BaseModel, Field
 
@@ -98,3 +98,55 @@ class ReadinessPublic(BaseModel):
     ready: bool
     database: CheckPublic
     broker: CheckPublic
+
+
+class DaysLeftPublic(BaseModel):
+    """Days until an item is gone: early (heavy use), likely, late; null if it is not being used."""
+
+    p10: float | None
+    p50: float | None
+    p90: float | None
+
+
+class ForecastItemPublic(BaseModel):
+    """One product's forecast and the planner's decision, with the reason in words."""
+
+    code: str
+    unit: str = Field(description="unit, g or ml: the unit of stock, rate and pack")
+    stock: float
+    pack: float = Field(description="The household's usual pack, from what its fridge scanned in.")
+    rate_per_day: float
+    days_until_empty: DaysLeftPublic
+    reorder_date: date | None = Field(description="When the item will be due; null if it never runs out.")
+    order_packs: int = Field(description="Packs the planner would order now.")
+    reason: str
+
+
+class ForecastPublic(BaseModel):
+    """A household's forecast, item by item."""
+
+    household_id: str
+    generated_at: datetime
+    items: list[ForecastItemPublic]
+
+
+class ShoppingLinePublic(BaseModel):
+    """One line of a shopping list."""
+
+    code: str
+    packs: int
+    quantity: float
+    unit: str
+    reason: str
+
+
+class ShoppingListPublic(BaseModel):
+    """The basket the planner made for the household (or would make now, if it made none yet)."""
+
+    household_id: str
+    order_id: str | None = Field(description="The planned order, or null for a list computed now.")
+    status: str | None = Field(description="suggested, proposed or approved; null if computed now.")
+    cycle: int | None
+    created_at: datetime | None
+    cancellable_until: datetime | None
+    lines: list[ShoppingLinePublic]

@@ -13,6 +13,7 @@ from cloud.api import create_app
 from cloud.database import create_db_engine, create_schema
 from cloud.ingest import Ingestor
 from cloud.metrics import create_registry
+from cloud.scheduler import PlanningSchedule
 from cloud.settings import CloudSettings
 from cloud.subscriber import Subscriber
 from cloud.writer import WriterConfig, WriterProcess
@@ -46,8 +47,9 @@ class CloudService:
         # A registry of this worker's own: workers started in one process do not share metrics.
         self.registry = create_registry(self.ingestor, self._broker_connected)
         self.app = create_app(
-            self.engine, self.ingestor.stats, self._broker_connected, registry=self.registry
+            self.engine, self.ingestor.stats, self._broker_connected, registry=self.registry, clock=clock
         )
+        self.planning = PlanningSchedule(self.engine, clock or SystemClock(), settings.planning_interval_s)
         self._serve_http = serve_http
         self._server: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
@@ -92,6 +94,8 @@ class CloudService:
         """Start ingesting and serving; return once the API answers or raise TimeoutError."""
         self.ingestor.start()
         self.subscriber.start()
+        if self.settings.planning:
+            self.planning.start()
         if self._serve_http:
             config = uvicorn.Config(
                 self.app,
@@ -119,6 +123,7 @@ class CloudService:
         if self._server is not None and self._http_thread is not None:
             self._server.should_exit = True
             self._http_thread.join(10)
+        self.planning.stop()
         self.subscriber.stop()
         self.ingestor.stop()
         self.engine.dispose()

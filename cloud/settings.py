@@ -44,6 +44,12 @@ class CloudSettings(BaseSettings):
         default=True,
         description="Validate and commit batches in a child process, so reading MQTT never waits for them.",
     )
+    planning_interval_s: float = Field(
+        default=900,
+        gt=0,
+        description="Plan every household's basket this often, in seconds.",
+    )
+    planning: bool = Field(default=True, description="Run the planning schedule in this worker.")
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text, or as one JSON object per line for a collector."
     )

@@ -18,7 +18,15 @@ from sqlmodel import SQLModel
 from cloud import migrate
 from cloud.database import create_db_engine
 
-TABLES = {"households", "devices", "events", "dead_letters", "alembic_version"}
+TABLES = {
+    "households",
+    "devices",
+    "events",
+    "dead_letters",
+    "planned_orders",
+    "planned_order_lines",
+    "alembic_version",
+}
 
 
 def _differences(engine: Engine) -> list[object]:
@@ -76,7 +84,10 @@ def test_downgrading_to_base_removes_every_table(database_url: str) -> None:
 def test_a_database_made_before_migrations_is_adopted_with_its_rows(tmp_path: Path) -> None:
     engine = create_db_engine(f"sqlite:///{tmp_path / 'old.db'}")
     try:
-        SQLModel.metadata.create_all(engine)  # what workers did before revision 0001
+        # What workers made with create_all before migrations: revision 0001's tables, unversioned.
+        migrate.upgrade(engine, "0001")
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE alembic_version"))
         with engine.begin() as connection:
             connection.execute(
                 text("INSERT INTO households (id, name, created_at) VALUES ('h1', 'Home', CURRENT_TIMESTAMP)")

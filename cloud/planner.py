@@ -1,0 +1,399 @@
+"""The planner: from the fleet's stored events to each household's forecast and proposed basket.
+
+A planning run reads, per household and product, what the fridges reported (``events``: stock as
+the sum of the changes, use per day from ``item_consumed``, the household's usual pack from
+``item_added``, the shelf life from its best-before date), turns it into arrays in packs, and runs
+:func:`cloud.forecast.forecast` and :func:`cloud.replenishment.plan` on all of them at once.
+
+Each run belongs to a **cycle** (the planning interval's number since the epoch). A household is
+planned once per cycle: its ``planned_cycle`` says which it had last, and its basket's idempotency
+key is ``household:cycle``, so the same run twice, or two workers at once, make one order. On
+PostgreSQL several workers share the work: each claims a batch of households with ``FOR UPDATE
+SKIP LOCKED`` (a row lease that ends with its transaction), plans them and commits. SQLite runs one
+planner.
+
+A household's ``planning_mode`` decides what its basket becomes: ``automatic`` (approved at once,
+cancellable for 24 hours), ``approve`` (proposed, waiting for the household; the default) or
+``suggest`` (a shopping list only). Orders go to the retailer through the order API (issue 7).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from cloud.forecast import Forecast, forecast
+from cloud.models import EVENTS, HOUSEHOLDS, PLANNED_ORDER_LINES, PLANNED_ORDERS
+from cloud.replenishment import Plan, PlanItems, PolicyParams, plan
+from shared.clock import Clock
+
+__all__ = ["HouseholdPlan", "ItemPlan", "PlanningRun", "plan_cycle", "plan_households"]
+
+log = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+# Days of use the model reads: TSB's memory is about three weeks, the weekday pattern needs six.
+WINDOW_DAYS = 56
+# Households planned per transaction: the lease a worker holds, and the size of its arrays.
+BATCH = 2000
+# A product whose best-before the fridge never saw keeps about a week.
+DEFAULT_SHELF_LIFE_DAYS = 7.0
+# Before the fleet has seen a product for four weeks, its prior is the fleet's average product.
+PRIOR_MIN_DAYS = 28
+FALLBACK_RATE = 0.1  # packs a day
+CANCELLABLE = timedelta(hours=24)
+# An order proposed or approved counts as on its way this long (until the order API reports
+# deliveries, issue 7): the next cycles do not order the same packs again.
+ON_ORDER_FOR = timedelta(days=3)
+MODES = ("automatic", "approve", "suggest")
+
+
+@dataclass(frozen=True, slots=True)
+class ItemPlan:
+    """One product of a household: its forecast and the planner's decision."""
+
+    code: str
+    unit: str
+    pack: float  # the household's usual pack, in ``unit``
+    stock: float  # in ``unit``
+    rate: float  # ``unit`` a day
+    days_left: tuple[float, float, float]  # p10, p50, p90
+    reorder_on: date | None  # the day it will be due, None if it never runs out
+    packs: int  # packs to order now
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdPlan:
+    """A household's items, planned."""
+
+    household_id: str
+    items: list[ItemPlan]
+
+    @property
+    def basket(self) -> list[ItemPlan]:
+        """Return the items to order now."""
+        return [item for item in self.items if item.packs > 0]
+
+
+@dataclass
+class PlanningRun:
+    """What a planning run did."""
+
+    cycle: int
+    households: int = 0
+    orders: int = 0
+    lines: int = 0
+    seconds: float = 0.0
+    household_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Items:
+    """The arrays of a batch of households, one row per (household, product) ever seen."""
+
+    households: list[str]
+    household: IntArray
+    code: list[str]
+    unit: list[str]
+    pack: FloatArray
+    stock: FloatArray  # packs
+    usage: FloatArray  # packs a day, (rows, WINDOW_DAYS), the last column yesterday
+    in_stock: NDArray[np.bool_]
+    first_day: IntArray
+    shelf_life: FloatArray
+
+
+def cycle_of(now: datetime, interval_s: float) -> int:
+    """Return the planning cycle ``now`` falls in."""
+    return int(now.timestamp() // interval_s)
+
+
+def plan_households(
+    connection: Connection, household_ids: Sequence[str], now: datetime, params: PolicyParams | None = None
+) -> list[HouseholdPlan]:
+    """Forecast and plan the households' items from their events, without writing anything."""
+    items = _load(connection, list(household_ids), now)
+    if not items.code:
+        return [HouseholdPlan(h, []) for h in household_ids]
+    prior = _prior(items)
+    result = forecast(
+        items.usage,
+        items.first_day,
+        prior,
+        last_weekday=(now.date() - timedelta(days=1)).weekday(),
+        in_stock=items.in_stock,
+    )
+    on_order = _on_order(connection, items, now)
+    decision = plan(PlanItems(items.household, items.stock, on_order, items.shelf_life), result, params)
+    return _explain(items, result, decision, now.date())
+
+
+def plan_cycle(
+    engine: Engine,
+    clock: Clock,
+    interval_s: float,
+    *,
+    params: PolicyParams | None = None,
+    batch: int = BATCH,
+) -> PlanningRun:
+    """Plan every household not yet planned in this cycle; return what was done."""
+    now = clock.now()
+    run = PlanningRun(cycle_of(now, interval_s))
+    started = datetime.now(UTC)
+    while True:
+        with engine.begin() as connection:
+            claim = (
+                select(HOUSEHOLDS.c.id, HOUSEHOLDS.c.planning_mode)
+                .where(HOUSEHOLDS.c.planned_cycle < run.cycle)
+                .order_by(HOUSEHOLDS.c.id)
+                .limit(batch)
+            )
+            if connection.dialect.name == "postgresql":
+                claim = claim.with_for_update(skip_locked=True)
+            claimed = connection.execute(claim).all()
+            if not claimed:
+                break
+            modes = {str(h): str(m) for h, m in claimed}
+            plans = plan_households(connection, list(modes), now, params)
+            for household in plans:
+                if household.basket and _write_order(
+                    connection, household, modes[household.household_id], run.cycle, now
+                ):
+                    run.orders += 1
+                    run.lines += len(household.basket)
+            connection.execute(
+                update(HOUSEHOLDS).where(HOUSEHOLDS.c.id.in_(list(modes))).values(planned_cycle=run.cycle)
+            )
+        run.households += len(claimed)
+        run.household_ids += list(modes)
+    run.seconds = (datetime.now(UTC) - started).total_seconds()
+    if run.households:
+        log.info(
+            "planning cycle %d: %d households, %d orders, %d lines in %.1f s",
+            run.cycle,
+            run.households,
+            run.orders,
+            run.lines,
+            run.seconds,
+        )
+    return run
+
+
+def _write_order(
+    connection: Connection, household: HouseholdPlan, mode: str, cycle: int, now: datetime
+) -> bool:
+    """Insert the household's basket for the cycle once; return whether this call inserted it."""
+    order_id = str(uuid.uuid4())
+    status = {"automatic": "approved", "suggest": "suggested"}.get(mode, "proposed")
+    values = {
+        "id": order_id,
+        "household_id": household.household_id,
+        "cycle": cycle,
+        "idempotency_key": f"{household.household_id}:{cycle}",
+        "status": status,
+        "created_at": now,
+        "cancellable_until": now + CANCELLABLE if mode == "automatic" else None,
+    }
+    dialect_insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        dialect_insert(PLANNED_ORDERS)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    )
+    # RETURNING, not rowcount: psycopg reports -1 rows for an INSERT ... ON CONFLICT here.
+    if connection.execute(statement.returning(PLANNED_ORDERS.c.id)).first() is None:
+        return False  # another run of this cycle made it first
+    connection.execute(
+        insert(PLANNED_ORDER_LINES),
+        [
+            {
+                "order_id": order_id,
+                "code": item.code,
+                "packs": item.packs,
+                "quantity": item.packs * item.pack,
+                "unit": item.unit,
+                "reason": item.reason[:300],
+            }
+            for item in household.basket
+        ],
+    )
+    return True
+
+
+def _load(connection: Connection, household_ids: list[str], now: datetime) -> _Items:
+    """Read the households' events into arrays."""
+    today = now.date()
+    start = today - timedelta(days=WINDOW_DAYS)
+    rows = connection.execute(
+        select(
+            EVENTS.c.household_id,
+            EVENTS.c.code,
+            EVENTS.c.type,
+            EVENTS.c.quantity_delta,
+            EVENTS.c.occurred_at,
+            EVENTS.c.payload,
+        )
+        .where(EVENTS.c.household_id.in_(household_ids), EVENTS.c.code.is_not(None))
+        .order_by(EVENTS.c.occurred_at)
+    ).all()
+    index = {h: i for i, h in enumerate(household_ids)}
+    row_of: dict[tuple[str, str], int] = {}
+    household: list[int] = []
+    codes: list[str] = []
+    units: list[str] = []
+    packs: list[float] = []
+    lives: list[list[float]] = []
+    first: list[date] = []
+    deltas: list[list[tuple[date, float]]] = []
+    used: list[list[tuple[date, float]]] = []
+    for household_id, code, kind, delta, occurred, payload in rows:
+        key = (str(household_id), str(code))
+        row = row_of.get(key)
+        day = _day(occurred)
+        if row is None:
+            row = row_of[key] = len(codes)
+            household.append(index[key[0]])
+            codes.append(key[1])
+            units.append("unit")
+            packs.append(0.0)
+            lives.append([])
+            first.append(day)
+            deltas.append([])
+            used.append([])
+        deltas[row].append((day, float(delta)))
+        if kind == "item_added":
+            body = json.loads(payload)
+            units[row] = str(body.get("unit", "unit"))
+            packs[row] = max(packs[row], float(delta))
+            if body.get("best_before"):
+                lives[row].append(float((date.fromisoformat(body["best_before"]) - day).days))
+        elif kind == "item_consumed" and day >= start:
+            used[row].append((day, -float(delta)))
+    n = len(codes)
+    pack = np.asarray([p if p > 0 else 1.0 for p in packs])
+    usage = np.zeros((n, WINDOW_DAYS))
+    in_stock = np.zeros((n, WINDOW_DAYS), dtype=bool)
+    stock = np.zeros(n)
+    for row in range(n):
+        for day, amount in used[row]:
+            column = (day - start).days
+            if 0 <= column < WINDOW_DAYS:
+                usage[row, column] += amount / pack[row]
+        level = 0.0
+        changes = iter(deltas[row])
+        pending = next(changes, None)
+        for column in range(WINDOW_DAYS):
+            day = start + timedelta(days=column)
+            while pending is not None and pending[0] < day:
+                level += pending[1]
+                pending = next(changes, None)
+            in_stock[row, column] = level > 1e-9
+        stock[row] = sum(change for _day, change in deltas[row]) / pack[row]
+    first_day = np.asarray([max((d - start).days, 0) for d in first], dtype=np.int64)
+    shelf_life = np.asarray([float(np.median(life)) if life else DEFAULT_SHELF_LIFE_DAYS for life in lives])
+    return _Items(
+        households=household_ids,
+        household=np.asarray(household, dtype=np.int64),
+        code=codes,
+        unit=units,
+        pack=pack,
+        stock=np.maximum(stock, 0.0),
+        usage=usage,
+        in_stock=in_stock,
+        first_day=first_day,
+        shelf_life=np.maximum(shelf_life, 1.0),
+    )
+
+
+def _on_order(connection: Connection, items: _Items, now: datetime) -> FloatArray:
+    """Return the packs of each row in the households' open planned orders."""
+    orders, lines = PLANNED_ORDERS.c, PLANNED_ORDER_LINES.c
+    rows = connection.execute(
+        select(orders.household_id, lines.code, lines.packs)
+        .join(PLANNED_ORDER_LINES, lines.order_id == orders.id)
+        .where(
+            orders.household_id.in_(items.households),
+            orders.status.in_(["proposed", "approved"]),
+            orders.created_at >= now - ON_ORDER_FOR,
+        )
+    ).all()
+    index = {h: i for i, h in enumerate(items.households)}
+    row_of = {(int(h), c): r for r, (h, c) in enumerate(zip(items.household, items.code, strict=True))}
+    packs = np.zeros(len(items.code))
+    for household, code, count in rows:
+        row = row_of.get((index[str(household)], str(code)))
+        if row is not None:
+            packs[row] += float(count)
+    return packs
+
+
+def _day(moment: datetime) -> date:
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).astimezone(UTC).date()
+
+
+def _prior(items: _Items) -> FloatArray:
+    """Return each row's prior: the product's mean use a day over this batch's households."""
+    observed = np.maximum(WINDOW_DAYS - items.first_day, 1).astype(np.float64)
+    rates = items.usage.sum(axis=1) / observed
+    by_code: dict[str, list[float]] = {}
+    for row, code in enumerate(items.code):
+        if observed[row] >= PRIOR_MIN_DAYS:
+            by_code.setdefault(code, []).append(float(rates[row]))
+    overall = float(np.mean(rates)) if len(rates) else FALLBACK_RATE
+    fallback = overall if overall > 0 else FALLBACK_RATE
+    prior = [float(np.mean(by_code[c])) if c in by_code else fallback for c in items.code]
+    result: FloatArray = np.maximum(np.asarray(prior), 1e-3)
+    return result
+
+
+def _explain(items: _Items, result: Forecast, decision: Plan, today: date) -> list[HouseholdPlan]:
+    """Turn the arrays back into each household's items, with the reason in words."""
+    plans = [HouseholdPlan(h, []) for h in items.households]
+    for row, code in enumerate(items.code):
+        pack, unit = float(items.pack[row]), items.unit[row]
+        p10, p50, p90 = (float(d) for d in decision.days_left[row])
+        due_in = float(decision.reorder_in_days[row])
+        reorder_on = None if not np.isfinite(due_in) else today + timedelta(days=int(due_in))
+        packs = int(decision.quantity[row])
+        plans[int(items.household[row])].items.append(
+            ItemPlan(
+                code=code,
+                unit=unit,
+                pack=pack,
+                stock=float(items.stock[row]) * pack,
+                rate=float(result.rate[row]) * pack,
+                days_left=(p10, p50, p90),
+                reorder_on=reorder_on,
+                packs=packs,
+                reason=_reason(p10, p50, p90, packs, bool(decision.capped[row]), today),
+            )
+        )
+    return plans
+
+
+def _reason(p10: float, p50: float, p90: float, packs: int, capped: bool, today: date) -> str:
+    """Say in words why the item is, or is not, in the basket."""
+    if not np.isfinite(p50):
+        return "not used lately: nothing to order"
+    if p50 < 0.5:
+        runs_out = "has run out"
+    else:
+        day = today + timedelta(days=round(p50))
+        runs_out = f"runs out on {day:%A} {day.day} {day:%B} (between {p10:.0f} and {p90:.0f} days from now)"
+    if packs == 0:
+        return f"{runs_out}; early enough to order later"
+    wasted = "; no more than is used before best-before" if capped else ""
+    return f"{runs_out}: order {packs} pack{'s' if packs > 1 else ''} now{wasted}"

@@ -1,0 +1,268 @@
+"""The planner on stored events: forecasts, one basket per household and cycle, workers sharing
+the households on PostgreSQL, and the forecast and shopping-list routes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine, func, select, update
+
+from cloud.database import create_db_engine
+from cloud.models import HOUSEHOLDS, PLANNED_ORDER_LINES, PLANNED_ORDERS
+from cloud.planner import PlanningRun, plan_cycle, plan_households
+from cloud.scheduler import PlanningSchedule
+from cloud.service import CloudService
+from cloud.settings import CloudSettings
+from shared import topics
+from shared.clock import ManualClock
+from shared.messages import ItemAdded, ItemConsumed, encode
+from shared.mqtt import MqttSettings
+from tests.support.factories import event_id
+from tests.support.services import free_port
+
+START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+DAYS = 40
+NOW = START + timedelta(days=DAYS - 1, hours=14)  # the afternoon of the last day
+MILK, CHEESE = "2000000000251", "2000000000404"
+INTERVAL_S = 900.0
+
+
+def history(device: str, *, milk_left: float) -> list[tuple[str, bytes]]:
+    """Forty days of a household: a litre of milk every four days, 250 ml a day; cheese untouched."""
+    events: list[ItemAdded | ItemConsumed] = []
+    seq = 0
+
+    def next_seq() -> int:
+        nonlocal seq
+        seq += 1
+        return seq
+
+    for day in range(DAYS):
+        at = START + timedelta(days=day)
+        if day % 4 == 0:
+            n = next_seq()
+            events.append(
+                ItemAdded(
+                    event_id=event_id(device, n),
+                    device_id=device,
+                    seq=n,
+                    lot_id=n,
+                    occurred_at=at,
+                    code=MILK,
+                    quantity=1000,
+                    unit="ml",
+                    best_before=at.date() + timedelta(days=10),
+                )
+            )
+        # The last day's use leaves only ``milk_left`` ml of the last litre.
+        used = 250 - milk_left if day == DAYS - 1 else 250
+        if used <= 0:
+            continue
+        n = next_seq()
+        events.append(
+            ItemConsumed(
+                event_id=event_id(device, n),
+                device_id=device,
+                seq=n,
+                lot_id=n,
+                occurred_at=at + timedelta(hours=12),
+                code=MILK,
+                quantity=used,
+                unit="ml",
+            )
+        )
+    n = next_seq()
+    events.append(
+        ItemAdded(
+            event_id=event_id(device, n),
+            device_id=device,
+            seq=n,
+            lot_id=n,
+            occurred_at=START,
+            code=CHEESE,
+            quantity=1,
+            best_before=START.date() + timedelta(days=90),
+        )
+    )
+    return [(topics.events(device), encode(event)) for event in events]
+
+
+@pytest.fixture
+def service(database_url: str) -> Iterator[CloudService]:
+    settings = CloudSettings(
+        database_url=database_url,
+        mqtt=MqttSettings(host="127.0.0.1", port=free_port()),
+        client_id="planner-test",
+        planning=False,
+    )
+    cloud = CloudService(settings, ManualClock(NOW), serve_http=False)
+    cloud.ingestor.process(history("fridge-low", milk_left=100) + history("fridge-full", milk_left=250))
+    try:
+        yield cloud
+    finally:
+        cloud.stop()
+
+
+def test_a_household_whose_milk_runs_low_gets_it_in_its_basket(service: CloudService) -> None:
+    with service.engine.connect() as connection:
+        low, full = plan_households(connection, ["hh-fridge-low", "hh-fridge-full"], NOW)
+
+    milk = next(item for item in low.items if item.code == MILK)
+    assert milk.unit == "ml"
+    assert milk.pack == 1000
+    assert milk.rate == pytest.approx(250, rel=0.1)
+    assert milk.stock == pytest.approx(100)
+    assert milk.days_left[0] < milk.days_left[1] < milk.days_left[2]
+    assert milk.days_left[1] == pytest.approx(0.4, abs=0.3)
+    assert milk.packs >= 2  # a week's milk, at least
+    assert "runs out" in milk.reason or "has run out" in milk.reason
+    cheese = next(item for item in low.items if item.code == CHEESE)
+    assert cheese.packs == 0  # a whole cheese, hardly used: nothing to order
+    assert [i.code for i in low.basket] == [MILK]
+    assert full.items  # planned too
+
+
+def test_planning_a_cycle_twice_makes_one_order_per_household(service: CloudService) -> None:
+    clock = ManualClock(NOW)
+    first = plan_cycle(service.engine, clock, INTERVAL_S)
+    again = plan_cycle(service.engine, clock, INTERVAL_S)
+    # Even a household marked for planning again keeps its cycle's one order.
+    with service.engine.begin() as connection:
+        connection.execute(update(HOUSEHOLDS).values(planned_cycle=-1))
+    forced = plan_cycle(service.engine, clock, INTERVAL_S)
+
+    assert first.households == 2
+    assert first.orders == 2
+    assert again.households == 0
+    assert forced.households == 2
+    assert forced.orders == 0
+    with service.engine.connect() as connection:
+        orders = connection.execute(select(PLANNED_ORDERS.c.household_id, PLANNED_ORDERS.c.status)).all()
+        lines = connection.execute(select(func.count()).select_from(PLANNED_ORDER_LINES)).scalar_one()
+    assert sorted(orders) == [("hh-fridge-full", "proposed"), ("hh-fridge-low", "proposed")]
+    assert lines >= 2
+
+    clock.advance(timedelta(seconds=INTERVAL_S))
+    assert plan_cycle(service.engine, clock, INTERVAL_S).orders == 0  # the milk is on its way
+    clock.advance(timedelta(days=4))  # and, as far as the planner knows, arrived and gone
+    assert plan_cycle(service.engine, clock, INTERVAL_S).orders == 2
+
+
+def test_the_household_mode_decides_what_a_basket_becomes(service: CloudService) -> None:
+    with service.engine.begin() as connection:
+        for household, mode in (("hh-fridge-low", "automatic"), ("hh-fridge-full", "suggest")):
+            connection.execute(
+                update(HOUSEHOLDS).where(HOUSEHOLDS.c.id == household).values(planning_mode=mode)
+            )
+    plan_cycle(service.engine, ManualClock(NOW), INTERVAL_S)
+    with service.engine.connect() as connection:
+        orders = PLANNED_ORDERS.c
+        rows = connection.execute(select(orders.household_id, orders.status, orders.cancellable_until)).all()
+    by_household = {h: (s, c) for h, s, c in rows}
+    status, cancellable = by_household["hh-fridge-low"]
+    assert status == "approved"
+    assert cancellable is not None
+    assert by_household["hh-fridge-full"] == ("suggested", None)
+
+
+@pytest.mark.postgres
+def test_two_workers_at_once_on_postgres_make_one_order_per_household() -> None:
+    from tests.support.services import postgres_database
+
+    with postgres_database() as url:
+        settings = CloudSettings(
+            database_url=url, mqtt=MqttSettings(host="127.0.0.1", port=free_port()), planning=False
+        )
+        cloud = CloudService(settings, ManualClock(NOW), serve_http=False)
+        engines = [create_db_engine(url) for _ in range(2)]
+        runs: list[PlanningRun] = []
+        try:
+            messages = []
+            for n in range(40):
+                messages += history(f"fridge-{n:02d}", milk_left=100)
+            cloud.ingestor.process(messages)
+            barrier = threading.Barrier(2)
+
+            def work(engine: Engine) -> None:
+                barrier.wait()  # both claim at once: the leases must keep them apart
+                runs.append(plan_cycle(engine, ManualClock(NOW), INTERVAL_S, batch=5))
+
+            threads = [threading.Thread(target=work, args=(engine,)) for engine in engines]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            with cloud.engine.connect() as connection:
+                household = PLANNED_ORDERS.c.household_id
+                per_household = connection.execute(select(household, func.count()).group_by(household)).all()
+        finally:
+            for engine in engines:
+                engine.dispose()
+            cloud.stop()
+    assert len(runs) == 2
+    assert sum(run.households for run in runs) == 40  # each household planned by one worker
+    assert all(run.households > 0 for run in runs)  # and both workers took a share
+    assert len(per_household) == 40
+    assert all(count == 1 for _household, count in per_household)
+
+
+def test_the_forecast_and_shopping_list_routes(tmp_path: Path) -> None:
+    settings = CloudSettings(
+        database_url=f"sqlite:///{tmp_path / 'cloud.db'}",
+        mqtt=MqttSettings(host="127.0.0.1", port=free_port()),  # no broker: the API is what counts
+        http_port=0,
+        client_id="planner-api-test",
+        planning=False,
+    )
+    cloud = CloudService(settings, ManualClock(NOW))
+    cloud.ingestor.process(history("fridge-low", milk_left=100))
+    cloud.start()
+    try:
+        with httpx.Client(base_url=cloud.url, timeout=10) as client:
+            forecast = client.get("/households/hh-fridge-low/forecast")
+            computed = client.get("/households/hh-fridge-low/shopping-list")
+            plan_cycle(cloud.engine, ManualClock(NOW), INTERVAL_S)
+            stored = client.get("/households/hh-fridge-low/shopping-list")
+            missing = client.get("/households/nobody/forecast")
+    finally:
+        cloud.stop()
+
+    assert forecast.status_code == 200
+    items = {item["code"]: item for item in forecast.json()["items"]}
+    milk = items[MILK]
+    assert milk["unit"] == "ml"
+    assert milk["order_packs"] >= 2
+    days = milk["days_until_empty"]
+    assert days["p10"] <= days["p50"] <= days["p90"]
+    assert date.fromisoformat(milk["reorder_date"]) == NOW.date()
+    assert milk["reason"]
+    assert computed.json()["order_id"] is None
+    assert [line["code"] for line in computed.json()["lines"]] == [MILK]
+    assert stored.json()["status"] == "proposed"
+    assert stored.json()["lines"] == computed.json()["lines"]
+    assert missing.status_code == 404
+
+
+def test_the_schedule_runs_a_cycle_every_interval_and_sooner_when_asked(service: CloudService) -> None:
+    schedule = PlanningSchedule(service.engine, ManualClock(NOW), interval_s=3600)
+    schedule.start()
+    try:
+        first = schedule.next_run
+        assert first is not None
+        assert first > datetime.now(UTC) + timedelta(minutes=59)  # an interval from now
+        schedule.run_soon(0.1)
+        deadline = time.monotonic() + 10
+        while schedule.last is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        schedule.stop()
+    assert schedule.last is not None
+    assert schedule.last.orders == 2
+    with pytest.raises(ValueError, match="interval"):
+        PlanningSchedule(service.engine, ManualClock(NOW), interval_s=0)
