@@ -274,7 +274,7 @@ class Ingestor:
         if self._writer is None:
             self.process(batch)
             return
-        outcome = self._writer.process(batch)
+        outcome = self._writer.process(batch, self._clock.now())
         for name, change in outcome.counts.items():
             setattr(self.stats, name, getattr(self.stats, name) + change)
         self.stats.rejected.update(outcome.rejected)

@@ -42,7 +42,7 @@ class CloudService:
             batch_interval_s=settings.batch_interval_s,
             auto_enroll=settings.auto_enroll,
             max_dead_letters=settings.max_dead_letters,
-            writer=self._writer(settings, clock),
+            writer=self._writer(settings),
         )
         # A registry of this worker's own: workers started in one process do not share metrics.
         self.registry = create_registry(self.ingestor, self._broker_connected)
@@ -55,10 +55,10 @@ class CloudService:
         self._http_thread: threading.Thread | None = None
 
     @staticmethod
-    def _writer(settings: CloudSettings, clock: Clock | None) -> WriterProcess | None:
-        """Return the writer process, unless settings, a test clock or an in-memory database rule it out."""
+    def _writer(settings: CloudSettings) -> WriterProcess | None:
+        """Return the writer process, unless settings or an in-memory database rule it out."""
         in_memory = settings.database_url in ("sqlite://", "sqlite:///:memory:")
-        if not settings.writer_process or clock is not None or in_memory:
+        if not settings.writer_process or in_memory:
             return None
         return WriterProcess(
             WriterConfig(

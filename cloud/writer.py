@@ -21,6 +21,7 @@ import multiprocessing
 import multiprocessing.connection
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from cloud.errors import CloudError
@@ -96,13 +97,14 @@ class WriterProcess:
             raise WriterError(f"the writer process could not start: {detail}")
         self._process, self._connection = process, parent
 
-    def process(self, batch: list[tuple[str, bytes]]) -> BatchOutcome:
-        """Have the child validate, store and acknowledge ``batch``; restart it if it died."""
+    def process(self, batch: list[tuple[str, bytes]], received_at: datetime) -> BatchOutcome:
+        """Have the child validate, store and acknowledge ``batch``, received at ``received_at``
+        (the worker's clock, virtual in a simulation); restart the child if it died."""
         if self._connection is None:
             self.start()
         assert self._connection is not None
         try:
-            self._connection.send(batch)
+            self._connection.send((batch, received_at))
             outcome: BatchOutcome = self._connection.recv()
         except (EOFError, OSError) as exc:
             code = self._process.exitcode if self._process is not None else None
@@ -137,7 +139,6 @@ def serve(connection: multiprocessing.connection.Connection, config: WriterConfi
     from cloud.database import create_db_engine
     from cloud.ingest import Ingestor
     from cloud.logs import configure_logging
-    from shared.clock import SystemClock
 
     configure_logging(config.log_level, json=config.log_json)
     try:
@@ -148,10 +149,11 @@ def serve(connection: multiprocessing.connection.Connection, config: WriterConfi
         connection.send(("failed", str(exc)))
         return
     acks: list[EventsAcknowledged] = []
+    clock = _BatchClock()
     ingestor = Ingestor(
         engine,
         acks.append,
-        SystemClock(),
+        clock,
         auto_enroll=config.auto_enroll,
         max_dead_letters=config.max_dead_letters,
     )
@@ -164,9 +166,21 @@ def serve(connection: multiprocessing.connection.Connection, config: WriterConfi
                 return  # the worker is gone
             if batch is None:
                 return
-            connection.send(_run_batch(ingestor, batch, acks))
+            messages, clock.at = batch
+            connection.send(_run_batch(ingestor, messages, acks))
     finally:
         engine.dispose()
+
+
+class _BatchClock:
+    """The child's clock: the time the worker received the batch being processed."""
+
+    def __init__(self) -> None:
+        self.at = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        """Return the batch's time of receipt."""
+        return self.at
 
 
 def _run_batch(ingestor: Any, batch: list[tuple[str, bytes]], acks: list[EventsAcknowledged]) -> BatchOutcome:

@@ -75,6 +75,9 @@ def run_scenario(
                 database_url=database_url or f"sqlite:///{report_dir / 'cloud.db'}",
                 mqtt=mqtt,
                 client_id=f"frigo-sim-cloud-{scenario.name}",
+                # The fridges' small batches cost more to hand to a child process than to store here.
+                writer_process=False,
+                planning=False,  # the simulator's households shop for themselves
             ),
             clock,
             serve_http=False,

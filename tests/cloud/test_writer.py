@@ -7,6 +7,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -23,7 +24,7 @@ from shared import topics
 from shared.messages import EventsAcknowledged
 from simulator.household import VirtualHousehold
 from tests.conftest import CloudFactory
-from tests.support.factories import added, msg
+from tests.support.factories import T0, added, msg
 from tests.support.services import Mosquitto, free_port
 
 
@@ -45,10 +46,13 @@ def writer(tmp_path: Path) -> Iterator[WriterProcess]:
     process.stop()
 
 
+RECEIVED = T0 + timedelta(minutes=1)
+
+
 def test_a_batch_comes_back_as_acks_and_counter_changes(writer: WriterProcess) -> None:
     batch = [msg(added("fridge-1", seq)) for seq in (1, 2, 3)] + [(topics.events("fridge-1"), b"junk")]
 
-    outcome = writer.process(batch)
+    outcome = writer.process(batch, RECEIVED)
 
     assert outcome.error is None
     assert outcome.acks == [EventsAcknowledged(device_id="fridge-1", ranges=[(1, 3)])]
@@ -66,21 +70,33 @@ def test_a_batch_comes_back_as_acks_and_counter_changes(writer: WriterProcess) -
     assert outcome.commit_seconds > 0
 
 
+def test_events_are_stamped_with_the_time_the_worker_received_them(
+    writer: WriterProcess, tmp_path: Path
+) -> None:
+    writer.process([msg(added("fridge-1", 1))], RECEIVED)  # a virtual time, as in a simulation
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'cloud.db'}")
+    with engine.connect() as connection:
+        (received,) = connection.execute(select(EVENTS.c.received_at)).scalars().all()
+    engine.dispose()
+    assert received.replace(tzinfo=received.tzinfo or RECEIVED.tzinfo) == RECEIVED
+
+
 def test_a_killed_writer_is_replaced_and_the_resent_batch_is_stored_once(
     writer: WriterProcess, tmp_path: Path
 ) -> None:
     batch = [msg(added("fridge-1", seq)) for seq in range(1, 11)]
-    writer.process(batch[:5])
+    writer.process(batch[:5], RECEIVED)
     first = writer.pid
     assert first is not None
     os.kill(first, signal.SIGKILL)
     time.sleep(0.2)
 
     with pytest.raises(WriterError, match="died"):
-        writer.process(batch)
+        writer.process(batch, RECEIVED)
     assert writer.pid not in (None, first)
 
-    outcome = writer.process(batch)  # as the devices resend it
+    outcome = writer.process(batch, RECEIVED)  # as the devices resend it
     assert outcome.acks == [EventsAcknowledged(device_id="fridge-1", ranges=[(1, 10)])]
     assert (outcome.counts["stored"], outcome.counts["duplicates"]) == (5, 5)
     engine = create_db_engine(f"sqlite:///{tmp_path / 'cloud.db'}")
