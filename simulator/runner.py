@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from shared.clock import ManualClock
 from shared.mqtt import MqttSettings
 from simulator.errors import ScenarioError
+from simulator.life import DayTruth
 from simulator.mosquitto import Mosquitto, free_port, mosquitto_binary
 from simulator.plots import ORDER_COLUMNS, TRUTH_COLUMNS, write_plots
 from simulator.retailer import Order, OrderStatus
@@ -220,17 +221,22 @@ def _write_truth(path: Path, report: WorldReport) -> None:
         writer.writerow(TRUTH_COLUMNS)
         for day in report.days:
             for index, truth in enumerate(day.truths):
-                codes = truth.eaten.keys() | truth.bought.keys() | truth.wasted.keys() | truth.stock.keys()
-                for code in sorted(codes | truth.wanted_missing.keys()):
-                    writer.writerow(
-                        [
-                            truth.day.isoformat(),
-                            fridge_id(index + 1),
-                            code,
-                            round(truth.eaten.get(code, 0.0), 4),
-                            truth.bought.get(code, 0),
-                            truth.wasted.get(code, 0),
-                            round(truth.wanted_missing.get(code, 0.0), 4),
-                            round(truth.stock.get(code, 0.0), 4),
-                        ]
-                    )
+                writer.writerows(truth_rows(fridge_id(index + 1), truth))
+
+
+def truth_rows(device_id: str, truth: DayTruth) -> list[list[object]]:
+    """Return ``truth.csv``'s rows for one household's day: one per product with anything to say."""
+    codes = truth.eaten.keys() | truth.bought.keys() | truth.wasted.keys() | truth.stock.keys()
+    return [
+        [
+            truth.day.isoformat(),
+            device_id,
+            code,
+            round(truth.eaten.get(code, 0.0), 4),
+            truth.bought.get(code, 0),
+            truth.wasted.get(code, 0),
+            round(truth.wanted_missing.get(code, 0.0), 4),
+            round(truth.stock.get(code, 0.0), 4),
+        ]
+        for code in sorted(codes | truth.wanted_missing.keys())
+    ]

@@ -409,20 +409,9 @@ class _Report:
         self._forecast.writerow(FORECAST_COLUMNS)
 
     def truth(self, device: str, truth: DayTruth) -> None:
-        codes = truth.eaten.keys() | truth.bought.keys() | truth.wasted.keys() | truth.stock.keys()
-        for code in sorted(codes | truth.wanted_missing.keys()):
-            self._truth.writerow(
-                [
-                    truth.day.isoformat(),
-                    device,
-                    code,
-                    round(truth.eaten.get(code, 0.0), 4),
-                    truth.bought.get(code, 0),
-                    truth.wasted.get(code, 0),
-                    round(truth.wanted_missing.get(code, 0.0), 4),
-                    round(truth.stock.get(code, 0.0), 4),
-                ]
-            )
+        from simulator.runner import truth_rows
+
+        self._truth.writerows(truth_rows(device, truth))
 
     def forecast(self, fleet: Fleet, policy: Frigo, today: date) -> None:
         """Write the stock expected at the end of ``today``: what is there, less a day's use."""

@@ -36,60 +36,25 @@ INTERVAL_S = 900.0
 def history(device: str, *, milk_left: float) -> list[tuple[str, bytes]]:
     """Forty days of a household: a litre of milk every four days, 250 ml a day; cheese untouched."""
     events: list[ItemAdded | ItemConsumed] = []
-    seq = 0
 
-    def next_seq() -> int:
-        nonlocal seq
-        seq += 1
-        return seq
+    def ids() -> dict[str, object]:
+        n = len(events) + 1
+        return {"event_id": event_id(device, n), "device_id": device, "seq": n, "lot_id": n}
 
     for day in range(DAYS):
         at = START + timedelta(days=day)
         if day % 4 == 0:
-            n = next_seq()
+            bb = at.date() + timedelta(days=10)
             events.append(
-                ItemAdded(
-                    event_id=event_id(device, n),
-                    device_id=device,
-                    seq=n,
-                    lot_id=n,
-                    occurred_at=at,
-                    code=MILK,
-                    quantity=1000,
-                    unit="ml",
-                    best_before=at.date() + timedelta(days=10),
-                )
+                ItemAdded(**ids(), occurred_at=at, code=MILK, quantity=1000, unit="ml", best_before=bb)
             )
         # The last day's use leaves only ``milk_left`` ml of the last litre.
         used = 250 - milk_left if day == DAYS - 1 else 250
-        if used <= 0:
-            continue
-        n = next_seq()
-        events.append(
-            ItemConsumed(
-                event_id=event_id(device, n),
-                device_id=device,
-                seq=n,
-                lot_id=n,
-                occurred_at=at + timedelta(hours=12),
-                code=MILK,
-                quantity=used,
-                unit="ml",
-            )
-        )
-    n = next_seq()
-    events.append(
-        ItemAdded(
-            event_id=event_id(device, n),
-            device_id=device,
-            seq=n,
-            lot_id=n,
-            occurred_at=START,
-            code=CHEESE,
-            quantity=1,
-            best_before=START.date() + timedelta(days=90),
-        )
-    )
+        if used > 0:
+            noon = at + timedelta(hours=12)
+            events.append(ItemConsumed(**ids(), occurred_at=noon, code=MILK, quantity=used, unit="ml"))
+    bb = START.date() + timedelta(days=90)
+    events.append(ItemAdded(**ids(), occurred_at=START, code=CHEESE, quantity=1, best_before=bb))
     return [(topics.events(device), encode(event)) for event in events]
 
 
