@@ -69,6 +69,7 @@ class ItemPlan:
     pack: float  # the household's usual pack, in ``unit``
     stock: float  # in ``unit``
     rate: float  # ``unit`` a day
+    sd: float  # spread of a day's use, ``unit``
     days_left: tuple[float, float, float]  # p10, p50, p90
     reorder_on: date | None  # the day it will be due, None if it never runs out
     packs: int  # packs to order now
@@ -375,6 +376,7 @@ def _explain(items: _Items, result: Forecast, decision: Plan, today: date) -> li
                 pack=pack,
                 stock=float(items.stock[row]) * pack,
                 rate=float(result.rate[row]) * pack,
+                sd=float(result.sd[row]) * pack,
                 days_left=(p10, p50, p90),
                 reorder_on=reorder_on,
                 packs=packs,

@@ -10,13 +10,15 @@ idempotency key, so a household gets one order per cycle whatever runs.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Engine
+from sqlalchemy import Engine, exists, select, update
 
-from cloud.planner import PlanningRun, plan_cycle
+from cloud.models import DEVICES, HOUSEHOLDS, PLANNED_ORDERS
+from cloud.planner import PlanningRun, cycle_of, plan_cycle
 from cloud.replenishment import PolicyParams
 from shared.clock import Clock
 
@@ -39,6 +41,8 @@ class PlanningSchedule:
         self.interval_s = interval_s
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self.last: PlanningRun | None = None
+        self._lock = threading.Lock()
+        self._active: set[str] = set()  # devices that stored events since the last run
 
     def start(self) -> None:
         """Schedule the first run one interval from now, and every interval after it."""
@@ -52,14 +56,41 @@ class PlanningSchedule:
         )
         self._scheduler.start()
 
+    def note_events(self, device_id: str) -> None:
+        """Note that a fridge stored events: its household is planned again soon, if its cycle's
+        basket is not made yet (the milk that ran low after the cycle's run)."""
+        with self._lock:
+            first = not self._active
+            self._active.add(device_id)
+        if first:
+            self.run_soon()
+
     def run_once(self) -> PlanningRun:
         """Run one planning cycle now (the job; also callable directly)."""
+        with self._lock:
+            active, self._active = self._active, set()
         try:
+            if active:
+                self._replan(active)
             self.last = plan_cycle(self._engine, self._clock, self.interval_s, params=self._params)
         except Exception:
             log.exception("planning run failed; the next interval tries again")
             raise
         return self.last
+
+    def _replan(self, devices: set[str]) -> None:
+        """Mark the devices' households for planning again in this cycle, unless they have an order."""
+        cycle = cycle_of(self._clock.now(), self.interval_s)
+        households = select(DEVICES.c.household_id).where(DEVICES.c.id.in_(sorted(devices)))
+        ordered = exists().where(
+            PLANNED_ORDERS.c.household_id == HOUSEHOLDS.c.id, PLANNED_ORDERS.c.cycle == cycle
+        )
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(HOUSEHOLDS)
+                .where(HOUSEHOLDS.c.id.in_(households), HOUSEHOLDS.c.planned_cycle == cycle, ~ordered)
+                .values(planned_cycle=cycle - 1)
+            )
 
     def run_soon(self, delay_s: float = SOON_S) -> None:
         """Move the next run forward to ``delay_s`` from now (never later than it was)."""

@@ -18,6 +18,7 @@ from cloud.settings import CloudSettings
 from cloud.subscriber import Subscriber
 from cloud.writer import WriterConfig, WriterProcess
 from shared.clock import Clock, SystemClock
+from shared.messages import EventsAcknowledged
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class CloudService:
         )
         self.ingestor = Ingestor(
             self.engine,
-            self.subscriber.acknowledge,
+            self._acknowledge,
             clock or SystemClock(),
             batch_size=settings.batch_size,
             batch_interval_s=settings.batch_interval_s,
@@ -69,6 +70,11 @@ class CloudService:
                 log_json=settings.log_format == "json",
             )
         )
+
+    def _acknowledge(self, ack: EventsAcknowledged) -> None:
+        self.subscriber.acknowledge(ack)
+        if self.settings.planning:
+            self.planning.note_events(ack.device_id)
 
     def _submit(self, topic: str, payload: bytes) -> None:
         self.ingestor.submit(topic, payload)

@@ -23,19 +23,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from shared.clock import ManualClock
 from shared.mqtt import MqttSettings
 from simulator.errors import ScenarioError
 from simulator.life import DayTruth
 from simulator.mosquitto import Mosquitto, free_port, mosquitto_binary
-from simulator.plots import ORDER_COLUMNS, TRUTH_COLUMNS, write_plots
+from simulator.plots import FORECAST_COLUMNS, ORDER_COLUMNS, TRUTH_COLUMNS, write_plots
 from simulator.retailer import Order, OrderStatus
 from simulator.scenario import Scenario
 from simulator.world import DayReport, World, WorldReport, fridge_id
 
 log = logging.getLogger(__name__)
+
+# The fridges whose stock the report forecasts day by day and draws: a few, as each costs a planning
+# run a day.
+FORECAST_HOUSEHOLDS = 4
+BAND_Z = 1.2816
 
 
 def run_scenario(
@@ -102,7 +107,18 @@ def run_scenario(
         if not cloud.subscriber.wait_connected(15):
             raise TimeoutError(f"the cloud could not connect to the broker at {mqtt.host}:{mqtt.port}")
         world.start()
-        report = world.run(scenario.days, on_day)
+        watched = [fridge_id(i) for i in range(1, min(scenario.households, FORECAST_HOUSEHOLDS) + 1)]
+        with (report_dir / "forecast.csv").open("w", newline="", encoding="utf-8") as file:
+            forecasts = csv.writer(file)
+            forecasts.writerow(FORECAST_COLUMNS)
+
+            def day_done(day: DayReport) -> None:
+                # The cloud's forecast, from what the fridges sent, of the watched fridges' stock tomorrow.
+                forecasts.writerows(_forecast_rows(cloud.engine, watched, clock.now()))
+                if on_day is not None:
+                    on_day(day)
+
+            report = world.run(scenario.days, day_done)
         with cloud.engine.connect() as connection:
             stored = int(connection.execute(select(func.count()).select_from(EVENTS)).scalar_one())
     orders = world.retailer.orders if world.retailer is not None else []
@@ -110,8 +126,26 @@ def run_scenario(
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     _write_truth(report_dir / "truth.csv", report)
     write_orders(report_dir / "orders.csv", orders)
-    write_plots(report_dir)
+    write_plots(report_dir, devices=watched)
     return summary
+
+
+def _forecast_rows(engine: Engine, devices: Sequence[str], now: datetime) -> list[list[object]]:
+    """Return forecast.csv's rows: each watched fridge's stock at the end of the coming day, in packs."""
+    from cloud.planner import plan_households
+
+    with engine.connect() as connection:
+        plans = plan_households(connection, [f"hh-{device}" for device in devices], now)
+    day = now.date().isoformat()
+    rows: list[list[object]] = []
+    for device, household in zip(devices, plans, strict=True):
+        for item in household.items:
+            p50 = max((item.stock - item.rate) / item.pack, 0.0)
+            band = BAND_Z * item.sd / item.pack  # the 10th to 90th percentile of a day's use
+            rows.append(
+                [day, device, item.code, round(p50, 4), round(max(p50 - band, 0), 4), round(p50 + band, 4)]
+            )
+    return rows
 
 
 def run_load_scenario(scenario: Scenario, report_dir: Path, *, progress: bool = False) -> dict[str, Any]:

@@ -231,3 +231,36 @@ def test_the_schedule_runs_a_cycle_every_interval_and_sooner_when_asked(service:
     assert schedule.last.orders == 2
     with pytest.raises(ValueError, match="interval"):
         PlanningSchedule(service.engine, ManualClock(NOW), interval_s=0)
+
+
+def test_a_household_whose_stock_falls_after_the_cycles_run_is_planned_again(tmp_path: Path) -> None:
+    settings = CloudSettings(
+        database_url=f"sqlite:///{tmp_path / 'cloud.db'}",
+        mqtt=MqttSettings(host="127.0.0.1", port=free_port()),
+        planning=False,
+    )
+    cloud = CloudService(settings, ManualClock(NOW), serve_http=False)
+    stocked = history("fridge-x", milk_left=100)
+    extra = ItemAdded(
+        event_id=event_id("fridge-x", 900), device_id="fridge-x", seq=900, lot_id=900,
+        occurred_at=NOW - timedelta(hours=1), code=MILK, quantity=3000, unit="ml",
+    )  # fmt: skip
+    cloud.ingestor.process([*stocked, (topics.events("fridge-x"), encode(extra))])
+    schedule = PlanningSchedule(cloud.engine, ManualClock(NOW), INTERVAL_S)
+    try:
+        before = schedule.run_once()
+        spilt = ItemConsumed(
+            event_id=event_id("fridge-x", 901), device_id="fridge-x", seq=901, lot_id=900,
+            occurred_at=NOW - timedelta(minutes=5), code=MILK, quantity=3000, unit="ml",
+        )  # fmt: skip
+        cloud.ingestor.process([(topics.events("fridge-x"), encode(spilt))])
+        schedule.note_events("fridge-x")
+        after = schedule.run_once()
+        again = schedule.run_once()  # nothing new: no second order in the cycle
+    finally:
+        cloud.stop()
+    assert before.households == 1
+    assert before.orders == 0  # three litres in the fridge: nothing to order
+    assert after.households == 1
+    assert after.orders == 1  # the same cycle, planned again once the milk was gone
+    assert again.households == 0

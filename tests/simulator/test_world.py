@@ -140,6 +140,18 @@ def test_chaos_for_30_days_loses_and_doubles_nothing(tmp_path: Path) -> None:
     assert retailer["delivered"] > 0
     assert retailer["failed"] > 0
     assert retailer["lines_substituted"] > 0
+    # The report: truth, orders, the cloud's forecast of the watched fridges, and the plots.
+    report = tmp_path / "report"
+    forecast = (report / "forecast.csv").read_text().splitlines()
+    assert forecast[0] == "day,device_id,code,stock_p50,stock_p10,stock_p90"
+    assert len(forecast) > chaos.days * 10
+    assert sorted(p.name for p in (report / "plots").iterdir()) == [
+        "offers.png",
+        "orders.png",
+        "stock.png",
+        "stockouts.png",
+        "waste.png",
+    ]
 
 
 class CountingDoor(SimulatedDoor):
