@@ -24,11 +24,11 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, case, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -235,85 +235,72 @@ def _write_order(
 
 
 def _load(connection: Connection, household_ids: list[str], now: datetime) -> _Items:
-    """Read the households' events into arrays."""
-    today = now.date()
-    start = today - timedelta(days=WINDOW_DAYS)
-    rows = connection.execute(
+    """Read the households' events into arrays: totals in SQL, the window's events one by one."""
+    start = now.date() - timedelta(days=WINDOW_DAYS)
+    since = datetime.combine(start, time(), UTC)
+    events = EVENTS.c
+    mine = (events.household_id.in_(household_ids), events.code.is_not(None))
+    added = case((events.type == "item_added", events.quantity_delta))
+    totals = connection.execute(
         select(
-            EVENTS.c.household_id,
-            EVENTS.c.code,
-            EVENTS.c.type,
-            EVENTS.c.quantity_delta,
-            EVENTS.c.occurred_at,
-            EVENTS.c.payload,
+            events.household_id,
+            events.code,
+            func.sum(events.quantity_delta),
+            func.min(events.occurred_at),
+            func.max(added),
         )
-        .where(EVENTS.c.household_id.in_(household_ids), EVENTS.c.code.is_not(None))
-        .order_by(EVENTS.c.occurred_at)
+        .where(*mine)
+        .group_by(events.household_id, events.code)
+        .order_by(events.household_id, events.code)
     ).all()
     index = {h: i for i, h in enumerate(household_ids)}
-    row_of: dict[tuple[str, str], int] = {}
-    household: list[int] = []
-    codes: list[str] = []
-    units: list[str] = []
-    packs: list[float] = []
-    lives: list[list[float]] = []
-    first: list[date] = []
-    deltas: list[list[tuple[date, float]]] = []
-    used: list[list[tuple[date, float]]] = []
-    for household_id, code, kind, delta, occurred, payload in rows:
-        key = (str(household_id), str(code))
-        row = row_of.get(key)
-        day = _day(occurred)
-        if row is None:
-            row = row_of[key] = len(codes)
-            household.append(index[key[0]])
-            codes.append(key[1])
-            units.append("unit")
-            packs.append(0.0)
-            lives.append([])
-            first.append(day)
-            deltas.append([])
-            used.append([])
-        deltas[row].append((day, float(delta)))
-        if kind == "item_added":
-            body = json.loads(payload)
-            units[row] = str(body.get("unit", "unit"))
-            packs[row] = max(packs[row], float(delta))
-            if body.get("best_before"):
-                lives[row].append(float((date.fromisoformat(body["best_before"]) - day).days))
-        elif kind == "item_consumed" and day >= start:
-            used[row].append((day, -float(delta)))
-    n = len(codes)
-    pack = np.asarray([p if p > 0 else 1.0 for p in packs])
+    row_of = {(str(h), str(c)): row for row, (h, c, *_rest) in enumerate(totals)}
+    n = len(totals)
+    pack = np.asarray([float(biggest) if biggest and biggest > 0 else 1.0 for *_r, biggest in totals])
+    total = np.asarray([float(t) for _h, _c, t, _f, _b in totals])
+    first = [_day(f) for _h, _c, _t, f, _b in totals]
+    units = ["unit"] * n
+    lives: list[list[float]] = [[] for _ in range(n)]
     usage = np.zeros((n, WINDOW_DAYS))
-    in_stock = np.zeros((n, WINDOW_DAYS), dtype=bool)
-    stock = np.zeros(n)
-    for row in range(n):
-        for day, amount in used[row]:
-            column = (day - start).days
-            if 0 <= column < WINDOW_DAYS:
-                usage[row, column] += amount / pack[row]
-        level = 0.0
-        changes = iter(deltas[row])
-        pending = next(changes, None)
-        for column in range(WINDOW_DAYS):
-            day = start + timedelta(days=column)
-            while pending is not None and pending[0] < day:
-                level += pending[1]
-                pending = next(changes, None)
-            in_stock[row, column] = level > 1e-9
-        stock[row] = sum(change for _day, change in deltas[row]) / pack[row]
+    change = np.zeros((n, WINDOW_DAYS))  # the stock's change on each day of the window
+    window = connection.execute(
+        select(
+            events.household_id,
+            events.code,
+            events.type,
+            events.quantity_delta,
+            events.occurred_at,
+            events.payload,
+        )
+        .where(*mine, events.occurred_at >= since)
+        .order_by(events.occurred_at)
+    ).all()
+    for household_id, code, kind, delta, occurred, payload in window:
+        row = row_of[(str(household_id), str(code))]
+        day = _day(occurred)
+        offset = (day - start).days  # WINDOW_DAYS is today: in the stock, not yet in a day's use
+        column = min(max(offset, 0), WINDOW_DAYS - 1)
+        change[row, column] += float(delta)
+        if kind in ("item_added", "item_consumed"):
+            body = json.loads(payload)
+            units[row] = str(body.get("unit", units[row]))
+            if kind == "item_consumed" and offset < WINDOW_DAYS:
+                usage[row, column] -= float(delta)
+            elif body.get("best_before"):
+                lives[row].append(float((date.fromisoformat(body["best_before"]) - day).days))
+    # The stock as each day began: the total, less every change from that day on.
+    level = total[:, None] - np.cumsum(change[:, ::-1], axis=1)[:, ::-1]
     first_day = np.asarray([max((d - start).days, 0) for d in first], dtype=np.int64)
     shelf_life = np.asarray([float(np.median(life)) if life else DEFAULT_SHELF_LIFE_DAYS for life in lives])
     return _Items(
         households=household_ids,
-        household=np.asarray(household, dtype=np.int64),
-        code=codes,
+        household=np.asarray([index[str(h)] for h, *_rest in totals], dtype=np.int64),
+        code=[str(c) for _h, c, *_rest in totals],
         unit=units,
         pack=pack,
-        stock=np.maximum(stock, 0.0),
-        usage=usage,
-        in_stock=in_stock,
+        stock=np.maximum(total / pack, 0.0),
+        usage=usage / pack[:, None],
+        in_stock=level > 1e-9,
         first_day=first_day,
         shelf_life=np.maximum(shelf_life, 1.0),
     )
