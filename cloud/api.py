@@ -15,14 +15,15 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlmodel import Session
 
 from cloud import metrics
 from cloud.deadletters import list_dead_letters, payload_text
+from cloud.errors import OrderStateError
 from cloud.ingest import IngestStats, RejectReason
 from cloud.models import EVENTS, PLANNED_ORDER_LINES, PLANNED_ORDERS, Device, Household
-from cloud.planner import plan_households
+from cloud.planner import approve_order, cancel_order, plan_households
 from cloud.schemas import (
     CheckPublic,
     DaysLeftPublic,
@@ -35,6 +36,9 @@ from cloud.schemas import (
     IngestStatsPublic,
     InventoryItemPublic,
     InventoryPublic,
+    PlannedOrderPublic,
+    PlanningModePublic,
+    PlanningModeUpdate,
     ReadinessPublic,
     ShoppingLinePublic,
     ShoppingListPublic,
@@ -242,28 +246,15 @@ def create_app(
             .limit(1)
         ).first()
         if order is not None:
-            lines = session.execute(
-                select(PLANNED_ORDER_LINES)
-                .where(PLANNED_ORDER_LINES.c.order_id == order.id)
-                .order_by(PLANNED_ORDER_LINES.c.code)
-            ).all()
+            stored = planned_order(session, household_id, order.id)
             return ShoppingListPublic(
                 household_id=household_id,
-                order_id=order.id,
-                status=order.status,
-                cycle=order.cycle,
-                created_at=_utc(order.created_at),
-                cancellable_until=_utc(order.cancellable_until),
-                lines=[
-                    ShoppingLinePublic(
-                        code=line.code,
-                        packs=line.packs,
-                        quantity=line.quantity,
-                        unit=line.unit,
-                        reason=line.reason,
-                    )
-                    for line in lines
-                ],
+                order_id=stored.id,
+                status=stored.status,
+                cycle=stored.cycle,
+                created_at=stored.created_at,
+                cancellable_until=stored.cancellable_until,
+                lines=stored.lines,
             )
         (household,) = plan_households(session.connection(), [household_id], clock.now())
         return ShoppingListPublic(
@@ -284,6 +275,89 @@ def create_app(
                 for item in sorted(household.basket, key=lambda i: i.code)
             ],
         )
+
+    def planned_order(session: Session, household_id: str, order_id: str) -> PlannedOrderPublic:
+        order = session.execute(
+            select(PLANNED_ORDERS).where(
+                PLANNED_ORDERS.c.id == order_id, PLANNED_ORDERS.c.household_id == household_id
+            )
+        ).first()
+        if order is None:
+            raise HTTPException(404, f"household {household_id!r} has no planned order {order_id!r}")
+        lines = session.execute(
+            select(PLANNED_ORDER_LINES)
+            .where(PLANNED_ORDER_LINES.c.order_id == order_id)
+            .order_by(PLANNED_ORDER_LINES.c.code)
+        ).all()
+        return PlannedOrderPublic(
+            id=order.id,
+            household_id=household_id,
+            cycle=order.cycle,
+            status=order.status,
+            created_at=_utc(order.created_at) or order.created_at,
+            cancellable_until=_utc(order.cancellable_until),
+            lines=[
+                ShoppingLinePublic(
+                    code=line.code,
+                    packs=line.packs,
+                    quantity=line.quantity,
+                    unit=line.unit,
+                    reason=line.reason,
+                )
+                for line in lines
+            ],
+        )
+
+    @app.get("/households/{household_id}/planned-orders", tags=["households"])
+    def list_planned_orders(
+        household_id: str, session: SessionDep, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20
+    ) -> list[PlannedOrderPublic]:
+        """Return the planner's baskets for the household, newest first."""
+        household_or_404(session, household_id)
+        ids = session.execute(
+            select(PLANNED_ORDERS.c.id)
+            .where(PLANNED_ORDERS.c.household_id == household_id)
+            .order_by(PLANNED_ORDERS.c.created_at.desc(), PLANNED_ORDERS.c.id)
+            .limit(limit)
+        ).scalars()
+        return [planned_order(session, household_id, str(order_id)) for order_id in ids]
+
+    @app.post("/households/{household_id}/planned-orders/{order_id}/approve", tags=["households"])
+    def approve_planned_order(household_id: str, order_id: str, session: SessionDep) -> PlannedOrderPublic:
+        """Approve a proposed basket; 409 names the state if it is not proposed."""
+        return change_order(session, household_id, order_id, approve_order)
+
+    @app.post("/households/{household_id}/planned-orders/{order_id}/cancel", tags=["households"])
+    def cancel_planned_order(household_id: str, order_id: str, session: SessionDep) -> PlannedOrderPublic:
+        """Cancel a suggested or proposed basket, or an automatic one within 24 hours; else 409."""
+        return change_order(session, household_id, order_id, cancel_order)
+
+    def change_order(
+        session: Session,
+        household_id: str,
+        order_id: str,
+        action: Callable[[Connection, str, str, datetime], str | None],
+    ) -> PlannedOrderPublic:
+        household_or_404(session, household_id)
+        try:
+            found = action(session.connection(), household_id, order_id, clock.now())
+        except OrderStateError as exc:
+            raise HTTPException(409, str(exc)) from None
+        if found is None:
+            raise HTTPException(404, f"household {household_id!r} has no planned order {order_id!r}")
+        session.commit()
+        return planned_order(session, household_id, order_id)
+
+    @app.put("/households/{household_id}/planning", tags=["households"])
+    def set_planning_mode(
+        household_id: str, update: PlanningModeUpdate, session: SessionDep
+    ) -> PlanningModePublic:
+        """Choose what the planner's baskets become: automatic, approve (the default) or suggest."""
+        household = household_or_404(session, household_id)
+        household.planning_mode = update.mode
+        session.add(household)
+        session.commit()
+        return PlanningModePublic(household_id=household_id, mode=update.mode)
 
     @app.get("/admin/dead-letters", tags=["admin"])
     def get_dead_letters(

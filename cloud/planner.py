@@ -32,12 +32,21 @@ from sqlalchemy import Connection, Engine, case, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from cloud.errors import OrderStateError
 from cloud.forecast import Forecast, forecast
 from cloud.models import EVENTS, HOUSEHOLDS, PLANNED_ORDER_LINES, PLANNED_ORDERS
 from cloud.replenishment import Plan, PlanItems, PolicyParams, plan
 from shared.clock import Clock
 
-__all__ = ["HouseholdPlan", "ItemPlan", "PlanningRun", "plan_cycle", "plan_households"]
+__all__ = [
+    "HouseholdPlan",
+    "ItemPlan",
+    "PlanningRun",
+    "approve_order",
+    "cancel_order",
+    "plan_cycle",
+    "plan_households",
+]
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +241,59 @@ def _write_order(
         ],
     )
     return True
+
+
+def approve_order(connection: Connection, household_id: str, order_id: str, now: datetime) -> str | None:
+    """Approve a proposed order; return its new status, None if the household has no such order."""
+    status = _status(connection, household_id, order_id)
+    if status is None:
+        return None
+    if status != "proposed" or not _move(connection, order_id, "proposed", "approved"):
+        raise OrderStateError(order_id, _status(connection, household_id, order_id) or status, "approved")
+    return "approved"
+
+
+def cancel_order(connection: Connection, household_id: str, order_id: str, now: datetime) -> str | None:
+    """Cancel a suggested or proposed order, or an approved one while it is cancellable; return
+    the new status, None if the household has no such order."""
+    row = connection.execute(
+        select(PLANNED_ORDERS.c.status, PLANNED_ORDERS.c.cancellable_until).where(
+            PLANNED_ORDERS.c.id == order_id, PLANNED_ORDERS.c.household_id == household_id
+        )
+    ).first()
+    if row is None:
+        return None
+    status, until = str(row[0]), row[1]
+    if status == "approved":
+        until = None if until is None else (until if until.tzinfo else until.replace(tzinfo=UTC))
+        if until is None or now > until:
+            when = f" after {until.isoformat()}" if until is not None else " by the household"
+            raise OrderStateError(order_id, status, "cancelled", when)
+    elif status not in ("suggested", "proposed"):
+        raise OrderStateError(order_id, status, "cancelled")
+    if not _move(connection, order_id, status, "cancelled"):
+        raise OrderStateError(order_id, _status(connection, household_id, order_id) or status, "cancelled")
+    return "cancelled"
+
+
+def _status(connection: Connection, household_id: str, order_id: str) -> str | None:
+    orders = PLANNED_ORDERS.c
+    found = connection.execute(
+        select(orders.status).where(orders.id == order_id, orders.household_id == household_id)
+    ).scalar_one_or_none()
+    return None if found is None else str(found)
+
+
+def _move(connection: Connection, order_id: str, before: str, after: str) -> bool:
+    """Change the order's status if it is still ``before`` (another request may have changed it)."""
+    orders = PLANNED_ORDERS.c
+    moved = connection.execute(
+        update(PLANNED_ORDERS)
+        .where(orders.id == order_id, orders.status == before)
+        .values(status=after)
+        .returning(orders.id)
+    ).first()
+    return moved is not None
 
 
 def _load(connection: Connection, household_ids: list[str], now: datetime) -> _Items:

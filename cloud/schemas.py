@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -150,3 +151,31 @@ class ShoppingListPublic(BaseModel):
     created_at: datetime | None
     cancellable_until: datetime | None
     lines: list[ShoppingLinePublic]
+
+
+class PlannedOrderPublic(BaseModel):
+    """A basket the planner made, as the household sees it."""
+
+    id: str
+    household_id: str
+    cycle: int
+    status: str = Field(description="suggested, proposed, approved or cancelled")
+    created_at: datetime
+    cancellable_until: datetime | None
+    lines: list[ShoppingLinePublic]
+
+
+class PlanningModeUpdate(BaseModel):
+    """How the household wants the planner's baskets."""
+
+    mode: Literal["automatic", "approve", "suggest"] = Field(
+        description="automatic: ordered at once, cancellable for 24 h; approve: each order waits for "
+        "the household; suggest: a shopping list only"
+    )
+
+
+class PlanningModePublic(BaseModel):
+    """The household's planning mode."""
+
+    household_id: str
+    mode: str

@@ -264,3 +264,53 @@ def test_a_household_whose_stock_falls_after_the_cycles_run_is_planned_again(tmp
     assert after.households == 1
     assert after.orders == 1  # the same cycle, planned again once the milk was gone
     assert again.households == 0
+
+
+def test_a_household_approves_or_cancels_its_baskets_through_the_api(tmp_path: Path) -> None:
+    clock = ManualClock(NOW)
+    settings = CloudSettings(
+        database_url=f"sqlite:///{tmp_path / 'cloud.db'}",
+        mqtt=MqttSettings(host="127.0.0.1", port=free_port()),
+        http_port=0,
+        client_id="planner-orders-test",
+        planning=False,
+    )
+    cloud = CloudService(settings, clock)
+    cloud.ingestor.process(history("fridge-low", milk_left=100))
+    cloud.start()
+    base = "/households/hh-fridge-low"
+    try:
+        with httpx.Client(base_url=cloud.url, timeout=10) as client:
+            plan_cycle(cloud.engine, clock, INTERVAL_S)
+            (proposed,) = client.get(f"{base}/planned-orders").json()
+            approved = client.post(f"{base}/planned-orders/{proposed['id']}/approve")
+            twice = client.post(f"{base}/planned-orders/{proposed['id']}/approve")
+            late_cancel = client.post(f"{base}/planned-orders/{proposed['id']}/cancel")
+            unknown = client.post(f"{base}/planned-orders/no-such-order/cancel")
+            other = client.post(f"/households/nobody/planned-orders/{proposed['id']}/cancel")
+
+            mode = client.put(f"{base}/planning", json={"mode": "automatic"})
+            bad_mode = client.put(f"{base}/planning", json={"mode": "sometimes"})
+            clock.advance(timedelta(days=4))  # the first basket no longer counts as on its way
+            plan_cycle(cloud.engine, clock, INTERVAL_S)
+            automatic = client.get(f"{base}/planned-orders").json()[0]
+            clock.advance(timedelta(hours=23))
+            cancelled = client.post(f"{base}/planned-orders/{automatic['id']}/cancel")
+    finally:
+        cloud.stop()
+
+    assert proposed["status"] == "proposed"
+    assert [line["code"] for line in proposed["lines"]] == [MILK]
+    assert approved.status_code == 200
+    assert approved.json()["status"] == "approved"
+    assert twice.status_code == 409
+    assert "is approved" in twice.json()["detail"]
+    assert late_cancel.status_code == 409  # approved by the household: the retailer has it
+    assert unknown.status_code == 404
+    assert other.status_code == 404
+    assert mode.json() == {"household_id": "hh-fridge-low", "mode": "automatic"}
+    assert bad_mode.status_code == 422
+    assert automatic["status"] == "approved"
+    assert automatic["cancellable_until"] is not None
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
