@@ -63,24 +63,7 @@ Histories = Sequence[Sequence[Sequence[int]]]
 # Called with the name of each long step as it starts.
 StepCallback = Callable[[str], None]
 
-REPEAT_FEATURES = (
-    "personal_score",
-    "log_purchases",
-    "purchase_share",
-    "log_baskets_since",
-    "in_last_basket",
-    "log_neighbour_score",
-    "log_buyers",
-    "log_last_basket_buyers",
-    "log_new_buyers",
-    "log_rebuy_rate",
-    "log_baskets",
-    "log_cooccurrence",
-    "log_last_basket_cooccurrence",
-    "repeat_habit",
-    "log_basket_size",
-    "log_trend",
-)
+# Features of every candidate; a repeat candidate has its own history with the household besides.
 EXPLORE_FEATURES = (
     "log_neighbour_score",
     "log_buyers",
@@ -93,6 +76,14 @@ EXPLORE_FEATURES = (
     "repeat_habit",
     "log_basket_size",
     "log_trend",
+)
+REPEAT_FEATURES = (
+    "personal_score",
+    "log_purchases",
+    "purchase_share",
+    "log_baskets_since",
+    "in_last_basket",
+    *EXPLORE_FEATURES,
 )
 
 
