@@ -22,9 +22,13 @@ from cloud import metrics
 from cloud.deadletters import list_dead_letters, payload_text
 from cloud.errors import OrderStateError
 from cloud.ingest import IngestStats, RejectReason
-from cloud.models import EVENTS, PLANNED_ORDER_LINES, PLANNED_ORDERS, Device, Household
+from cloud.models import CATALOG_ITEMS, EVENTS, PLANNED_ORDER_LINES, PLANNED_ORDERS, Device, Household
 from cloud.planner import approve_order, cancel_order, plan_households
+from cloud.retailers import retailer_of, upsert_catalog
 from cloud.schemas import (
+    CatalogItemPublic,
+    CatalogUpload,
+    CatalogUploadPublic,
     CheckPublic,
     DaysLeftPublic,
     DeadLetterPublic,
@@ -58,6 +62,22 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def retailer_id(request: Request, session: SessionDep) -> str:
+    """Return the retailer whose API key came with the request, or answer 401."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    found = retailer_of(session.connection(), key.strip()) if scheme.lower() == "bearer" else None
+    if found is None:
+        raise HTTPException(
+            401,
+            "send the retailer's API key as 'Authorization: Bearer frk_...' (frigo retailers create)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return found
+
+
+RetailerDep = Annotated[str, Depends(retailer_id)]
 
 
 def create_app(
@@ -358,6 +378,47 @@ def create_app(
         session.add(household)
         session.commit()
         return PlanningModePublic(household_id=household_id, mode=update.mode)
+
+    @app.put("/retailer/catalog", tags=["retailer"])
+    def put_catalog(upload: CatalogUpload, retailer: RetailerDep, session: SessionDep) -> CatalogUploadPublic:
+        """Insert or update up to 10,000 of the retailer's products in one request."""
+        count = upsert_catalog(
+            session.connection(), retailer, [item.model_dump() for item in upload.items], clock.now()
+        )
+        session.commit()
+        products = session.execute(
+            select(func.count()).select_from(CATALOG_ITEMS).where(CATALOG_ITEMS.c.retailer_id == retailer)
+        ).scalar_one()
+        return CatalogUploadPublic(retailer_id=retailer, upserted=count, products=int(products))
+
+    @app.get("/retailer/catalog", tags=["retailer"])
+    def get_catalog(
+        retailer: RetailerDep,
+        session: SessionDep,
+        after: Annotated[str, Query(max_length=14, description="Return GTINs after this one.")] = "",
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    ) -> list[CatalogItemPublic]:
+        """Return the retailer's products by GTIN, a page at a time."""
+        items = CATALOG_ITEMS.c
+        rows = session.execute(
+            select(CATALOG_ITEMS)
+            .where(items.retailer_id == retailer, items.gtin > after)
+            .order_by(items.gtin)
+            .limit(limit)
+        ).all()
+        return [
+            CatalogItemPublic(
+                gtin=row.gtin,
+                name=row.name,
+                price=row.price,
+                currency=row.currency,
+                pack_size=row.pack_size,
+                unit=row.unit,
+                available=row.available,
+                updated_at=_utc(row.updated_at) or row.updated_at,
+            )
+            for row in rows
+        ]
 
     @app.get("/admin/dead-letters", tags=["admin"])
     def get_dead_letters(

@@ -93,6 +93,45 @@ class PlannedOrderLine(SQLModel, table=True):
     reason: str = Field(max_length=300)
 
 
+class Retailer(SQLModel, table=True):
+    """A grocery retailer that takes orders through the order API."""
+
+    __tablename__ = "retailers"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class RetailerKey(SQLModel, table=True):
+    """An API key of a retailer: only its SHA-256 is kept, and a prefix to tell keys apart."""
+
+    __tablename__ = "retailer_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    retailer_id: str = Field(foreign_key="retailers.id", index=True, max_length=64)
+    prefix: str = Field(max_length=16)
+    key_hash: str = Field(unique=True, max_length=64)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class CatalogItem(SQLModel, table=True):
+    """A product a retailer sells: its price and pack, as the retailer last said."""
+
+    __tablename__ = "catalog_items"
+
+    retailer_id: str = Field(foreign_key="retailers.id", primary_key=True, max_length=64)
+    gtin: str = Field(primary_key=True, max_length=14)
+    name: str = Field(max_length=200)
+    price: float
+    currency: str = Field(max_length=3)
+    pack_size: float
+    unit: str = Field(max_length=8)
+    available: bool = True
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 class DeadLetter(SQLModel, table=True):
     """A message that could not be ingested, kept (truncated) so an operator can see why."""
 
@@ -120,4 +159,7 @@ DEVICES = _table(Device)
 EVENTS = _table(StoredEvent)
 DEAD_LETTERS = _table(DeadLetter)
 PLANNED_ORDERS = _table(PlannedOrder)
+RETAILERS = _table(Retailer)
+RETAILER_KEYS = _table(RetailerKey)
+CATALOG_ITEMS = _table(CatalogItem)
 PLANNED_ORDER_LINES = _table(PlannedOrderLine)

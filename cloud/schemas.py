@@ -6,9 +6,10 @@ import uuid
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cloud.deadletters import MAX_DEAD_LETTER_BYTES
+from shared import gtin
 
 
 class DevicePublic(BaseModel):
@@ -179,3 +180,49 @@ class PlanningModePublic(BaseModel):
 
     household_id: str
     mode: str
+
+
+MAX_CATALOG_ITEMS = 10_000
+
+
+class CatalogItemIn(BaseModel):
+    """A product as a retailer uploads it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gtin: str = Field(description="GTIN-8, -12, -13 or -14 with a valid check digit.")
+    name: str = Field(min_length=1, max_length=200)
+    price: float = Field(ge=0, description="Price of one pack, in ``currency``.")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR.")
+    pack_size: float = Field(gt=0, description="What one pack holds, in ``unit``.")
+    unit: Literal["unit", "g", "ml"] = "unit"
+    available: bool = True
+
+    @field_validator("gtin")
+    @classmethod
+    def _valid_gtin(cls, value: str) -> str:
+        if not gtin.is_valid(value):
+            raise ValueError("not a GTIN: 8, 12, 13 or 14 digits with a valid check digit")
+        return value
+
+
+class CatalogUpload(BaseModel):
+    """A bulk upsert of a retailer's catalog."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[CatalogItemIn] = Field(min_length=1, max_length=MAX_CATALOG_ITEMS)
+
+
+class CatalogUploadPublic(BaseModel):
+    """What a catalog upload did."""
+
+    retailer_id: str
+    upserted: int
+    products: int = Field(description="Products in the retailer's catalog after the upload.")
+
+
+class CatalogItemPublic(CatalogItemIn):
+    """A product of the retailer's catalog, as stored."""
+
+    updated_at: datetime

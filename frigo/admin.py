@@ -1,4 +1,5 @@
-"""Operator commands: fridges' broker credentials (`frigo devices`) and the broker's TLS (`frigo pki`).
+"""Operator commands: fridges' broker credentials (`frigo devices`), the broker's TLS (`frigo pki`),
+and retailers' API keys (`frigo retailers`).
 
 Both are Typer apps for the main command to mount; they import the cloud's modules only when run,
 so the edge install (without the ``cloud`` extra) can still load this file.
@@ -22,6 +23,10 @@ devices_app = typer.Typer(
     help="Fridges' broker credentials: provision, revoke, list, write Mosquitto's files.",
     no_args_is_help=True,
 )
+retailers_app = typer.Typer(
+    help="Retailers of the order API: create one with its API key, add keys, list them.",
+    no_args_is_help=True,
+)
 pki_app = typer.Typer(
     help="A private CA and server certificate for the broker's TLS listener.", no_args_is_help=True
 )
@@ -40,7 +45,7 @@ RELOAD_HINT = "reload Mosquitto to apply them: systemctl reload mosquitto (or ki
 
 
 @contextmanager
-def _session(database_url: str | None) -> Iterator[Session]:
+def _session(database_url: str | None, needs: str = "devices") -> Iterator[Session]:
     """Open the cloud database named by ``database_url`` or, by default, the cloud's settings."""
     from sqlalchemy import inspect, make_url
     from sqlmodel import Session
@@ -51,10 +56,10 @@ def _session(database_url: str | None) -> Iterator[Session]:
     url = database_url or CloudSettings().database_url
     engine = create_db_engine(url)
     try:
-        if not inspect(engine).has_table("devices"):
+        if not inspect(engine).has_table(needs):
             shown = make_url(url).render_as_string(hide_password=True)
             raise typer.BadParameter(
-                f"{shown} has no devices table: run `frigo cloud migrate` first", param_hint="--database-url"
+                f"{shown} has no {needs} table: run `frigo cloud migrate` first", param_hint="--database-url"
             )
         with Session(engine) as session:
             yield session
@@ -242,3 +247,60 @@ def init(
     typer.echo(f"certfile {server.cert}")
     typer.echo(f"keyfile {server.key}")
     typer.echo(f"\n# devices and cloud: FRIGO_EDGE_MQTT__TLS_CA_FILE={server.ca_cert}, port {port}")
+
+
+@retailers_app.command("create")
+def retailers_create(
+    name: Annotated[str, typer.Argument(help="The retailer's name; its id is made from it.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a retailer and print its API key (shown once; only its hash is stored)."""
+    from cloud.retailers import RetailerError, create_retailer
+
+    with _session(database_url, needs="retailers") as session:
+        try:
+            retailer, key = create_retailer(session, name, datetime.now(UTC))
+        except RetailerError as exc:
+            raise typer.BadParameter(str(exc), param_hint="NAME") from None
+        session.commit()
+        typer.echo(f"retailer {retailer.id} ({retailer.name}) created; its API key is:")
+        typer.echo(key)
+        typer.echo(
+            "This key is not stored and will not be shown again: the retailer sends it as "
+            "'Authorization: Bearer <key>'.",
+            err=True,
+        )
+
+
+@retailers_app.command("key")
+def retailers_key(
+    retailer_id: Annotated[str, typer.Argument(help="The retailer's id (frigo retailers list).")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Give a retailer one more API key (for rotation: the old keys keep working until revoked)."""
+    from cloud.retailers import RetailerError, new_key
+
+    with _session(database_url, needs="retailers") as session:
+        try:
+            key = new_key(session, retailer_id, datetime.now(UTC))
+        except RetailerError as exc:
+            raise typer.BadParameter(str(exc), param_hint="RETAILER_ID") from None
+        session.commit()
+        typer.echo(key)
+
+
+@retailers_app.command("list")
+def retailers_list(database_url: DatabaseUrl = None) -> None:
+    """List the retailers with their keys' prefixes."""
+    from sqlmodel import select
+
+    from cloud.models import Retailer, RetailerKey
+
+    with _session(database_url, needs="retailers") as session:
+        for retailer in session.exec(select(Retailer).order_by(Retailer.id)):
+            keys = session.exec(select(RetailerKey).where(RetailerKey.retailer_id == retailer.id)).all()
+            shown = ", ".join(
+                f"{k.prefix}… ({'revoked' if k.revoked_at else 'live'} since {_utc(k.created_at)})"
+                for k in keys
+            )
+            typer.echo(f"{retailer.id}\t{retailer.name}\t{shown or 'no keys'}")

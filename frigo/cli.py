@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from frigo.admin import devices_app, pki_app
+from frigo.admin import devices_app, pki_app, retailers_app
 from frigo.evaluate import eval_app
 from shared.mqtt import MqttSettings
 
@@ -32,6 +32,7 @@ contract_app = typer.Typer(help="The wire contract between fridges and cloud.", 
 app.add_typer(contract_app, name="contract")
 app.add_typer(devices_app, name="devices")
 app.add_typer(pki_app, name="pki")
+app.add_typer(retailers_app, name="retailers")
 app.add_typer(eval_app, name="eval")
 
 

@@ -287,6 +287,7 @@ def test_docs_and_openapi_are_served(client: httpx.Client) -> None:
         "/households/{household_id}/shopping-list",
         "/metrics",
         "/readyz",
+        "/retailer/catalog",
         "/stats",
     ]
     limit = next(

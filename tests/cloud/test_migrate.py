@@ -25,6 +25,9 @@ TABLES = {
     "dead_letters",
     "planned_orders",
     "planned_order_lines",
+    "retailers",
+    "retailer_keys",
+    "catalog_items",
     "alembic_version",
 }
 
