@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 from sqlmodel import Session
 
 from cloud import metrics
+from cloud.access import Caller, caller_of
 from cloud.deadletters import list_dead_letters, payload_text
 from cloud.errors import OrderStateError
 from cloud.ingest import IngestStats, RejectReason
@@ -78,6 +79,39 @@ def retailer_id(request: Request, session: SessionDep) -> str:
 
 
 RetailerDep = Annotated[str, Depends(retailer_id)]
+
+
+def caller(request: Request, session: SessionDep) -> Caller:
+    """Return who holds the request's bearer token, or answer 401."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    found = caller_of(session.connection(), token.strip()) if scheme.lower() == "bearer" else None
+    if found is None:
+        raise HTTPException(
+            401,
+            "send a household's or an operator's token as 'Authorization: Bearer frh_...' "
+            "(frigo tokens household HOUSEHOLD_ID, or frigo tokens admin)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return found
+
+
+CallerDep = Annotated[Caller, Depends(caller)]
+
+
+def household_access(household_id: str, who: CallerDep) -> None:
+    """Let through the household's own token and operators' tokens; answer 403 to the rest."""
+    if not who.may_see(household_id):
+        raise HTTPException(403, f"this token is not for household {household_id!r}")
+
+
+# Routes of one household: its own token, or an operator's.
+OWN = [Depends(household_access)]
+
+
+def admin_only(who: CallerDep) -> None:
+    """Let through operators' tokens only."""
+    if who.role != "admin":
+        raise HTTPException(403, "an operator's token is needed (frigo tokens admin)")
 
 
 def create_app(
@@ -153,7 +187,7 @@ def create_app(
             broker_connected=broker_connected(),
         )
 
-    @app.get("/households", tags=["households"])
+    @app.get("/households", tags=["households"], dependencies=[Depends(admin_only)])
     def list_households(session: SessionDep) -> list[HouseholdPublic]:
         """List every household with its fridges."""
         households = session.execute(select(Household).order_by(Household.id)).scalars().all()
@@ -167,7 +201,9 @@ def create_app(
             )
         return [HouseholdPublic(id=h.id, name=h.name, devices=by_household.get(h.id, [])) for h in households]
 
-    @app.get("/households/{household_id}/inventory", tags=["households"])
+    @app.get(
+        "/households/{household_id}/inventory", tags=["households"], dependencies=[Depends(household_access)]
+    )
     def get_inventory(household_id: str, session: SessionDep) -> InventoryPublic:
         """Return what the household's fridges hold, by product code."""
         household_or_404(session, household_id)
@@ -191,7 +227,9 @@ def create_app(
             event_count=int(count),
         )
 
-    @app.get("/households/{household_id}/events", tags=["households"])
+    @app.get(
+        "/households/{household_id}/events", tags=["households"], dependencies=[Depends(household_access)]
+    )
     def list_events(
         household_id: str,
         session: SessionDep,
@@ -222,7 +260,9 @@ def create_app(
             for r in rows
         ]
 
-    @app.get("/households/{household_id}/forecast", tags=["households"])
+    @app.get(
+        "/households/{household_id}/forecast", tags=["households"], dependencies=[Depends(household_access)]
+    )
     def get_forecast(household_id: str, session: SessionDep) -> ForecastPublic:
         """Return, per product, the rate of use, the days until empty (p10/p50/p90), the reorder
         date and the reason in words."""
@@ -252,7 +292,11 @@ def create_app(
             ],
         )
 
-    @app.get("/households/{household_id}/shopping-list", tags=["households"])
+    @app.get(
+        "/households/{household_id}/shopping-list",
+        tags=["households"],
+        dependencies=[Depends(household_access)],
+    )
     def get_shopping_list(household_id: str, session: SessionDep) -> ShoppingListPublic:
         """Return the planner's latest basket for the household, or the one it would make now."""
         household_or_404(session, household_id)
@@ -328,7 +372,11 @@ def create_app(
             ],
         )
 
-    @app.get("/households/{household_id}/planned-orders", tags=["households"])
+    @app.get(
+        "/households/{household_id}/planned-orders",
+        tags=["households"],
+        dependencies=[Depends(household_access)],
+    )
     def list_planned_orders(
         household_id: str, session: SessionDep, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20
     ) -> list[PlannedOrderPublic]:
@@ -342,12 +390,20 @@ def create_app(
         ).scalars()
         return [planned_order(session, household_id, str(order_id)) for order_id in ids]
 
-    @app.post("/households/{household_id}/planned-orders/{order_id}/approve", tags=["households"])
+    @app.post(
+        "/households/{household_id}/planned-orders/{order_id}/approve",
+        tags=["households"],
+        dependencies=[Depends(household_access)],
+    )
     def approve_planned_order(household_id: str, order_id: str, session: SessionDep) -> PlannedOrderPublic:
         """Approve a proposed basket; 409 names the state if it is not proposed."""
         return change_order(session, household_id, order_id, approve_order)
 
-    @app.post("/households/{household_id}/planned-orders/{order_id}/cancel", tags=["households"])
+    @app.post(
+        "/households/{household_id}/planned-orders/{order_id}/cancel",
+        tags=["households"],
+        dependencies=[Depends(household_access)],
+    )
     def cancel_planned_order(household_id: str, order_id: str, session: SessionDep) -> PlannedOrderPublic:
         """Cancel a suggested or proposed basket, or an automatic one within 24 hours; else 409."""
         return change_order(session, household_id, order_id, cancel_order)
@@ -368,7 +424,9 @@ def create_app(
         session.commit()
         return planned_order(session, household_id, order_id)
 
-    @app.put("/households/{household_id}/planning", tags=["households"])
+    @app.put(
+        "/households/{household_id}/planning", tags=["households"], dependencies=[Depends(household_access)]
+    )
     def set_planning_mode(
         household_id: str, update: PlanningModeUpdate, session: SessionDep
     ) -> PlanningModePublic:
@@ -420,7 +478,7 @@ def create_app(
             for row in rows
         ]
 
-    @app.get("/admin/dead-letters", tags=["admin"])
+    @app.get("/admin/dead-letters", tags=["admin"], dependencies=[Depends(admin_only)])
     def get_dead_letters(
         session: SessionDep,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,

@@ -116,6 +116,20 @@ class RetailerKey(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
+class AccessToken(SQLModel, table=True):
+    """A bearer token of a household (its own data only) or of an operator (admin): hashed."""
+
+    __tablename__ = "access_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    role: str = Field(max_length=16, description="household or admin")
+    household_id: str | None = Field(default=None, foreign_key="households.id", index=True, max_length=80)
+    prefix: str = Field(max_length=16)
+    token_hash: str = Field(unique=True, max_length=64)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
 class CatalogItem(SQLModel, table=True):
     """A product a retailer sells: its price and pack, as the retailer last said."""
 
@@ -162,4 +176,5 @@ PLANNED_ORDERS = _table(PlannedOrder)
 RETAILERS = _table(Retailer)
 RETAILER_KEYS = _table(RetailerKey)
 CATALOG_ITEMS = _table(CatalogItem)
+ACCESS_TOKENS = _table(AccessToken)
 PLANNED_ORDER_LINES = _table(PlannedOrderLine)

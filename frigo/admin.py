@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -304,3 +304,40 @@ def retailers_list(database_url: DatabaseUrl = None) -> None:
                 for k in keys
             )
             typer.echo(f"{retailer.id}\t{retailer.name}\t{shown or 'no keys'}")
+
+
+tokens_app = typer.Typer(
+    help="Bearer tokens for the HTTP API: a household's (its own data only) or an operator's (admin).",
+    no_args_is_help=True,
+)
+
+
+@tokens_app.command("household")
+def tokens_household(
+    household_id: Annotated[str, typer.Argument(help="The household (GET /households lists them).")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Issue a household its token (shown once): it opens that household's routes only."""
+    _issue("household", household_id, database_url)
+
+
+@tokens_app.command("admin")
+def tokens_admin(database_url: DatabaseUrl = None) -> None:
+    """Issue an operator's token (shown once): it opens every household's and the admin routes."""
+    _issue("admin", None, database_url)
+
+
+def _issue(role: Literal["household", "admin"], household_id: str | None, database_url: str | None) -> None:
+    from cloud.access import AccessError, issue_token
+
+    with _session(database_url, needs="access_tokens") as session:
+        try:
+            token = issue_token(session, role, household_id, datetime.now(UTC))
+        except AccessError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        session.commit()
+    typer.echo(token)
+    typer.echo(
+        "This token is not stored and will not be shown again: send it as 'Authorization: Bearer <token>'.",
+        err=True,
+    )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from frigo.admin import devices_app, pki_app, retailers_app
+from frigo.admin import devices_app, pki_app, retailers_app, tokens_app
 from frigo.evaluate import eval_app
 from shared.mqtt import MqttSettings
 
@@ -33,6 +33,7 @@ app.add_typer(contract_app, name="contract")
 app.add_typer(devices_app, name="devices")
 app.add_typer(pki_app, name="pki")
 app.add_typer(retailers_app, name="retailers")
+app.add_typer(tokens_app, name="tokens")
 app.add_typer(eval_app, name="eval")
 
 

@@ -27,6 +27,8 @@ from simulator.fleet import Fleet
 
 # How often the summary refreshes.
 REFRESH_S = 1.0
+# The operator token the demo issues, in its data folder.
+ADMIN_TOKEN_FILE = "admin-token"
 
 
 def port_or_free(host: str, preferred: int) -> int:
@@ -125,6 +127,9 @@ def run_demo(
         )
         cloud.start()
         stack.callback(cloud.stop)
+        # An operator's token for the demo's own view and for people trying the API: kept in a
+        # file readable by its owner only, as a password would be.
+        token = _admin_token(cloud, directory / ADMIN_TOKEN_FILE)
 
         fleet = Fleet(fridges, mqtt, directory / "fridges", rate=rate, seed=seed)
         fleet.start()
@@ -132,9 +137,14 @@ def run_demo(
 
         console.print(f"Embedded MQTT broker on {host}:{port} (MQTT 3.1.1)")
         console.print(f"Cloud API on {cloud.url} — API docs: [bold]{cloud.url}/docs[/]", soft_wrap=True)
+        console.print(
+            f"An operator's API token is in {directory / ADMIN_TOKEN_FILE}: "
+            f'curl -H "Authorization: Bearer $(cat {directory / ADMIN_TOKEN_FILE})" {cloud.url}/households',
+            soft_wrap=True,
+        )
         console.print(f"{fridges} virtual fridges scanning {rate:g} times/s each; data in {directory}")
         console.print("Press Ctrl-C to stop." if duration is None else f"Running for {duration:g} s.")
-        _show_live(console, cloud.url, cloud, duration)
+        _show_live(console, cloud.url, cloud, duration, token)
         console.print("Stopping: the fridges deliver what they recorded...")
         fleet.stop_scanning()
         drained = fleet.wait_drained(timeout=15)
@@ -147,10 +157,27 @@ def run_demo(
         )
 
 
-def _show_live(console: Console, url: str, cloud: CloudService, duration: float | None) -> None:
+def _admin_token(cloud: CloudService, path: Path) -> str:
+    """Issue an operator's token and write it to ``path`` (mode 600); return it."""
+    from datetime import UTC, datetime
+
+    from sqlmodel import Session
+
+    from cloud.access import issue_token
+    from shared.files import replace_file
+
+    with Session(cloud.engine) as session:
+        token = issue_token(session, "admin", None, datetime.now(UTC))
+        session.commit()
+    path.touch(mode=0o600)  # replace_file keeps an existing file's mode: never readable by others
+    replace_file(path, token + "\n")
+    return token
+
+
+def _show_live(console: Console, url: str, cloud: CloudService, duration: float | None, token: str) -> None:
     started = time.monotonic()
     last_stored, last_time = 0, started
-    with httpx.Client(base_url=url, timeout=5) as client:
+    with httpx.Client(base_url=url, timeout=5, headers={"Authorization": f"Bearer {token}"}) as client:
         live = Live(console=console, auto_refresh=False) if console.is_terminal else None
         try:
             if live is not None:

@@ -17,7 +17,19 @@ from tests.support.services import free_port
 REPO = Path(__file__).resolve().parents[1]
 CONTRACT_DIR = REPO / "docs" / "contract"
 # As `frigo --help` lists them: commands, then the groups of subcommands.
-COMMANDS = ["demo", "broker", "contract", "devices", "pki", "retailers", "eval", "cloud", "edge", "sim"]
+COMMANDS = [
+    "demo",
+    "broker",
+    "contract",
+    "devices",
+    "pki",
+    "retailers",
+    "tokens",
+    "eval",
+    "cloud",
+    "edge",
+    "sim",
+]
 HINT = "(set --device-id or FRIGO_EDGE_DEVICE_ID, or pass --config)\n"
 SCHEMA_FILES = [
     "availability.schema.json",
@@ -68,6 +80,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         "eval reorder",
         "pki init",
         "retailers create",
+        "tokens admin",
         "sim run",
     ],
 )

@@ -23,6 +23,7 @@ from shared import topics
 from shared.clock import ManualClock
 from shared.messages import TelemetryReported, encode
 from shared.mqtt import MqttSettings
+from tests.support.auth import bearer
 from tests.support.factories import T0, added, event_id, msg, removed
 from tests.support.services import free_port, postgres_database
 
@@ -99,7 +100,7 @@ def populated(
 
 @pytest.fixture
 def client(populated: CloudService) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=populated.url, timeout=10) as client:
+    with httpx.Client(base_url=populated.url, timeout=10, headers=bearer(populated.engine)) as client:
         yield client
 
 
@@ -114,7 +115,7 @@ def fresh(database_url: str) -> Iterator[CloudService]:
 
 
 def test_fresh_worker_counts_what_it_ingests(fresh: CloudService) -> None:
-    with httpx.Client(base_url=fresh.url, timeout=10) as client:
+    with httpx.Client(base_url=fresh.url, timeout=10, headers=bearer(fresh.engine)) as client:
         assert client.get("/households").json() == []
         assert client.get("/stats").json() == {
             "received": 0,

@@ -29,6 +29,7 @@ from shared import topics
 from shared.clock import ManualClock
 from shared.messages import AvailabilityChanged, EventsAcknowledged, encode
 from shared.mqtt import MqttSettings
+from tests.support.auth import bearer
 from tests.support.factories import T0, Message, added, msg
 from tests.support.services import free_port, postgres_database
 
@@ -368,7 +369,9 @@ def served(
         process([("nowhere", b"{}"), (topics.events("fridge-a"), encode(added("fridge-z", 1)))])
         process([(topics.events("fridge-a"), b"a-2"), (topics.commands("fridge-b"), b"cmd")])
         process([(topics.events("fridge-a"), b"\xffbad\xfe" + b"y" * MAX_DEAD_LETTER_BYTES)])
-        client = stack.enter_context(httpx.Client(base_url=service.url, timeout=10))
+        client = stack.enter_context(
+            httpx.Client(base_url=service.url, timeout=10, headers=bearer(service.engine))
+        )
         yield client
 
 
@@ -493,7 +496,7 @@ def test_the_bound_and_log_format_come_from_the_environment(
     try:
         assert (service.settings.max_dead_letters, service.settings.log_format) == (2, "json")
         service.ingestor.process([_junk(n) for n in range(5)])
-        with httpx.Client(base_url=service.url, timeout=10) as client:
+        with httpx.Client(base_url=service.url, timeout=10, headers=bearer(service.engine)) as client:
             letters = _get(client)
     finally:
         service.stop()

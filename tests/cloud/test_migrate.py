@@ -28,6 +28,7 @@ TABLES = {
     "retailers",
     "retailer_keys",
     "catalog_items",
+    "access_tokens",
     "alembic_version",
 }
 

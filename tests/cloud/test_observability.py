@@ -34,6 +34,7 @@ from shared.clock import ManualClock
 from shared.messages import EventsAcknowledged
 from shared.mqtt import MqttSettings
 from tests.conftest import CloudFactory
+from tests.support.auth import bearer
 from tests.support.factories import T0, added, msg
 from tests.support.services import Mosquitto, free_port
 
@@ -291,7 +292,7 @@ def test_ready_with_a_real_broker_and_messages_through_it(
                 time.sleep(0.02)
 
             samples = scrape(client)
-            letters = client.get("/admin/dead-letters").json()
+            letters = client.get("/admin/dead-letters", headers=bearer(cloud.engine)).json()
     finally:
         device.disconnect()
         device.loop_stop()

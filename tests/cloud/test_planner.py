@@ -23,6 +23,7 @@ from shared import topics
 from shared.clock import ManualClock
 from shared.messages import ItemAdded, ItemConsumed, encode
 from shared.mqtt import MqttSettings
+from tests.support.auth import bearer
 from tests.support.factories import event_id
 from tests.support.services import free_port
 
@@ -189,7 +190,7 @@ def test_the_forecast_and_shopping_list_routes(tmp_path: Path) -> None:
     cloud.ingestor.process(history("fridge-low", milk_left=100))
     cloud.start()
     try:
-        with httpx.Client(base_url=cloud.url, timeout=10) as client:
+        with httpx.Client(base_url=cloud.url, timeout=10, headers=bearer(cloud.engine)) as client:
             forecast = client.get("/households/hh-fridge-low/forecast")
             computed = client.get("/households/hh-fridge-low/shopping-list")
             plan_cycle(cloud.engine, ManualClock(NOW), INTERVAL_S)
@@ -280,7 +281,7 @@ def test_a_household_approves_or_cancels_its_baskets_through_the_api(tmp_path: P
     cloud.start()
     base = "/households/hh-fridge-low"
     try:
-        with httpx.Client(base_url=cloud.url, timeout=10) as client:
+        with httpx.Client(base_url=cloud.url, timeout=10, headers=bearer(cloud.engine)) as client:
             plan_cycle(cloud.engine, clock, INTERVAL_S)
             (proposed,) = client.get(f"{base}/planned-orders").json()
             approved = client.post(f"{base}/planned-orders/{proposed['id']}/approve")

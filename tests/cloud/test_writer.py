@@ -24,6 +24,7 @@ from shared import topics
 from shared.messages import EventsAcknowledged
 from simulator.household import VirtualHousehold
 from tests.conftest import CloudFactory
+from tests.support.auth import bearer
 from tests.support.factories import T0, added, msg
 from tests.support.services import Mosquitto, free_port
 
@@ -138,7 +139,7 @@ def test_a_worker_whose_writer_is_killed_mid_stream_loses_nothing(
         assert agent.wait_drained(timeout=60), f"{agent.outbox_depth()} events never acknowledged"
         assert writer.pid not in (None, killed)
         expected = agent.recorder.outbox.last_seq()
-        with httpx.Client(base_url=cloud.url, timeout=10) as client:
+        with httpx.Client(base_url=cloud.url, timeout=10, headers=bearer(cloud.engine)) as client:
             seqs: list[int] = []
             after = 0
             while page := client.get(

@@ -18,6 +18,7 @@ import pytest
 
 from cloud.ingest import household_id_for
 from tests.conftest import CloudFactory
+from tests.support.auth import bearer
 from tests.support.services import Mosquitto
 
 DEVICE = "kill-test"
@@ -173,7 +174,7 @@ def run_with_kills(
 
     household = household_id_for(DEVICE)
     events: list[dict[str, object]] = []
-    with httpx.Client(base_url=cloud.url, timeout=10) as client:
+    with httpx.Client(base_url=cloud.url, timeout=10, headers=bearer(cloud.engine)) as client:
         after = 0
         while page := client.get(
             f"/households/{household}/events", params={"after": after, "limit": 1000}

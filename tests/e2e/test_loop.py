@@ -14,6 +14,7 @@ from edge.settings import EdgeSettings
 from shared.mqtt import MqttSettings
 from simulator.household import VirtualHousehold
 from tests.conftest import CloudFactory
+from tests.support.auth import bearer
 from tests.support.services import Mosquitto
 
 SCANS = 1000
@@ -36,7 +37,7 @@ def run_scans(mqtt: MqttSettings, tmp_path: Path, cloud: CloudService) -> None:
         for agent in agents:
             assert agent.wait_drained(timeout=60), f"{agent.device_id}: {agent.outbox_depth()} unacked"
             assert agent.outbox_depth() == 0
-        with httpx.Client(base_url=cloud.url, timeout=10) as client:
+        with httpx.Client(base_url=cloud.url, timeout=10, headers=bearer(cloud.engine)) as client:
             total = 0
             for agent in agents:
                 home = household_id_for(agent.device_id)
