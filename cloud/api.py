@@ -65,15 +65,22 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+def _bearer(request: Request) -> str:
+    """Return the request's bearer token, or "" if it sent none."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _unauthorized(what: str) -> HTTPException:
+    return HTTPException(401, f"send {what}", headers={"WWW-Authenticate": "Bearer"})
+
+
 def retailer_id(request: Request, session: SessionDep) -> str:
     """Return the retailer whose API key came with the request, or answer 401."""
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    found = retailer_of(session.connection(), key.strip()) if scheme.lower() == "bearer" else None
+    found = retailer_of(session.connection(), _bearer(request))
     if found is None:
-        raise HTTPException(
-            401,
-            "send the retailer's API key as 'Authorization: Bearer frk_...' (frigo retailers create)",
-            headers={"WWW-Authenticate": "Bearer"},
+        raise _unauthorized(
+            "the retailer's API key as 'Authorization: Bearer frk_...' (frigo retailers create)"
         )
     return found
 
@@ -83,14 +90,11 @@ RetailerDep = Annotated[str, Depends(retailer_id)]
 
 def caller(request: Request, session: SessionDep) -> Caller:
     """Return who holds the request's bearer token, or answer 401."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    found = caller_of(session.connection(), token.strip()) if scheme.lower() == "bearer" else None
+    found = caller_of(session.connection(), _bearer(request))
     if found is None:
-        raise HTTPException(
-            401,
-            "send a household's or an operator's token as 'Authorization: Bearer frh_...' "
-            "(frigo tokens household HOUSEHOLD_ID, or frigo tokens admin)",
-            headers={"WWW-Authenticate": "Bearer"},
+        raise _unauthorized(
+            "a household's or an operator's token as 'Authorization: Bearer frh_...' "
+            "(frigo tokens household HOUSEHOLD_ID, or frigo tokens admin)"
         )
     return found
 
