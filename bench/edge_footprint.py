@@ -30,22 +30,10 @@ from edge.recorder import Recorder
 from shared import topics
 from shared.clock import SystemClock
 from shared.messages import decode_availability
+from simulator.loadtest import cpu_seconds, rss_mb
 from tests.support.services import Mosquitto, free_port, mosquitto_binary
 
 CODES = ["4006381333931", "96385074", "036000291452", "2000000000015"]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def agent(device_id: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:

@@ -43,7 +43,7 @@ class Caller:
 
 
 def token_hash(token: str) -> str:
-    """Return the stored form of a token."""
+    """Return the stored form of a bearer secret (a household's, an operator's or a retailer's)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 

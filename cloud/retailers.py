@@ -12,7 +12,6 @@ so 10,000 products go in one request.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from cloud.access import token_hash
 from cloud.errors import CloudError
 from cloud.models import CATALOG_ITEMS, RETAILER_KEYS, Retailer, RetailerKey
 
@@ -46,9 +46,8 @@ def slug(name: str) -> str:
     return "-".join(words)[:64]
 
 
-def key_hash(key: str) -> str:
-    """Return the stored form of an API key."""
-    return hashlib.sha256(key.encode()).hexdigest()
+# An API key is stored like every bearer secret (cloud/access.py).
+key_hash = token_hash
 
 
 def create_retailer(session: Session, name: str, now: datetime) -> tuple[Retailer, str]:

@@ -219,6 +219,8 @@ class World:
         self._door_opened: list[datetime | None] = [None] * households  # when each open door opened
         self._door_closes: list[datetime | None] = [None] * households
         self._recent: list[deque[bytes]] = [deque(maxlen=RECENT_EVENTS) for _ in self._settings]
+        # Encoding each event a second time is for the faults that replay them; without them, skip it.
+        self._replays = bool(self.faults.duplicates_per_day or self.faults.out_of_order_per_day)
         self._day = start
         if speed is not None and speed <= 0:
             raise ValueError("the speed must be above 0 (virtual seconds per wall second)")
@@ -285,7 +287,7 @@ class World:
                 continue
             agent, action = self.agents[item.fridge], item.action
             product = self._products.get(action.code)
-            on_shelf = product is not None and _weighed(product)  # never without a weight shelf
+            on_shelf = product is not None and on_weight_shelf(product)  # never without a weight shelf
             shelved = on_shelf and action.pack in self._on_shelf[item.fridge]
             if action.kind is ActionKind.POUR or (shelved and action.kind is ActionKind.USE_UP):
                 # Only the shelf sees these: a bottle emptied and taken away needs no scan.
@@ -301,7 +303,8 @@ class World:
                 report.refused += 1
                 log.warning("%s refused %r: %s", agent.device_id, action.line, exc)
                 continue
-            self._recent[item.fridge].extend(encode(event) for event in events)
+            if self._replays:
+                self._recent[item.fridge].extend(encode(event) for event in events)
             if on_shelf:
                 assert product is not None
                 self._shelve(item.fridge, product, action)
@@ -474,7 +477,7 @@ class World:
         self.clock.advance(moment - now)
 
 
-def _weighed(product: Product) -> bool:
+def on_weight_shelf(product: Product) -> bool:
     """Return whether the product stands on the weight shelf: a bottle or tub in the door."""
     return product.location == "door" and product.unit != "unit" and bool(product.unit_grams)
 

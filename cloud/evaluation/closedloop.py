@@ -35,6 +35,7 @@ from cloud.replenishment import PlanItems, PolicyParams, plan
 from simulator.catalog import CATALOG, Category, Product
 from simulator.life import FLEXIBLE, Action, ActionKind, DayTruth, Household, Shopping
 from simulator.retailer import Order, OrderLine, OrderStatus, RetailerSettings, SimulatedRetailer
+from simulator.world import on_weight_shelf
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -51,8 +52,6 @@ DASH_THRESHOLD = 1.0
 DASH_QUANTITY = 2
 # A z of 1.28 is the 10th and 90th percentiles of the stock forecast drawn in the plots.
 BAND_Z = z_score(0.9)
-# The weight shelf is in the door: bottles and tubs there are weighed as they are used.
-WEIGHED_LOCATION = "door"
 
 
 @dataclass
@@ -295,7 +294,7 @@ def run_policy(
 
     def weighed(code: str) -> bool:
         product = by_code.get(code)
-        return product is not None and product.location == WEIGHED_LOCATION and product.unit != "unit"
+        return product is not None and on_weight_shelf(product)
 
     def category(code: str) -> str:
         product = by_code.get(code)
