@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
@@ -18,14 +18,22 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlmodel import Session
 
-from cloud import metrics
-from cloud.access import Caller, caller_of
+from cloud import metrics, orderapi
+from cloud.database import as_utc
 from cloud.deadletters import list_dead_letters, payload_text
+from cloud.dependencies import (
+    RetailerDep,
+    SessionDep,
+    admin_only,
+    household_access,
+    household_or_404,
+)
 from cloud.errors import OrderStateError
+from cloud.idempotency import IdempotencyMiddleware
 from cloud.ingest import IngestStats, RejectReason
-from cloud.models import CATALOG_ITEMS, EVENTS, PLANNED_ORDER_LINES, PLANNED_ORDERS, Device, Household
-from cloud.planner import approve_order, cancel_order, plan_households
-from cloud.retailers import retailer_of, upsert_catalog
+from cloud.models import CATALOG_ITEMS, EVENTS, ORDERS, PLANNED_ORDER_LINES, PLANNED_ORDERS, Device, Household
+from cloud.planner import approve_order, cancel_order, plan_households, skip_order
+from cloud.retailers import upsert_catalog
 from cloud.schemas import (
     CatalogItemPublic,
     CatalogUpload,
@@ -56,68 +64,6 @@ log = logging.getLogger(__name__)
 MAX_PAGE = 1000
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """Yield a database session for one request."""
-    with Session(request.app.state.engine) as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
-
-
-def _bearer(request: Request) -> str:
-    """Return the request's bearer token, or "" if it sent none."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
-def _unauthorized(what: str) -> HTTPException:
-    return HTTPException(401, f"send {what}", headers={"WWW-Authenticate": "Bearer"})
-
-
-def retailer_id(request: Request, session: SessionDep) -> str:
-    """Return the retailer whose API key came with the request, or answer 401."""
-    found = retailer_of(session.connection(), _bearer(request))
-    if found is None:
-        raise _unauthorized(
-            "the retailer's API key as 'Authorization: Bearer frk_...' (frigo retailers create)"
-        )
-    return found
-
-
-RetailerDep = Annotated[str, Depends(retailer_id)]
-
-
-def caller(request: Request, session: SessionDep) -> Caller:
-    """Return who holds the request's bearer token, or answer 401."""
-    found = caller_of(session.connection(), _bearer(request))
-    if found is None:
-        raise _unauthorized(
-            "a household's or an operator's token as 'Authorization: Bearer frh_...' "
-            "(frigo tokens household HOUSEHOLD_ID, or frigo tokens admin)"
-        )
-    return found
-
-
-CallerDep = Annotated[Caller, Depends(caller)]
-
-
-def household_access(household_id: str, who: CallerDep) -> None:
-    """Let through the household's own token and operators' tokens; answer 403 to the rest."""
-    if not who.may_see(household_id):
-        raise HTTPException(403, f"this token is not for household {household_id!r}")
-
-
-# Routes of one household: its own token, or an operator's.
-OWN = [Depends(household_access)]
-
-
-def admin_only(who: CallerDep) -> None:
-    """Let through operators' tokens only."""
-    if who.role != "admin":
-        raise HTTPException(403, "an operator's token is needed (frigo tokens admin)")
-
-
 def create_app(
     engine: Engine,
     stats: IngestStats,
@@ -125,6 +71,7 @@ def create_app(
     *,
     registry: CollectorRegistry | None = None,
     clock: Clock | None = None,
+    allow_private_webhooks: bool = False,
 ) -> FastAPI:
     """Build the API around a database engine and the ingest worker's live state.
 
@@ -140,12 +87,8 @@ def create_app(
 
     app.state.engine = engine
     clock = clock or SystemClock()
-
-    def household_or_404(session: Session, household_id: str) -> Household:
-        household = session.get(Household, household_id)
-        if household is None:
-            raise HTTPException(404, f"no household {household_id!r}; GET /households lists them")
-        return household
+    app.add_middleware(IdempotencyMiddleware, engine=engine, clock=clock)
+    orderapi.register(app, clock, allow_private_webhooks=allow_private_webhooks)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
@@ -357,8 +300,10 @@ def create_app(
             .where(PLANNED_ORDER_LINES.c.order_id == order_id)
             .order_by(PLANNED_ORDER_LINES.c.code)
         ).all()
+        placed = session.execute(select(ORDERS.c.id).where(ORDERS.c.planned_order_id == order_id)).scalar()
         return PlannedOrderPublic(
             id=order.id,
+            order_id=placed,
             household_id=household_id,
             cycle=order.cycle,
             status=order.status,
@@ -400,7 +345,8 @@ def create_app(
         dependencies=[Depends(household_access)],
     )
     def approve_planned_order(household_id: str, order_id: str, session: SessionDep) -> PlannedOrderPublic:
-        """Approve a proposed basket; 409 names the state if it is not proposed."""
+        """Approve a proposed basket; its order goes to the household's retailer, if it has one.
+        409 names the state if it is not proposed."""
         return change_order(session, household_id, order_id, approve_order)
 
     @app.post(
@@ -411,6 +357,15 @@ def create_app(
     def cancel_planned_order(household_id: str, order_id: str, session: SessionDep) -> PlannedOrderPublic:
         """Cancel a suggested or proposed basket, or an automatic one within 24 hours; else 409."""
         return change_order(session, household_id, order_id, cancel_order)
+
+    @app.post(
+        "/households/{household_id}/planned-orders/{order_id}/skip",
+        tags=["households"],
+        dependencies=[Depends(household_access)],
+    )
+    def skip_planned_order(household_id: str, order_id: str, session: SessionDep) -> PlannedOrderPublic:
+        """Skip a suggested or proposed basket: nothing is ordered this cycle; else 409."""
+        return change_order(session, household_id, order_id, skip_order)
 
     def change_order(
         session: Session,
@@ -538,7 +493,4 @@ def _finite(days: float) -> float | None:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    """Return ``value`` as aware UTC; SQLite hands back naive datetimes that were stored as UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return None if value is None else as_utc(value)

@@ -135,3 +135,8 @@ def _sqlite_adapter(sample: Any) -> Callable[[Any], Any]:
     if isinstance(sample, datetime):
         return _naive_utc_text
     return _identity
+
+
+def as_utc(value: datetime) -> datetime:
+    """Return ``value`` as aware UTC; SQLite hands back naive datetimes that were stored as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -5,7 +5,9 @@ FrigoError
     ├── ConfigurationError (ValueError)   settings that cannot work
     ├── BrokerStartError (OSError)        the embedded broker could not listen
     ├── EvaluationDataError (ValueError)  an evaluation data file that cannot be read
-    └── OrderStateError (ValueError)      a planned order that cannot change that way now
+    ├── OrderStateError (ValueError)      an order that cannot change that way now (409)
+    ├── VersionMismatch (ValueError)      If-Match named another version of the order (412)
+    └── OrderInputError (ValueError)      an order the request cannot make: unknown product, full slot (422)
 """
 
 from __future__ import annotations
@@ -30,9 +32,24 @@ class EvaluationDataError(CloudError, ValueError):
 
 
 class OrderStateError(CloudError, ValueError):
-    """A planned order asked to change in a way its state does not allow; says what the state is."""
+    """An order asked to change in a way its state does not allow; says what the state is."""
 
     def __init__(self, order_id: str, status: str, wanted: str, detail: str = "") -> None:
         super().__init__(f"order {order_id} is {status}: it cannot be {wanted}{detail}")
         self.order_id = order_id
         self.status = status
+
+
+class VersionMismatch(CloudError, ValueError):
+    """The request's If-Match names a version the order no longer has."""
+
+    def __init__(self, order_id: str, version: int, given: str) -> None:
+        super().__init__(
+            f"order {order_id} is at version {version}, not {given}: GET it again and retry with "
+            f'If-Match: "{version}"'
+        )
+        self.version = version
+
+
+class OrderInputError(CloudError, ValueError):
+    """An order that cannot be made from this request; the message says what to change."""

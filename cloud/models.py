@@ -23,6 +23,10 @@ class Household(SQLModel, table=True):
     )
     # The last planning cycle that planned this household (-1: never); a worker claims the rest.
     planned_cycle: int = Field(default=-1, sa_column_kwargs={"server_default": "-1"})
+    # The retailer its orders go to (None: orders stay proposals), and what a substitution the
+    # retailer proposes becomes: ask (the household decides, the default), accept or refuse.
+    retailer_id: str | None = Field(default=None, foreign_key="retailers.id", max_length=64)
+    substitution_policy: str = Field(default="ask", max_length=16, sa_column_kwargs={"server_default": "ask"})
 
 
 class Device(SQLModel, table=True):
@@ -161,6 +165,150 @@ class DeadLetter(SQLModel, table=True):
     payload_size: int = Field(description="Size before truncation, in bytes.")
 
 
+class DeliverySlot(SQLModel, table=True):
+    """A window in which a retailer delivers, with room for ``capacity`` orders."""
+
+    __tablename__ = "delivery_slots"
+    __table_args__ = (UniqueConstraint("retailer_id", "starts_at"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    retailer_id: str = Field(foreign_key="retailers.id", index=True, max_length=64)
+    starts_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    ends_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    capacity: int
+    booked: int = 0
+
+
+class Order(SQLModel, table=True):
+    """A grocery order placed with a retailer; its status moves as ``cloud/orders.py`` allows."""
+
+    __tablename__ = "orders"
+
+    id: str = Field(primary_key=True, max_length=36)
+    household_id: str = Field(foreign_key="households.id", index=True, max_length=80)
+    retailer_id: str = Field(foreign_key="retailers.id", index=True, max_length=64)
+    # The planner's basket it came from, if any: one order per basket.
+    planned_order_id: str | None = Field(
+        default=None, foreign_key="planned_orders.id", unique=True, max_length=36
+    )
+    slot_id: str | None = Field(default=None, foreign_key="delivery_slots.id", max_length=36)
+    status: str = Field(max_length=24, index=True)
+    # Raised by every change: the ETag, checked against If-Match.
+    version: int = 1
+    currency: str = Field(max_length=3)
+    total: float
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class OrderLineRow(SQLModel, table=True):
+    """One product of an order: what was ordered, what the retailer proposed instead, what came."""
+
+    __tablename__ = "order_lines"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="orders.id", index=True, max_length=36)
+    gtin: str = Field(max_length=14)
+    name: str = Field(max_length=200)
+    quantity: int
+    unit_price: float
+    substitute_gtin: str | None = Field(default=None, max_length=14)
+    substitute_name: str | None = Field(default=None, max_length=200)
+    substitute_quantity: int | None = None
+    # proposed, approved or rejected; None while nothing is proposed.
+    substitution: str | None = Field(default=None, max_length=16)
+    delivered_quantity: int | None = None
+
+
+class OrderHistory(SQLModel, table=True):
+    """Each change of an order's status: who made it, from what, to what, and why."""
+
+    __tablename__ = "order_history"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="orders.id", index=True, max_length=36)
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    actor: str = Field(max_length=16, description="retailer, household, fridge or policy")
+    from_status: str | None = Field(default=None, max_length=24)
+    to_status: str = Field(max_length=24)
+    detail: str = Field(default="", max_length=500)
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """A POST's Idempotency-Key and the first response it got, replayed for the same request."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("principal", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Whose key: the SHA-256 of the bearer secret, so callers' keys never collide.
+    principal: str = Field(max_length=64)
+    key: str = Field(max_length=255)
+    request_hash: str = Field(max_length=64, description="SHA-256 of method, path and body.")
+    status: str = Field(max_length=16, description="in_flight or done")
+    response_code: int | None = None
+    response_body: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    response_headers: str | None = Field(default=None, sa_column=Column(Text), description="JSON object.")
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A retailer's URL that receives signed webhooks; two secrets verify during a rotation."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: str = Field(primary_key=True, max_length=36)
+    retailer_id: str = Field(foreign_key="retailers.id", index=True, max_length=64)
+    url: str = Field(max_length=2000)
+    secret: str = Field(max_length=100)
+    previous_secret: str | None = Field(default=None, max_length=100)
+    previous_until: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    disabled_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    disabled_reason: str | None = Field(default=None, max_length=300)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One message to one endpoint, retried with backoff until delivered or given up."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: str = Field(primary_key=True, max_length=40, description="The webhook-id header: msg_...")
+    endpoint_id: str = Field(foreign_key="webhook_endpoints.id", index=True, max_length=36)
+    event_type: str = Field(max_length=40)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(max_length=16, index=True, description="pending, delivered or failed")
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), index=True)
+    )
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=300)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    delivered_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class DeviceCommand(SQLModel, table=True):
+    """A command for a fridge, kept until the broker has taken it (QoS 1)."""
+
+    __tablename__ = "device_commands"
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(foreign_key="devices.id", index=True, max_length=64)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), index=True))
+
+
+class EventCursor(SQLModel, table=True):
+    """How far a consumer of stored events has read (the id of the last event it handled)."""
+
+    __tablename__ = "event_cursors"
+
+    name: str = Field(primary_key=True, max_length=40)
+    position: int = 0
+
+
 def _table(model: type[SQLModel]) -> Table:
     table = model.__table__  # type: ignore[attr-defined]  # set by SQLModel's metaclass
     assert isinstance(table, Table)
@@ -178,3 +326,12 @@ RETAILER_KEYS = _table(RetailerKey)
 CATALOG_ITEMS = _table(CatalogItem)
 ACCESS_TOKENS = _table(AccessToken)
 PLANNED_ORDER_LINES = _table(PlannedOrderLine)
+DELIVERY_SLOTS = _table(DeliverySlot)
+ORDERS = _table(Order)
+ORDER_LINES = _table(OrderLineRow)
+ORDER_HISTORY = _table(OrderHistory)
+IDEMPOTENCY_KEYS = _table(IdempotencyKey)
+WEBHOOK_ENDPOINTS = _table(WebhookEndpoint)
+WEBHOOK_DELIVERIES = _table(WebhookDelivery)
+DEVICE_COMMANDS = _table(DeviceCommand)
+EVENT_CURSORS = _table(EventCursor)

@@ -14,7 +14,9 @@ planner.
 
 A household's ``planning_mode`` decides what its basket becomes: ``automatic`` (approved at once,
 cancellable for 24 hours), ``approve`` (proposed, waiting for the household; the default) or
-``suggest`` (a shopping list only). Orders go to the retailer through the order API (issue 7).
+``suggest`` (a shopping list only). An approved basket becomes an order with the household's
+retailer (:func:`cloud.orders.place_planned`), if it has chosen one; the fridges are told of each
+proposed basket and its fate, so the household can approve, cancel or skip it there too.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from sqlalchemy import Connection, Engine, case, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from cloud import commands, orders
 from cloud.errors import OrderStateError
 from cloud.forecast import Forecast, forecast
-from cloud.models import EVENTS, HOUSEHOLDS, PLANNED_ORDER_LINES, PLANNED_ORDERS
+from cloud.models import EVENTS, HOUSEHOLDS, ORDERS, PLANNED_ORDER_LINES, PLANNED_ORDERS
 from cloud.replenishment import Plan, PlanItems, PolicyParams, plan
 from shared.clock import Clock
+from shared.messages import FridgeOrderStatus, OrderLine, OrderUpdated
 
 __all__ = [
     "HouseholdPlan",
@@ -46,6 +50,8 @@ __all__ = [
     "cancel_order",
     "plan_cycle",
     "plan_households",
+    "skip_order",
+    "tell_fridges",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,6 +61,13 @@ IntArray = NDArray[np.int64]
 
 # Days of use the model reads: TSB's memory is about three weeks, the weekday pattern needs six.
 WINDOW_DAYS = 56
+# What a fridge is told of a basket in each status (a suggestion is only a shopping list).
+FRIDGE_STATUSES: dict[str, FridgeOrderStatus] = {
+    "proposed": "proposed",
+    "approved": "approved",
+    "skipped": "skipped",
+    "cancelled": "cancelled",
+}
 # Households planned per transaction: the lease a worker holds, and the size of its arrays.
 BATCH = 2000
 # A product whose best-before the fridge never saw keeps about a week.
@@ -179,11 +192,18 @@ def plan_cycle(
             modes = {str(h): str(m) for h, m in claimed}
             plans = plan_households(connection, list(modes), now, params)
             for household in plans:
-                if household.basket and _write_order(
-                    connection, household, modes[household.household_id], run.cycle, now
-                ):
-                    run.orders += 1
-                    run.lines += len(household.basket)
+                if not household.basket:
+                    continue
+                mode = modes[household.household_id]
+                basket = _write_order(connection, household, mode, run.cycle, now)
+                if basket is None:
+                    continue
+                run.orders += 1
+                run.lines += len(household.basket)
+                if mode == "automatic":
+                    orders.place_planned(connection, basket, now, actor="planner")
+                else:
+                    tell_fridges(connection, basket, now)
             connection.execute(
                 update(HOUSEHOLDS).where(HOUSEHOLDS.c.id.in_(list(modes))).values(planned_cycle=run.cycle)
             )
@@ -204,8 +224,8 @@ def plan_cycle(
 
 def _write_order(
     connection: Connection, household: HouseholdPlan, mode: str, cycle: int, now: datetime
-) -> bool:
-    """Insert the household's basket for the cycle once; return whether this call inserted it."""
+) -> str | None:
+    """Insert the household's basket for the cycle once; return its id if this call inserted it."""
     order_id = str(uuid.uuid4())
     status = {"automatic": "approved", "suggest": "suggested"}.get(mode, "proposed")
     values = {
@@ -225,7 +245,7 @@ def _write_order(
     )
     # RETURNING, not rowcount: psycopg reports -1 rows for an INSERT ... ON CONFLICT here.
     if connection.execute(statement.returning(PLANNED_ORDERS.c.id)).first() is None:
-        return False  # another run of this cycle made it first
+        return None  # another run of this cycle made it first
     connection.execute(
         insert(PLANNED_ORDER_LINES),
         [
@@ -240,22 +260,25 @@ def _write_order(
             for item in household.basket
         ],
     )
-    return True
+    return order_id
 
 
 def approve_order(connection: Connection, household_id: str, order_id: str, now: datetime) -> str | None:
-    """Approve a proposed order; return its new status, None if the household has no such order."""
+    """Approve a proposed basket and place its order with the household's retailer, if it has one;
+    return the new status, None if the household has no such basket."""
     status = _status(connection, household_id, order_id)
     if status is None:
         return None
     if status != "proposed" or not _move(connection, order_id, "proposed", "approved"):
         raise OrderStateError(order_id, _status(connection, household_id, order_id) or status, "approved")
+    tell_fridges(connection, order_id, now)
+    orders.place_planned(connection, order_id, now)
     return "approved"
 
 
 def cancel_order(connection: Connection, household_id: str, order_id: str, now: datetime) -> str | None:
-    """Cancel a suggested or proposed order, or an approved one while it is cancellable; return
-    the new status, None if the household has no such order."""
+    """Cancel a suggested or proposed basket, or an approved one while it is cancellable (with the
+    order placed for it); return the new status, None if the household has no such basket."""
     row = connection.execute(
         select(PLANNED_ORDERS.c.status, PLANNED_ORDERS.c.cancellable_until).where(
             PLANNED_ORDERS.c.id == order_id, PLANNED_ORDERS.c.household_id == household_id
@@ -273,7 +296,46 @@ def cancel_order(connection: Connection, household_id: str, order_id: str, now: 
         raise OrderStateError(order_id, status, "cancelled")
     if not _move(connection, order_id, status, "cancelled"):
         raise OrderStateError(order_id, _status(connection, household_id, order_id) or status, "cancelled")
+    placed = connection.execute(select(ORDERS.c.id).where(ORDERS.c.planned_order_id == order_id)).scalar()
+    if placed is not None:
+        orders.cancel(connection, household_id, str(placed), now, reason="the household cancelled the basket")
+    tell_fridges(connection, order_id, now)
     return "cancelled"
+
+
+def skip_order(connection: Connection, household_id: str, order_id: str, now: datetime) -> str | None:
+    """Skip a suggested or proposed basket: nothing is ordered this cycle; return the new status,
+    None if the household has no such basket."""
+    status = _status(connection, household_id, order_id)
+    if status is None:
+        return None
+    if status not in ("suggested", "proposed") or not _move(connection, order_id, status, "skipped"):
+        raise OrderStateError(order_id, _status(connection, household_id, order_id) or status, "skipped")
+    tell_fridges(connection, order_id, now)
+    return "skipped"
+
+
+def tell_fridges(connection: Connection, basket_id: str, now: datetime) -> None:
+    """Queue a basket's status and lines for the household's fridges, to show and answer there."""
+    basket = connection.execute(select(PLANNED_ORDERS).where(PLANNED_ORDERS.c.id == basket_id)).first()
+    if basket is None or basket.status not in FRIDGE_STATUSES:
+        return
+    lines = connection.execute(
+        select(PLANNED_ORDER_LINES.c.code, PLANNED_ORDER_LINES.c.packs).where(
+            PLANNED_ORDER_LINES.c.order_id == basket_id, PLANNED_ORDER_LINES.c.packs > 0
+        )
+    ).all()
+    status = FRIDGE_STATUSES[basket.status]
+
+    def message(device_id: str) -> OrderUpdated:
+        return OrderUpdated(
+            order_id=uuid.UUID(basket_id),
+            device_id=device_id,
+            status=status,
+            lines=tuple(OrderLine(code=line.code, quantity=int(line.packs)) for line in lines),
+        )
+
+    commands.enqueue_for_household(connection, str(basket.household_id), message, now)
 
 
 def _status(connection: Connection, household_id: str, order_id: str) -> str | None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from cloud.deadletters import MAX_DEAD_LETTER_BYTES
 from shared import gtin
@@ -160,9 +160,10 @@ class PlannedOrderPublic(BaseModel):
     id: str
     household_id: str
     cycle: int
-    status: str = Field(description="suggested, proposed, approved or cancelled")
+    status: str = Field(description="suggested, proposed, approved, skipped or cancelled")
     created_at: datetime
     cancellable_until: datetime | None
+    order_id: str | None = Field(description="The order placed with the retailer for it, if any.")
     lines: list[ShoppingLinePublic]
 
 
@@ -226,3 +227,223 @@ class CatalogItemPublic(CatalogItemIn):
     """A product of the retailer's catalog, as stored."""
 
     updated_at: datetime
+
+
+def _gtin(value: str) -> str:
+    if not gtin.is_valid(value):
+        raise ValueError("not a GTIN: 8, 12, 13 or 14 digits with a valid check digit")
+    return value
+
+
+Gtin = Annotated[str, AfterValidator(_gtin)]
+
+
+OrderStatus = Literal[
+    "created",
+    "accepted",
+    "rejected",
+    "picking",
+    "substitution_proposed",
+    "dispatched",
+    "delivered",
+    "cancelled",
+]
+
+
+class HouseholdRetailerUpdate(BaseModel):
+    """Which retailer a household's orders go to, and what a proposed substitution becomes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retailer_id: str | None = Field(max_length=64, description="None: orders stay proposals.")
+    substitution_policy: Literal["ask", "accept", "refuse"] = Field(
+        default="ask", description="ask: the household decides; accept or refuse: decided at once."
+    )
+
+
+class HouseholdRetailerPublic(HouseholdRetailerUpdate):
+    """A household's retailer and substitution policy."""
+
+    household_id: str
+
+
+class SlotIn(BaseModel):
+    """A delivery window a retailer publishes, with room for ``capacity`` orders."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    starts_at: datetime
+    ends_at: datetime
+    capacity: int = Field(ge=0, le=100_000)
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("give a time zone, e.g. 2026-12-01T18:00:00Z")
+        return value
+
+
+class SlotsUpload(BaseModel):
+    """A bulk upsert of delivery slots, keyed by their start."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slots: list[SlotIn] = Field(min_length=1, max_length=1000)
+
+
+class SlotPublic(BaseModel):
+    """A delivery slot and how many orders it holds."""
+
+    id: str
+    starts_at: datetime
+    ends_at: datetime
+    capacity: int
+    booked: int
+
+
+class OrderLineIn(BaseModel):
+    """A product to order and how many packs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gtin: Gtin = Field(description="GTIN of a product in the household's retailer's catalog.")
+    quantity: int = Field(ge=1, le=99)
+
+
+class OrderCreate(BaseModel):
+    """An order a household places with its retailer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[OrderLineIn] = Field(min_length=1, max_length=200)
+    slot_id: str | None = Field(
+        default=None, max_length=36, description="A slot of the retailer; None: the first free."
+    )
+
+
+class OrderLinePublic(BaseModel):
+    """One product of an order: what was ordered, what was proposed instead, what came."""
+
+    gtin: str
+    name: str
+    quantity: int
+    unit_price: float
+    substitute_gtin: str | None
+    substitute_name: str | None
+    substitute_quantity: int | None
+    substitution: Literal["proposed", "approved", "rejected"] | None
+    delivered_quantity: int | None
+
+
+class OrderChangePublic(BaseModel):
+    """One change of an order's status."""
+
+    at: datetime
+    actor: str
+    from_status: str | None
+    to_status: str
+    detail: str
+
+
+class OrderPublic(BaseModel):
+    """An order with a retailer; ``version`` is its ETag, to send back as If-Match."""
+
+    id: str
+    household_id: str
+    retailer_id: str
+    planned_order_id: str | None
+    status: OrderStatus
+    version: int
+    currency: str
+    total: float
+    slot: SlotPublic | None
+    created_at: datetime
+    updated_at: datetime
+    lines: list[OrderLinePublic]
+    history: list[OrderChangePublic]
+
+
+class SubstitutionIn(BaseModel):
+    """A product the retailer proposes instead of one it cannot deliver."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gtin: Gtin = Field(description="The ordered product.")
+    substitute_gtin: Gtin
+    substitute_name: str = Field(min_length=1, max_length=200)
+    substitute_quantity: int = Field(ge=1, le=99)
+
+
+class DeliveredIn(BaseModel):
+    """How many packs of one ordered product came."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gtin: Gtin
+    quantity: int = Field(ge=0, le=99)
+
+
+class RetailerOrderEvent(BaseModel):
+    """A retailer's report on an order: the status it moves to, and its details."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal[
+        "accepted", "rejected", "picking", "substitution_proposed", "dispatched", "delivered", "cancelled"
+    ]
+    reason: str = Field(default="", max_length=500)
+    substitutions: list[SubstitutionIn] = Field(
+        default_factory=list, max_length=200, description="With substitution_proposed: at least one."
+    )
+    delivered: list[DeliveredIn] | None = Field(
+        default=None, max_length=200, description="With delivered: what came; None: everything as ordered."
+    )
+
+
+class SubstitutionDecision(BaseModel):
+    """The household's answer to the substitutions its retailer proposed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+
+
+class WebhookEndpointCreate(BaseModel):
+    """A URL that receives the retailer's webhooks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://", description="http:// or https://")
+
+
+class WebhookEndpointPublic(BaseModel):
+    """A webhook endpoint; its secret is shown only when it is made or rotated."""
+
+    id: str
+    url: str
+    created_at: datetime
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    previous_secret_valid_until: datetime | None
+
+
+class WebhookSecretPublic(WebhookEndpointPublic):
+    """An endpoint with its new signing secret: store it, it is not shown again."""
+
+    secret: str
+
+
+class WebhookDeliveryPublic(BaseModel):
+    """One message to an endpoint and how its delivery went."""
+
+    id: str
+    event_type: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    payload: str

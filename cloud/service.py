@@ -11,6 +11,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from cloud.api import create_app
 from cloud.database import create_db_engine, create_schema
+from cloud.dispatcher import Dispatcher
 from cloud.ingest import Ingestor
 from cloud.metrics import create_registry
 from cloud.scheduler import PlanningSchedule
@@ -48,7 +49,18 @@ class CloudService:
         # A registry of this worker's own: workers started in one process do not share metrics.
         self.registry = create_registry(self.ingestor, self._broker_connected)
         self.app = create_app(
-            self.engine, self.ingestor.stats, self._broker_connected, registry=self.registry, clock=clock
+            self.engine,
+            self.ingestor.stats,
+            self._broker_connected,
+            registry=self.registry,
+            clock=clock,
+            allow_private_webhooks=settings.webhook_allow_private,
+        )
+        self.dispatcher = Dispatcher(
+            self.engine,
+            clock or SystemClock(),
+            self.subscriber.publish_command,
+            allow_private_webhooks=settings.webhook_allow_private,
         )
         self.planning = PlanningSchedule(self.engine, clock or SystemClock(), settings.planning_interval_s)
         self._serve_http = serve_http
@@ -100,6 +112,7 @@ class CloudService:
         """Start ingesting and serving; return once the API answers or raise TimeoutError."""
         self.ingestor.start()
         self.subscriber.start()
+        self.dispatcher.start()
         if self.settings.planning:
             self.planning.start()
         if self._serve_http:
@@ -130,6 +143,7 @@ class CloudService:
             self._server.should_exit = True
             self._http_thread.join(10)
         self.planning.stop()
+        self.dispatcher.stop()
         self.subscriber.stop()
         self.ingestor.stop()
         self.engine.dispose()

@@ -50,6 +50,11 @@ class CloudSettings(BaseSettings):
         description="Plan every household's basket this often, in seconds.",
     )
     planning: bool = Field(default=True, description="Run the planning schedule in this worker.")
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let webhooks go to loopback and private addresses (tests, a trusted LAN); "
+        "otherwise only public ones.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text, or as one JSON object per line for a collector."
     )

@@ -91,8 +91,23 @@ class Subscriber:
             self._unsent += 1
         self._client.publish(topics.commands(ack.device_id), encode(ack), qos=1)
 
+    def publish_command(self, device_id: str, payload: bytes, timeout: float) -> bool:
+        """Publish a command to a fridge at QoS 1; return whether the broker took it within ``timeout``."""
+        if not self.connected:
+            return False
+        with self._room:
+            if not self._room.wait_for(lambda: self._unsent < MAX_UNSENT_ACKS, timeout):
+                return False
+            self._unsent += 1
+        info = self._client.publish(topics.commands(device_id), payload, qos=1)
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):  # not queued: the connection dropped
+            return False
+        return info.is_published()
+
     def _on_publish(self, _client: mqtt.Client, _userdata: Any, _mid: int, _reason: Any, _props: Any) -> None:
-        # Only acknowledgements are published, at QoS 1: each call is one PUBACK.
+        # Everything is published at QoS 1 (acknowledgements and commands): each call is one PUBACK.
         with self._room:
             self._unsent -= 1
             self._room.notify_all()

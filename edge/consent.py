@@ -9,7 +9,7 @@ outbox. Data minimisation happens here, before anything reaches the network:
   partial amounts are held back until the lot is finished.
 - ``telemetry``: temperatures, the door, the agent's health; food-safety and door alerts.
 
-Acknowledgements the household gives itself (offer answers), configuration reports, wipe
+Acknowledgements the household gives itself (offer and order answers), configuration reports, wipe
 confirmations and outbox warnings are always sent: they carry no household data beyond what the
 household chose to send.
 """

@@ -152,6 +152,14 @@ class OfferAnswered(EventBase):
     answer: Literal["accepted", "dismissed"]
 
 
+class OrderAnswered(EventBase):
+    """The household answered an order on the fridge: a proposed basket, or a placed order."""
+
+    type: Literal["order_answered"] = "order_answered"
+    order_id: UUID
+    answer: Literal["approve", "cancel", "skip", "accept_substitutions", "reject_substitutions"]
+
+
 class ConfigApplied(EventBase):
     """The device applied (or refused) a desired configuration version, like a device shadow's report."""
 
@@ -191,6 +199,7 @@ Event = Annotated[
     | AlertRaised
     | AlertCleared
     | OfferAnswered
+    | OrderAnswered
     | ConfigApplied
     | DataWiped
     | OutboxPressure,
@@ -291,13 +300,29 @@ class OrderLine(BaseModel):
     quantity: PositiveInt
 
 
+# proposed, approved and skipped are the planner's baskets; the rest, orders with a retailer.
+FridgeOrderStatus = Literal[
+    "proposed",
+    "approved",
+    "skipped",
+    "created",
+    "accepted",
+    "rejected",
+    "picking",
+    "substitution_proposed",
+    "dispatched",
+    "delivered",
+    "cancelled",
+]
+
+
 class OrderUpdated(Message):
     """The state of a grocery order changed; delivered lines are expected in the fridge."""
 
     type: Literal["order_updated"] = "order_updated"
     order_id: UUID
     device_id: DeviceId
-    status: Literal["created", "accepted", "rejected", "picking", "dispatched", "delivered", "cancelled"]
+    status: FridgeOrderStatus
     expected_delivery: UtcDatetime | None = None
     lines: tuple[OrderLine, ...] = ()
 

@@ -29,6 +29,15 @@ TABLES = {
     "retailer_keys",
     "catalog_items",
     "access_tokens",
+    "delivery_slots",
+    "orders",
+    "order_lines",
+    "order_history",
+    "idempotency_keys",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "device_commands",
+    "event_cursors",
     "alembic_version",
 }
 

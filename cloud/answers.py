@@ -1,0 +1,99 @@
+"""What households answer on their fridges: baskets approved, cancelled or skipped; orders
+cancelled; substitutions accepted or rejected.
+
+The fridge sends an ``order_answered`` event, which is stored like every event (so it is never
+lost) and applied here afterwards, in the order stored, by whichever worker gets to it first: a
+cursor in ``event_cursors`` says how far the answers are applied, and on PostgreSQL its row is
+locked while a worker applies the next ones. An answer the order's state no longer allows (the
+household cancelled on the web page a moment before) is logged and skipped, as the API would
+answer 409.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, select, update
+
+from cloud import orders, planner
+from cloud.database import insert_ignoring_duplicates
+from cloud.errors import OrderInputError, OrderStateError, VersionMismatch
+from cloud.models import EVENT_CURSORS, EVENTS, ORDERS, PLANNED_ORDERS
+
+CURSOR = "order_answers"
+BATCH = 200
+
+log = logging.getLogger(__name__)
+
+
+def apply_answers(engine: Engine, now: datetime) -> int:
+    """Apply the fridges' order answers stored since the last call; return how many were read."""
+    with engine.begin() as connection:
+        connection.execute(insert_ignoring_duplicates(engine, EVENT_CURSORS).values(name=CURSOR, position=0))
+        cursor = select(EVENT_CURSORS.c.position).where(EVENT_CURSORS.c.name == CURSOR)
+        if connection.dialect.name == "postgresql":
+            cursor = cursor.with_for_update()
+        position = int(connection.execute(cursor).scalar_one())
+        rows = connection.execute(
+            select(EVENTS.c.id, EVENTS.c.household_id, EVENTS.c.device_id, EVENTS.c.payload)
+            .where(EVENTS.c.type == "order_answered", EVENTS.c.id > position)
+            .order_by(EVENTS.c.id)
+            .limit(BATCH)
+        ).all()
+        for row in rows:
+            answer = json.loads(row.payload)
+            with connection.begin_nested():
+                _apply(connection, str(row.household_id), str(answer["order_id"]), str(answer["answer"]), now)
+        if rows:
+            connection.execute(
+                update(EVENT_CURSORS).where(EVENT_CURSORS.c.name == CURSOR).values(position=rows[-1].id)
+            )
+    return len(rows)
+
+
+def _apply(connection: Connection, household_id: str, order_id: str, answer: str, now: datetime) -> None:
+    try:
+        if _is_basket(connection, household_id, order_id):
+            action = {
+                "approve": planner.approve_order,
+                "cancel": planner.cancel_order,
+                "skip": planner.skip_order,
+            }
+            if answer in action:
+                action[answer](connection, household_id, order_id, now)
+                return
+        elif _is_order(connection, household_id, order_id):
+            if answer in ("cancel", "skip"):
+                orders.cancel(connection, household_id, order_id, now, actor="fridge")
+                return
+            if answer in ("accept_substitutions", "reject_substitutions"):
+                approve = answer == "accept_substitutions"
+                orders.decide_substitutions(connection, household_id, order_id, approve, now, actor="fridge")
+                return
+        log.warning(
+            "household %s answered %s to order %s, which it has not got that way",
+            household_id,
+            answer,
+            order_id,
+        )
+    except (OrderStateError, VersionMismatch, OrderInputError) as exc:
+        log.info(
+            "household %s's fridge answer %s to %s came too late: %s", household_id, answer, order_id, exc
+        )
+
+
+def _is_basket(connection: Connection, household_id: str, order_id: str) -> bool:
+    table = PLANNED_ORDERS.c
+    found = connection.execute(
+        select(table.id).where(table.id == order_id, table.household_id == household_id)
+    ).first()
+    return found is not None
+
+
+def _is_order(connection: Connection, household_id: str, order_id: str) -> bool:
+    found = connection.execute(
+        select(ORDERS.c.id).where(ORDERS.c.id == order_id, ORDERS.c.household_id == household_id)
+    ).first()
+    return found is not None

@@ -1,0 +1,83 @@
+"""FastAPI dependencies: the database session, and who the bearer token says the caller is."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from sqlmodel import Session
+
+from cloud.access import Caller, caller_of
+from cloud.models import Household
+from cloud.retailers import retailer_of
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """Yield a database session for one request."""
+    with Session(request.app.state.engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def _bearer(request: Request) -> str:
+    """Return the request's bearer token, or "" if it sent none."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _unauthorized(what: str) -> HTTPException:
+    return HTTPException(401, f"send {what}", headers={"WWW-Authenticate": "Bearer"})
+
+
+def retailer_id(request: Request, session: SessionDep) -> str:
+    """Return the retailer whose API key came with the request, or answer 401."""
+    found = retailer_of(session.connection(), _bearer(request))
+    if found is None:
+        raise _unauthorized(
+            "the retailer's API key as 'Authorization: Bearer frk_...' (frigo retailers create)"
+        )
+    return found
+
+
+RetailerDep = Annotated[str, Depends(retailer_id)]
+
+
+def caller(request: Request, session: SessionDep) -> Caller:
+    """Return who holds the request's bearer token, or answer 401."""
+    found = caller_of(session.connection(), _bearer(request))
+    if found is None:
+        raise _unauthorized(
+            "a household's or an operator's token as 'Authorization: Bearer frh_...' "
+            "(frigo tokens household HOUSEHOLD_ID, or frigo tokens admin)"
+        )
+    return found
+
+
+CallerDep = Annotated[Caller, Depends(caller)]
+
+
+def household_access(household_id: str, who: CallerDep) -> None:
+    """Let through the household's own token and operators' tokens; answer 403 to the rest."""
+    if not who.may_see(household_id):
+        raise HTTPException(403, f"this token is not for household {household_id!r}")
+
+
+# Routes of one household: its own token, or an operator's.
+OWN = [Depends(household_access)]
+
+
+def admin_only(who: CallerDep) -> None:
+    """Let through operators' tokens only."""
+    if who.role != "admin":
+        raise HTTPException(403, "an operator's token is needed (frigo tokens admin)")
+
+
+def household_or_404(session: Session, household_id: str) -> Household:
+    """Return the household, or answer 404."""
+    household = session.get(Household, household_id)
+    if household is None:
+        raise HTTPException(404, f"no household {household_id!r}; GET /households lists them")
+    return household
