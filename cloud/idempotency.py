@@ -71,6 +71,7 @@ class IdempotencyMiddleware:
             await self._answer_stored(send, stored, request_hash)
             return
         response: dict[str, Any] = {"status": 500, "headers": [], "body": b""}
+        held: list[Message] = []
 
         async def replay() -> Message:
             nonlocal body
@@ -78,12 +79,14 @@ class IdempotencyMiddleware:
             return {"type": "http.request", "body": chunk, "more_body": False}
 
         async def capture(message: Message) -> None:
+            # Held back until the response is stored: a retry sent the moment this one is
+            # answered must find it done, not in flight.
             if message["type"] == "http.response.start":
                 response["status"] = message["status"]
                 response["headers"] = list(message.get("headers", []))
             elif message["type"] == "http.response.body":
                 response["body"] += message.get("body", b"")
-            await send(message)
+            held.append(message)
 
         try:
             await self.app(scope, replay, capture)
@@ -92,24 +95,26 @@ class IdempotencyMiddleware:
             raise
         if response["status"] >= 500:
             await anyio.to_thread.run_sync(self._forget, principal, key)
-            return
-        content_type = next(
-            (
-                value.decode("latin-1")
-                for name, value in response["headers"]
-                if name.lower() == b"content-type"
-            ),
-            "application/json",
-        )
-        await anyio.to_thread.run_sync(
-            self._store,
-            principal,
-            key,
-            response["status"],
-            response["body"],
-            content_type,
-            response["headers"],
-        )
+        else:
+            content_type = next(
+                (
+                    value.decode("latin-1")
+                    for name, value in response["headers"]
+                    if name.lower() == b"content-type"
+                ),
+                "application/json",
+            )
+            await anyio.to_thread.run_sync(
+                self._store,
+                principal,
+                key,
+                response["status"],
+                response["body"],
+                content_type,
+                response["headers"],
+            )
+        for message in held:
+            await send(message)
 
     def _claim(self, principal: str, key: str, request_hash: str) -> tuple[bool, Any]:
         """Insert the key as in flight; return (True, None), or (False, the row already there)."""

@@ -425,6 +425,12 @@ class Agent:
             self.recorder.answer_offer(offer_id, answer)
         self.uplink.notify()
 
+    def answer_order(self, order_id: Any, answer: str) -> None:
+        """Approve, cancel or skip a basket or an order, or decide on substitutions; to the cloud."""
+        with self._lock:
+            self.recorder.answer_order(order_id, answer)
+        self.uplink.notify()
+
     def inventory(self) -> dict[str, float]:
         """Return what the fridge holds, by product code."""
         with self._lock:

@@ -9,6 +9,9 @@ from shared.messages import OrderUpdated
 
 # Statuses whose lines the household can scan in: the goods are on their way or have arrived.
 _RECEIVABLE = ("dispatched", "delivered")
+# Statuses whose lines are not on their way: the planner's baskets (an approved basket's lines come
+# with the order placed for it), and orders that ended without goods.
+_NOT_COMING = ("proposed", "approved", "skipped", "rejected", "cancelled")
 
 
 class Orders:
@@ -61,12 +64,27 @@ class Orders:
 
     def expected(self) -> list[tuple[str, str, int, int]]:
         """Return (order id, code, quantity, received) for lines still expected."""
+        placeholders = ", ".join("?" for _ in _NOT_COMING)
         rows = self._conn.execute(
             "SELECT l.order_id, l.code, l.quantity, l.received FROM order_lines l JOIN orders o "
-            "USING (order_id) WHERE l.received < l.quantity AND o.status NOT IN ('rejected', 'cancelled') "
-            "ORDER BY l.order_id, l.code"
+            f"USING (order_id) WHERE l.received < l.quantity AND o.status NOT IN ({placeholders}) "
+            "ORDER BY l.order_id, l.code",
+            _NOT_COMING,
         ).fetchall()
         return [(str(a), str(b), int(c), int(d)) for a, b, c, d in rows]
+
+    def status(self, order_id: object) -> str | None:
+        """Return the status the fridge last heard for an order or basket; None if unknown."""
+        row = self._conn.execute("SELECT status FROM orders WHERE order_id = ?", (str(order_id),)).fetchone()
+        return None if row is None else str(row[0])
+
+    def listed(self) -> list[tuple[str, str, str]]:
+        """Return (order id, status, lines as 'code×quantity, ...') of every order, newest first."""
+        rows = self._conn.execute(
+            "SELECT o.order_id, o.status, group_concat(l.code || '×' || l.quantity, ', ') FROM orders o "
+            "LEFT JOIN order_lines l USING (order_id) GROUP BY o.order_id ORDER BY o.updated_at DESC"
+        ).fetchall()
+        return [(str(a), str(b), str(c or "")) for a, b, c in rows]
 
     def clear(self) -> None:
         """Forget every order (a wipe)."""

@@ -37,6 +37,7 @@ from shared.messages import (
     ItemOpened,
     Location,
     OfferAnswered,
+    OrderAnswered,
     OutboxPressure,
     TelemetryReported,
     encode,
@@ -282,6 +283,14 @@ class Recorder:
                 raise LookupError(f"no offer {offer_id} on this fridge: `frigo edge offers` lists them")
             self.offers.answer(offer_id, answer)
             return self._emit(OfferAnswered, offer_id=offer_id, answer=answer)
+
+    def answer_order(self, order_id: UUID, answer: str) -> Event | None:
+        """Record the household's answer to a basket or an order and send it."""
+        with transaction(self._conn):
+            status = self.orders.status(order_id)
+            if status is None:
+                raise LookupError(f"no order {order_id} on this fridge: `frigo edge orders` lists them")
+            return self._emit(OrderAnswered, order_id=order_id, answer=answer)
 
     def config_applied(self, version: int, error: str | None, settings: str | None = None) -> Event | None:
         """Report the outcome of a desired configuration; keep applied ``settings`` (JSON) for restarts."""

@@ -389,6 +389,64 @@ def edge_answer(
     typer.echo(f"offer {offer_id}: {'accepted' if answer is Answer.ACCEPT else 'dismissed'}")
 
 
+class OrderAnswer(StrEnum):
+    """How the household answers a basket or an order."""
+
+    APPROVE = "approve"
+    CANCEL = "cancel"
+    SKIP = "skip"
+    ACCEPT_SUBSTITUTIONS = "accept_substitutions"
+    REJECT_SUBSTITUTIONS = "reject_substitutions"
+
+
+@edge_app.command("orders")
+def edge_orders(ctx: typer.Context) -> None:
+    """List the baskets and orders the cloud told this fridge of, newest first."""
+    from edge.database import open_database
+    from edge.orders import Orders
+
+    conn = open_database(_edge_settings(ctx).db_path)
+    try:
+        listed = Orders(conn).listed()
+    finally:
+        conn.close()
+    if not listed:
+        typer.echo("no orders")
+    for order_id, status, lines in listed:
+        typer.echo(f"{order_id}  {status}\n    {lines or '(no lines)'}")
+
+
+@edge_app.command("order")
+def edge_order(
+    ctx: typer.Context,
+    order_id: Annotated[str, typer.Argument(help="The basket's or order's id, from `frigo edge orders`.")],
+    answer: Annotated[
+        OrderAnswer,
+        typer.Argument(
+            help="approve, cancel or skip a basket; cancel an order; accept or reject substitutions"
+        ),
+    ],
+) -> None:
+    """Answer a basket or an order on the fridge; the answer goes to the cloud with the next events."""
+    import uuid
+
+    from edge.database import open_database
+    from edge.recorder import Recorder
+    from shared.clock import SystemClock
+
+    settings = _edge_settings(ctx)
+    conn = open_database(settings.db_path)
+    try:
+        recorder = Recorder(conn, settings.device_id, SystemClock(), consent=settings.consent)
+        recorder.answer_order(uuid.UUID(order_id), answer.value)
+    except (LookupError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        conn.close()
+    typer.echo(f"order {order_id}: {answer.value}")
+
+
 @edge_app.command("calibrate")
 def edge_calibrate(
     ctx: typer.Context,
