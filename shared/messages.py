@@ -229,6 +229,7 @@ EventMessage = Annotated[
     | AlertRaised
     | AlertCleared
     | OfferAnswered
+    | OrderAnswered
     | ConfigApplied
     | DataWiped
     | OutboxPressure

@@ -72,3 +72,22 @@ def test_export_overwrites_stale_files(tmp_path: Path) -> None:
     contract.export(tmp_path)
     expected = contract.render()["event.schema.json"]
     assert (tmp_path / "event.schema.json").read_text(encoding="utf-8") == expected
+
+
+def test_every_event_type_is_accepted_alone_and_in_a_batch() -> None:
+    from typing import get_args
+
+    from shared import messages
+
+    def members(annotated: object) -> set[type]:
+        union, _field = get_args(annotated)
+        return set(get_args(union))
+
+    subclasses = {
+        cls
+        for cls in vars(messages).values()
+        if isinstance(cls, type) and issubclass(cls, messages.EventBase)
+    }
+    subclasses.discard(messages.EventBase)
+    assert members(messages.Event) == subclasses
+    assert members(messages.EventMessage) == subclasses | {messages.EventBatch}
