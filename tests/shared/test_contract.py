@@ -49,6 +49,7 @@ def test_event_schema_is_discriminated_on_type() -> None:
         "alert_raised",
         "alert_cleared",
         "offer_answered",
+        "order_answered",
         "config_applied",
         "data_wiped",
         "outbox_pressure",
