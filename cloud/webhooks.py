@@ -62,7 +62,14 @@ def sign(secrets_: Sequence[str], message_id: str, timestamp: int, body: bytes) 
     }
 
 
-def verify(secrets_: Sequence[str], headers: Mapping[str, str], body: bytes, now: int) -> None:
+def verify(
+    secrets_: Sequence[str],
+    headers: Mapping[str, str],
+    body: bytes,
+    now: int,
+    *,
+    tolerance_s: int = TOLERANCE_S,
+) -> None:
     """Check a received webhook against the secrets the receiver holds; raise if it fails."""
     lowered = {name.lower(): value for name, value in headers.items()}
     try:
@@ -73,9 +80,9 @@ def verify(secrets_: Sequence[str], headers: Mapping[str, str], body: bytes, now
         raise WebhookVerificationError(
             "missing or malformed webhook-id, webhook-timestamp or webhook-signature header"
         ) from None
-    if abs(now - timestamp) > TOLERANCE_S:
+    if abs(now - timestamp) > tolerance_s:
         raise WebhookVerificationError(
-            f"timestamp {timestamp} is {abs(now - timestamp)} s from now (at most {TOLERANCE_S} s)"
+            f"timestamp {timestamp} is {abs(now - timestamp)} s from now (at most {tolerance_s} s)"
         )
     expected = {signature(secret, message_id, timestamp, body) for secret in secrets_}
     if not any(hmac.compare_digest(given, wanted) for given in signatures for wanted in expected):

@@ -431,6 +431,11 @@ class Agent:
             self.recorder.answer_order(order_id, answer)
         self.uplink.notify()
 
+    def order_status(self, order_id: Any) -> str | None:
+        """Return the status this fridge last heard for an order or basket; None if unknown."""
+        with self._lock:
+            return self.recorder.orders.status(order_id)
+
     def inventory(self) -> dict[str, float]:
         """Return what the fridge holds, by product code."""
         with self._lock:

@@ -6,7 +6,7 @@ generator of its own: it fails as a whole (the van never comes), or it arrives a
 with some lines out of stock and some replaced by another product of the same category. The same
 seed and the same orders give the same deliveries.
 
-When the order API exists, a retailer speaking it over HTTP implements the same interface.
+:class:`simulator.apiretailer.ApiRetailer` implements the same interface through the cloud's order API.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,6 +42,11 @@ class RetailerSettings(BaseModel):
     )
     substitution_rate: float = Field(
         default=0.05, ge=0, le=1, description="Chance a line comes as another product of its category."
+    )
+    through_api: bool = Field(
+        default=False,
+        description="Order through the cloud's order API over HTTP (households' tokens, signed "
+        "webhooks, the retailer's key) instead of in memory.",
     )
 
 
@@ -93,6 +98,11 @@ class Retailer(Protocol):
     """Where orders go: the simulated retailer, or one behind the order API."""
 
     @property
+    def orders(self) -> list[Order]:
+        """Return every order placed so far, with what became of it."""
+        ...
+
+    @property
     def lead_time_days(self) -> int:
         """Return the days from an order to its delivery, as promised."""
         ...
@@ -103,6 +113,15 @@ class Retailer(Protocol):
 
     def deliveries(self, household: str, day: date) -> list[Order]:
         """Return the household's orders that arrive or fail on ``day``, settling them."""
+        ...
+
+
+@runtime_checkable
+class TellsFridges(Protocol):
+    """A retailer whose deliveries the fridges hear of (through the cloud) before they are unpacked."""
+
+    def take_delivered(self) -> list[tuple[str, str]]:
+        """Return (household, order id on the fridge) of the deliveries since the last call."""
         ...
 
 

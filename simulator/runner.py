@@ -21,12 +21,13 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from shared.clock import ManualClock
 from shared.mqtt import MqttSettings
+from simulator.apiretailer import ApiRetailer
 from simulator.errors import ScenarioError
 from simulator.life import DayTruth
 from simulator.mosquitto import Mosquitto, free_port, mosquitto_binary
@@ -34,6 +35,9 @@ from simulator.plots import FORECAST_COLUMNS, ORDER_COLUMNS, TRUTH_COLUMNS, writ
 from simulator.retailer import Order, OrderStatus
 from simulator.scenario import Scenario
 from simulator.world import DayReport, World, WorldReport, fridge_id
+
+if TYPE_CHECKING:
+    from cloud.service import CloudService
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,7 @@ def run_scenario(
                 f"scenario {scenario.name} restarts the broker: run it on the broker the simulator "
                 "starts (no --mqtt-host/--mqtt-port), with Mosquitto installed (apt-get install mosquitto)"
             )
+        through_api = scenario.retailer is not None and scenario.retailer.through_api
         cloud = CloudService(
             CloudSettings(
                 database_url=database_url or f"sqlite:///{report_dir / 'cloud.db'}",
@@ -84,11 +89,24 @@ def run_scenario(
                 # The fridges' small batches cost more to hand to a child process than to store here.
                 writer_process=False,
                 planning=False,  # the simulator's households shop for themselves
+                http_port=0,
+                # The simulated retailer's webhook receiver listens on loopback.
+                webhook_allow_private=through_api,
             ),
             clock,
-            serve_http=False,
+            serve_http=through_api,
         )
         stack.callback(cloud.stop)
+        cloud.start()
+        if not cloud.subscriber.wait_connected(15):
+            raise TimeoutError(f"the cloud could not connect to the broker at {mqtt.host}:{mqtt.port}")
+        shop = None
+        if through_api:
+            shop = _api_retailer(cloud, scenario, clock)
+            stack.callback(shop.stop)
+            shop.start()
+            for index in range(1, scenario.households + 1):
+                shop.choose_me(fridge_id(index))
         world = World(
             scenario.households,
             mqtt,
@@ -99,13 +117,11 @@ def run_scenario(
             restart_broker=restart_broker,
             speed=speed,
             retailer=scenario.retailer,
+            retailer_client=shop,
             detail_share=scenario.consumption_detail_share,
             weight_shelf=scenario.weight_shelf,
         )
         stack.callback(world.stop)
-        cloud.start()
-        if not cloud.subscriber.wait_connected(15):
-            raise TimeoutError(f"the cloud could not connect to the broker at {mqtt.host}:{mqtt.port}")
         world.start()
         watched = [fridge_id(i) for i in range(1, min(scenario.households, FORECAST_HOUSEHOLDS) + 1)]
         with (report_dir / "forecast.csv").open("w", newline="", encoding="utf-8") as file:
@@ -121,13 +137,72 @@ def run_scenario(
             report = world.run(scenario.days, day_done)
         with cloud.engine.connect() as connection:
             stored = int(connection.execute(select(func.count()).select_from(EVENTS)).scalar_one())
+            through = _through_api(connection, shop) if shop is not None else None
     orders = world.retailer.orders if world.retailer is not None else []
     summary = _summary(scenario, report, stored, orders)
+    if through is not None:
+        summary["retailer"]["through_api"] = through
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     _write_truth(report_dir / "truth.csv", report)
     write_orders(report_dir / "orders.csv", orders)
     write_plots(report_dir, devices=watched)
     return summary
+
+
+def _api_retailer(cloud: CloudService, scenario: Scenario, clock: ManualClock) -> ApiRetailer:
+    """Make the run's retailer account and its households in the cloud; return the retailer."""
+    from sqlmodel import Session
+
+    from cloud.access import issue_token
+    from cloud.devices import provision
+    from cloud.ingest import household_id_for
+    from cloud.retailers import create_retailer
+
+    assert scenario.retailer is not None
+    with Session(cloud.engine) as session:
+        retailer, key = create_retailer(session, f"Simulated shop {scenario.name}", clock.now())
+        session.commit()
+        retailer_id = retailer.id
+        # The households exist before their fridges' first events, so they can order on day one.
+        for index in range(1, scenario.households + 1):
+            provision(session, fridge_id(index), clock=clock)
+
+    def token(household_id: str) -> str:
+        with Session(cloud.engine) as session:
+            issued = issue_token(session, "household", household_id, clock.now())
+            session.commit()
+        return issued
+
+    return ApiRetailer(
+        cloud.url, key, retailer_id, token, household_id_for, clock, scenario.retailer, seed=scenario.seed
+    )
+
+
+def _through_api(connection: Connection, shop: ApiRetailer) -> dict[str, Any]:
+    """Return what went through the order API: orders by status, webhooks, packs matched on fridges."""
+    from cloud.models import EVENTS, ORDER_LINES, ORDERS, WEBHOOK_DELIVERIES
+
+    statuses = connection.execute(select(ORDERS.c.status, func.count()).group_by(ORDERS.c.status)).all()
+    webhooks = connection.execute(
+        select(WEBHOOK_DELIVERIES.c.status, func.count()).group_by(WEBHOOK_DELIVERIES.c.status)
+    ).all()
+    delivered = connection.execute(
+        select(func.coalesce(func.sum(ORDER_LINES.c.delivered_quantity), 0))
+    ).scalar_one()
+    matched = 0
+    for payload in connection.execute(
+        select(EVENTS.c.payload).where(EVENTS.c.type == "item_added")
+    ).scalars():
+        matched += json.loads(payload).get("order_id") is not None
+    return {
+        "orders": {str(status): int(count) for status, count in statuses},
+        "webhooks_sent": {str(status): int(count) for status, count in webhooks},
+        "webhooks_received": shop.webhooks_received,
+        "webhooks_refused": shop.webhooks_refused,
+        "webhooks_missed": shop.webhooks_missed,
+        "packs_delivered": int(delivered),
+        "packs_matched_on_fridges": matched,
+    }
 
 
 def _forecast_rows(engine: Engine, devices: Sequence[str], now: datetime) -> list[list[object]]:

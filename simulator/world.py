@@ -34,7 +34,7 @@ from simulator.catalog import CATALOG, Product
 from simulator.faults import Faults
 from simulator.life import Action, ActionKind, DayTruth, Household, Shopping
 from simulator.network import Link, Network
-from simulator.retailer import RetailerSettings, SimulatedRetailer
+from simulator.retailer import Retailer, RetailerSettings, SimulatedRetailer, TellsFridges
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ DRAIN_TIMEOUT_S = 120.0
 # The fridges' linger (EdgeSettings.linger_s): 0.15 s sent each virtual day in a few batches, and
 # ran the 20-households fortnight about a tenth faster than the agent's 0.05 s.
 SIM_LINGER_S = 0.15
+# Wall seconds a fridge may take to hear of a delivery through the cloud before it is unpacked.
+DELIVERY_NEWS_S = 10.0
 # The door stays open this long after the last thing put in or taken out: actions closer together
 # than this (a bag of shopping put away) are one opening.
 DOOR_LINGER = timedelta(seconds=20)
@@ -147,6 +149,7 @@ class World:
         restart_broker: Callable[[], None] | None = None,
         speed: float | None = None,
         retailer: RetailerSettings | None = None,
+        retailer_client: Retailer | None = None,
         detail_share: float = 0.5,
         weight_shelf: bool = True,
     ) -> None:
@@ -163,7 +166,10 @@ class World:
         self._mqtt = mqtt
         start = clock.now().date()
         # Who shops online comes from a generator of its own too: the lives stay as they were.
-        self.retailer = SimulatedRetailer(retailer, seed=seed) if retailer is not None else None
+        # The retailer in memory, unless one behind the order API is given.
+        self.retailer: Retailer | None = retailer_client
+        if self.retailer is None and retailer is not None:
+            self.retailer = SimulatedRetailer(retailer, seed=seed)
         online = random.Random(seed * 613)
         share = retailer.online_share if retailer is not None else 0.0
         self.households = [
@@ -273,6 +279,7 @@ class World:
             actions, truth = household.live()
             truths.append(truth)
             scheduled += [_Doing(index, action) for action in actions]
+        self._await_delivery_news()
         actions_count = len(scheduled)
         scheduled += self._faults_of(day)
         scheduled.sort(key=lambda item: item.at)  # stable: the households' order within a moment stays
@@ -322,6 +329,21 @@ class World:
         if not self.wait_drained():
             raise TimeoutError(f"the cloud did not acknowledge {day}'s events in {DRAIN_TIMEOUT_S:.0f} s")
         return report
+
+    def _await_delivery_news(self) -> None:
+        """Let each fridge hear of the day's deliveries before they are unpacked, as a real one would
+        hours before the van comes; the cloud tells it within a dispatcher tick."""
+        if not isinstance(self.retailer, TellsFridges):
+            return
+        by_device = {agent.device_id: agent for agent in self.agents}
+        deadline = time.monotonic() + DELIVERY_NEWS_S
+        for household, order_id in self.retailer.take_delivered():
+            agent = by_device[household]
+            while agent.order_status(order_id) != "delivered":
+                if time.monotonic() > deadline:
+                    log.warning("%s did not hear of order %s in %.0f s", household, order_id, DELIVERY_NEWS_S)
+                    break
+                time.sleep(0.02)
 
     def _recorded(self) -> int:
         return sum(agent.recorder.outbox.last_seq() for agent in self.agents)
