@@ -35,6 +35,7 @@ from shared.messages import (
     ItemOpened,
     OfferAnswered,
     OfferSent,
+    OrderAnswered,
     OrderLine,
     OrderUpdated,
     OutboxPressure,
@@ -1406,6 +1407,37 @@ def test_new_lines_replace_the_expected_ones(recorder: Recorder, conn: sqlite3.C
     with transaction(conn):
         recorder.orders.update(order(ORDER, "dispatched", (MILK, 2), (BUTTER, 1)), T0 + timedelta(hours=2))
     assert recorder.orders.expected() == [(str(ORDER), BUTTER, 1, 0), (str(ORDER), MILK, 2, 1)]
+
+
+def test_baskets_are_listed_but_not_expected(recorder: Recorder, conn: sqlite3.Connection) -> None:
+    basket, other = UUID(int=71), UUID(int=72)
+    with transaction(conn):
+        recorder.orders.update(order(basket, "proposed", (MILK, 2)), T0)
+        recorder.orders.update(order(other, "approved", (EGGS, 1)), T0 + timedelta(minutes=1))
+        recorder.orders.update(order(ORDER, "created", (BUTTER, 1)), T0 + timedelta(minutes=2))
+    assert recorder.orders.expected() == [(str(ORDER), BUTTER, 1, 0)]
+    assert recorder.orders.listed() == [
+        (str(ORDER), "created", f"{BUTTER}×1"),
+        (str(other), "approved", f"{EGGS}×1"),
+        (str(basket), "proposed", f"{MILK}×2"),
+    ]
+    assert recorder.orders.status(basket) == "proposed"
+    assert recorder.orders.status(UUID(int=99)) is None
+
+
+def test_order_answers_are_sent_for_known_orders_only(conn: sqlite3.Connection, clock: ManualClock) -> None:
+    # Sent whatever the consent: the household's own answer carries nothing else.
+    recorder = Recorder(conn, DEVICE, clock, consent=ConsentSettings(share=frozenset()))
+    with pytest.raises(LookupError, match=f"no order {ORDER} on this fridge"):
+        recorder.answer_order(ORDER, "approve")
+    with transaction(conn):
+        recorder.orders.update(order(ORDER, "proposed", (MILK, 2)), T0)
+    with pytest.raises(ValidationError, match="answer"):
+        recorder.answer_order(ORDER, "maybe")
+    answered = recorder.answer_order(ORDER, "skip")
+    assert isinstance(answered, OrderAnswered)
+    assert (answered.seq, answered.order_id, answered.answer) == (1, ORDER, "skip")
+    assert outbox(recorder) == [answered]
 
 
 # alerts and configuration -----------------------------------------------------------------------
