@@ -22,6 +22,10 @@ from cloud import metrics, orderapi
 from cloud.database import as_utc
 from cloud.deadletters import list_dead_letters, payload_text
 from cloud.dependencies import (
+    BAD_BODY,
+    HOUSEHOLD_ERRORS,
+    OPERATOR_ERRORS,
+    RETAILER_ERRORS,
     RetailerDep,
     SessionDep,
     admin_only,
@@ -42,6 +46,7 @@ from cloud.schemas import (
     DaysLeftPublic,
     DeadLetterPublic,
     DevicePublic,
+    ErrorPublic,
     EventPublic,
     ForecastItemPublic,
     ForecastPublic,
@@ -62,6 +67,10 @@ log = logging.getLogger(__name__)
 
 # Largest page of events one request returns.
 MAX_PAGE = 1000
+PLANNED_ORDER_ERRORS = {
+    **HOUSEHOLD_ERRORS,
+    409: {"model": ErrorPublic, "description": "The basket's state does not allow this; says which it is."},
+}
 
 
 def create_app(
@@ -134,7 +143,9 @@ def create_app(
             broker_connected=broker_connected(),
         )
 
-    @app.get("/households", tags=["households"], dependencies=[Depends(admin_only)])
+    @app.get(
+        "/households", tags=["households"], dependencies=[Depends(admin_only)], responses=OPERATOR_ERRORS
+    )
     def list_households(session: SessionDep) -> list[HouseholdPublic]:
         """List every household with its fridges."""
         households = session.execute(select(Household).order_by(Household.id)).scalars().all()
@@ -149,7 +160,10 @@ def create_app(
         return [HouseholdPublic(id=h.id, name=h.name, devices=by_household.get(h.id, [])) for h in households]
 
     @app.get(
-        "/households/{household_id}/inventory", tags=["households"], dependencies=[Depends(household_access)]
+        "/households/{household_id}/inventory",
+        tags=["households"],
+        dependencies=[Depends(household_access)],
+        responses=HOUSEHOLD_ERRORS,
     )
     def get_inventory(household_id: str, session: SessionDep) -> InventoryPublic:
         """Return what the household's fridges hold, by product code."""
@@ -175,7 +189,10 @@ def create_app(
         )
 
     @app.get(
-        "/households/{household_id}/events", tags=["households"], dependencies=[Depends(household_access)]
+        "/households/{household_id}/events",
+        tags=["households"],
+        dependencies=[Depends(household_access)],
+        responses=HOUSEHOLD_ERRORS,
     )
     def list_events(
         household_id: str,
@@ -208,7 +225,10 @@ def create_app(
         ]
 
     @app.get(
-        "/households/{household_id}/forecast", tags=["households"], dependencies=[Depends(household_access)]
+        "/households/{household_id}/forecast",
+        tags=["households"],
+        dependencies=[Depends(household_access)],
+        responses=HOUSEHOLD_ERRORS,
     )
     def get_forecast(household_id: str, session: SessionDep) -> ForecastPublic:
         """Return, per product, the rate of use, the days until empty (p10/p50/p90), the reorder
@@ -243,6 +263,7 @@ def create_app(
         "/households/{household_id}/shopping-list",
         tags=["households"],
         dependencies=[Depends(household_access)],
+        responses=HOUSEHOLD_ERRORS,
     )
     def get_shopping_list(household_id: str, session: SessionDep) -> ShoppingListPublic:
         """Return the planner's latest basket for the household, or the one it would make now."""
@@ -279,7 +300,7 @@ def create_app(
                 ShoppingLinePublic(
                     code=item.code,
                     packs=item.packs,
-                    quantity=item.packs * item.pack,
+                    quantity=item.quantity,
                     unit=item.unit,
                     reason=item.reason,
                 )
@@ -325,6 +346,7 @@ def create_app(
         "/households/{household_id}/planned-orders",
         tags=["households"],
         dependencies=[Depends(household_access)],
+        responses=HOUSEHOLD_ERRORS,
     )
     def list_planned_orders(
         household_id: str, session: SessionDep, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20
@@ -343,6 +365,7 @@ def create_app(
         "/households/{household_id}/planned-orders/{order_id}/approve",
         tags=["households"],
         dependencies=[Depends(household_access)],
+        responses=PLANNED_ORDER_ERRORS,
     )
     def approve_planned_order(household_id: str, order_id: str, session: SessionDep) -> PlannedOrderPublic:
         """Approve a proposed basket; its order goes to the household's retailer, if it has one.
@@ -353,6 +376,7 @@ def create_app(
         "/households/{household_id}/planned-orders/{order_id}/cancel",
         tags=["households"],
         dependencies=[Depends(household_access)],
+        responses=PLANNED_ORDER_ERRORS,
     )
     def cancel_planned_order(household_id: str, order_id: str, session: SessionDep) -> PlannedOrderPublic:
         """Cancel a suggested or proposed basket, or an automatic one within 24 hours; else 409."""
@@ -362,6 +386,7 @@ def create_app(
         "/households/{household_id}/planned-orders/{order_id}/skip",
         tags=["households"],
         dependencies=[Depends(household_access)],
+        responses=PLANNED_ORDER_ERRORS,
     )
     def skip_planned_order(household_id: str, order_id: str, session: SessionDep) -> PlannedOrderPublic:
         """Skip a suggested or proposed basket: nothing is ordered this cycle; else 409."""
@@ -384,7 +409,10 @@ def create_app(
         return planned_order(session, household_id, order_id)
 
     @app.put(
-        "/households/{household_id}/planning", tags=["households"], dependencies=[Depends(household_access)]
+        "/households/{household_id}/planning",
+        tags=["households"],
+        dependencies=[Depends(household_access)],
+        responses={**HOUSEHOLD_ERRORS, **BAD_BODY},
     )
     def set_planning_mode(
         household_id: str, update: PlanningModeUpdate, session: SessionDep
@@ -396,7 +424,7 @@ def create_app(
         session.commit()
         return PlanningModePublic(household_id=household_id, mode=update.mode)
 
-    @app.put("/retailer/catalog", tags=["retailer"])
+    @app.put("/retailer/catalog", tags=["retailer"], responses={**RETAILER_ERRORS, **BAD_BODY})
     def put_catalog(upload: CatalogUpload, retailer: RetailerDep, session: SessionDep) -> CatalogUploadPublic:
         """Insert or update up to 10,000 of the retailer's products in one request."""
         count = upsert_catalog(
@@ -408,7 +436,7 @@ def create_app(
         ).scalar_one()
         return CatalogUploadPublic(retailer_id=retailer, upserted=count, products=int(products))
 
-    @app.get("/retailer/catalog", tags=["retailer"])
+    @app.get("/retailer/catalog", tags=["retailer"], responses=RETAILER_ERRORS)
     def get_catalog(
         retailer: RetailerDep,
         session: SessionDep,
@@ -437,7 +465,9 @@ def create_app(
             for row in rows
         ]
 
-    @app.get("/admin/dead-letters", tags=["admin"], dependencies=[Depends(admin_only)])
+    @app.get(
+        "/admin/dead-letters", tags=["admin"], dependencies=[Depends(admin_only)], responses=OPERATOR_ERRORS
+    )
     def get_dead_letters(
         session: SessionDep,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,

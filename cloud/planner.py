@@ -37,7 +37,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from cloud import commands, orders
 from cloud.errors import OrderStateError
 from cloud.forecast import Forecast, forecast
-from cloud.models import EVENTS, HOUSEHOLDS, ORDERS, PLANNED_ORDER_LINES, PLANNED_ORDERS
+from cloud.models import (
+    CATALOG_ITEMS,
+    EVENTS,
+    HOUSEHOLDS,
+    ORDER_LINES,
+    ORDERS,
+    PLANNED_ORDER_LINES,
+    PLANNED_ORDERS,
+)
 from cloud.replenishment import Plan, PlanItems, PolicyParams, plan
 from shared.clock import Clock
 from shared.messages import FridgeOrderStatus, OrderLine, OrderUpdated
@@ -76,9 +84,11 @@ DEFAULT_SHELF_LIFE_DAYS = 7.0
 PRIOR_MIN_DAYS = 28
 FALLBACK_RATE = 0.1  # packs a day
 CANCELLABLE = timedelta(hours=24)
-# An order proposed or approved counts as on its way this long (until the order API reports
-# deliveries, issue 7): the next cycles do not order the same packs again.
+# A basket proposed or approved, with no order placed for it, counts as on its way this long (the
+# household may shop it itself): the next cycles do not order the same packs again.
 ON_ORDER_FOR = timedelta(days=3)
+# An order with the retailer is on its way until it is delivered (its packs are then scanned in).
+OPEN_ORDER_STATUSES = ("created", "accepted", "picking", "substitution_proposed", "dispatched")
 MODES = ("automatic", "approve", "suggest")
 
 
@@ -94,8 +104,14 @@ class ItemPlan:
     sd: float  # spread of a day's use, ``unit``
     days_left: tuple[float, float, float]  # p10, p50, p90
     reorder_on: date | None  # the day it will be due, None if it never runs out
-    packs: int  # packs to order now
+    packs: int  # packs to order now: the retailer's, if the household has one
     reason: str
+    retail_pack: float = 0.0  # what one of those packs holds, in ``unit`` (0: the household's pack)
+
+    @property
+    def quantity(self) -> float:
+        """Return what the packs to order hold, in ``unit``."""
+        return self.packs * (self.retail_pack or self.pack)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +175,23 @@ def plan_households(
         last_weekday=(now.date() - timedelta(days=1)).weekday(),
         in_stock=items.in_stock,
     )
-    on_order = _on_order(connection, items, now)
-    decision = plan(PlanItems(items.household, items.stock, on_order, items.shelf_life), result, params)
-    return _explain(items, result, decision, now.date())
+    retail_pack, price = _retail(connection, items)
+    on_order = _on_order(connection, items, retail_pack, now)
+    spent = _spent(connection, items.households, now)
+    decision = plan(
+        PlanItems(
+            items.household,
+            items.stock,
+            on_order,
+            items.shelf_life,
+            pack=retail_pack,
+            price=price,
+            spent=spent,
+        ),
+        result,
+        params,
+    )
+    return _explain(items, result, decision, retail_pack, now.date())
 
 
 def plan_cycle(
@@ -253,7 +283,7 @@ def _write_order(
                 "order_id": order_id,
                 "code": item.code,
                 "packs": item.packs,
-                "quantity": item.packs * item.pack,
+                "quantity": item.quantity,
                 "unit": item.unit,
                 "reason": item.reason[:300],
             }
@@ -430,16 +460,19 @@ def _load(connection: Connection, household_ids: list[str], now: datetime) -> _I
     )
 
 
-def _on_order(connection: Connection, items: _Items, now: datetime) -> FloatArray:
-    """Return the packs of each row in the households' open planned orders."""
-    orders, lines = PLANNED_ORDERS.c, PLANNED_ORDER_LINES.c
+def _on_order(connection: Connection, items: _Items, retail_pack: FloatArray, now: datetime) -> FloatArray:
+    """Return the packs of each row on their way: in open orders with the retailer, and in baskets
+    proposed or approved lately that no order was placed for."""
+    baskets, basket_lines = PLANNED_ORDERS.c, PLANNED_ORDER_LINES.c
+    placed = select(ORDERS.c.planned_order_id).where(ORDERS.c.planned_order_id.is_not(None))
     rows = connection.execute(
-        select(orders.household_id, lines.code, lines.packs)
-        .join(PLANNED_ORDER_LINES, lines.order_id == orders.id)
+        select(baskets.household_id, basket_lines.code, basket_lines.packs)
+        .join(PLANNED_ORDER_LINES, basket_lines.order_id == baskets.id)
         .where(
-            orders.household_id.in_(items.households),
-            orders.status.in_(["proposed", "approved"]),
-            orders.created_at >= now - ON_ORDER_FOR,
+            baskets.household_id.in_(items.households),
+            baskets.status.in_(["proposed", "approved"]),
+            baskets.created_at >= now - ON_ORDER_FOR,
+            baskets.id.not_in(placed),
         )
     ).all()
     index = {h: i for i, h in enumerate(items.households)}
@@ -449,7 +482,77 @@ def _on_order(connection: Connection, items: _Items, now: datetime) -> FloatArra
         row = row_of.get((index[str(household)], str(code)))
         if row is not None:
             packs[row] += float(count)
+    # Orders with the retailer, in the household's packs (a line's count is in the retailer's).
+    lines = ORDER_LINES.c
+    ordered = connection.execute(
+        select(ORDERS.c.household_id, lines.gtin, lines.quantity, lines.substitute_gtin, lines.substitution)
+        .join(ORDER_LINES, lines.order_id == ORDERS.c.id)
+        .where(ORDERS.c.household_id.in_(items.households), ORDERS.c.status.in_(OPEN_ORDER_STATUSES))
+    ).all()
+    for household, code, count, substitute, substitution in ordered:
+        if substitution == "rejected":
+            continue
+        coming = substitute if substitution == "approved" and substitute else code
+        row = row_of.get((index[str(household)], str(coming)))
+        if row is not None:
+            packs[row] += float(count) * retail_pack[row]
     return packs
+
+
+def _retail(connection: Connection, items: _Items) -> tuple[FloatArray, FloatArray]:
+    """Return, per row, the household's retailer's pack (in the household's packs) and its price.
+
+    A household without a retailer, or a product its retailer does not sell in the same unit, gets
+    a pack of one and no price: the basket is then a shopping list of the household's own packs.
+    """
+    pack, price = np.ones(len(items.code)), np.zeros(len(items.code))
+    retailers = dict(
+        connection.execute(
+            select(HOUSEHOLDS.c.id, HOUSEHOLDS.c.retailer_id).where(
+                HOUSEHOLDS.c.id.in_(items.households), HOUSEHOLDS.c.retailer_id.is_not(None)
+            )
+        ).all()
+    )
+    if not retailers:
+        return pack, price
+    catalog = CATALOG_ITEMS.c
+    offers = {
+        (str(r), str(g)): (float(size), float(cost), str(unit))
+        for r, g, size, cost, unit in connection.execute(
+            select(catalog.retailer_id, catalog.gtin, catalog.pack_size, catalog.price, catalog.unit).where(
+                catalog.retailer_id.in_(set(retailers.values())),
+                catalog.gtin.in_(set(items.code)),
+                catalog.available,
+            )
+        ).all()
+    }
+    for row, code in enumerate(items.code):
+        retailer = retailers.get(items.households[int(items.household[row])])
+        offer = offers.get((str(retailer), code)) if retailer is not None else None
+        if offer is None:
+            continue
+        size, cost, unit = offer
+        if unit == items.unit[row] and items.pack[row] > 0:
+            pack[row] = max(size / float(items.pack[row]), 1e-3)
+        price[row] = cost
+    return pack, price
+
+
+def _spent(connection: Connection, households: list[str], now: datetime) -> FloatArray:
+    """Return what each household's orders this calendar month cost (not rejected or cancelled)."""
+    month = datetime(now.year, now.month, 1, tzinfo=UTC)
+    totals = dict(
+        connection.execute(
+            select(ORDERS.c.household_id, func.sum(ORDERS.c.total))
+            .where(
+                ORDERS.c.household_id.in_(households),
+                ORDERS.c.created_at >= month,
+                ORDERS.c.status.not_in(["rejected", "cancelled"]),
+            )
+            .group_by(ORDERS.c.household_id)
+        ).all()
+    )
+    return np.asarray([float(totals.get(h) or 0.0) for h in households])
 
 
 def _day(moment: datetime) -> date:
@@ -471,7 +574,9 @@ def _prior(items: _Items) -> FloatArray:
     return result
 
 
-def _explain(items: _Items, result: Forecast, decision: Plan, today: date) -> list[HouseholdPlan]:
+def _explain(
+    items: _Items, result: Forecast, decision: Plan, retail_pack: FloatArray, today: date
+) -> list[HouseholdPlan]:
     """Turn the arrays back into each household's items, with the reason in words."""
     plans = [HouseholdPlan(h, []) for h in items.households]
     for row, code in enumerate(items.code):
@@ -491,6 +596,7 @@ def _explain(items: _Items, result: Forecast, decision: Plan, today: date) -> li
                 days_left=(p10, p50, p90),
                 reorder_on=reorder_on,
                 packs=packs,
+                retail_pack=float(retail_pack[row]) * pack,
                 reason=_reason(p10, p50, p90, packs, bool(decision.capped[row]), today),
             )
         )

@@ -315,3 +315,72 @@ def test_a_household_approves_or_cancels_its_baskets_through_the_api(tmp_path: P
     assert automatic["cancellable_until"] is not None
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
+
+
+def test_a_household_with_a_retailer_gets_its_packs_and_prices_and_automatic_baskets_are_ordered(
+    service: CloudService,
+) -> None:
+    from sqlmodel import Session
+
+    from cloud.models import ORDER_LINES, ORDERS
+    from cloud.retailers import create_retailer, upsert_catalog
+
+    with Session(service.engine) as session:
+        retailer, _key = create_retailer(session, "Dairy Direct", NOW)
+        session.commit()
+        retailer_id = retailer.id
+    with service.engine.begin() as connection:
+        # Milk in two-litre packs at 2.10; the cheese is not sold.
+        upsert_catalog(
+            connection,
+            retailer_id,
+            [
+                {
+                    "gtin": MILK,
+                    "name": "Milk 2 l",
+                    "price": 2.10,
+                    "currency": "EUR",
+                    "pack_size": 2000,
+                    "unit": "ml",
+                    "available": True,
+                }
+            ],
+            NOW,
+        )
+        connection.execute(
+            update(HOUSEHOLDS)
+            .where(HOUSEHOLDS.c.id == "hh-fridge-low")
+            .values(retailer_id=retailer_id, planning_mode="automatic")
+        )
+    with service.engine.connect() as connection:
+        low, full = plan_households(connection, ["hh-fridge-low", "hh-fridge-full"], NOW)
+    milk = next(item for item in low.items if item.code == MILK)
+    own = next(item for item in full.items if item.code == MILK)
+    # A week's milk and more is 2 l packs for the household with the retailer, litres for the other.
+    assert milk.retail_pack == 2000
+    assert milk.packs >= 1
+    assert milk.quantity == milk.packs * 2000
+    assert own.retail_pack == own.pack == 1000
+    assert abs(milk.quantity - max(own.quantity, milk.quantity)) < 2000  # the same need, rounded up
+
+    clock = ManualClock(NOW)
+    assert plan_cycle(service.engine, clock, INTERVAL_S).orders >= 1
+    with service.engine.connect() as connection:
+        (order,) = connection.execute(select(ORDERS).where(ORDERS.c.household_id == "hh-fridge-low")).all()
+        lines = connection.execute(select(ORDER_LINES).where(ORDER_LINES.c.order_id == order.id)).all()
+    assert order.status == "created"
+    assert order.planned_order_id is not None
+    assert [(line.gtin, line.quantity) for line in lines] == [(MILK, milk.packs)]
+    assert order.total == pytest.approx(2.10 * milk.packs)
+
+    # A week later, as far as the planner knows, the order is still on its way: nothing more.
+    clock.advance(timedelta(days=5))
+    with service.engine.connect() as connection:
+        (later,) = plan_households(connection, ["hh-fridge-low"], clock.now())
+    assert next(item for item in later.items if item.code == MILK).packs == 0
+    # Once delivered, it no longer counts as coming.
+    with service.engine.begin() as connection:
+        connection.execute(update(ORDERS).where(ORDERS.c.id == order.id).values(status="delivered"))
+    with service.engine.connect() as connection:
+        (after,) = plan_households(connection, ["hh-fridge-low"], clock.now())
+    assert next(item for item in after.items if item.code == MILK).packs >= 1
