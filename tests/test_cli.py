@@ -285,3 +285,52 @@ def test_sim_run_paces_virtual_time_when_asked(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "frigo-sim-runs" / "week-in-a-household-1" / "summary.json").read_text())
     assert summary["wall_seconds"] >= 0.95
+
+
+def test_edge_orders_lists_what_the_cloud_told_and_order_answers_it(tmp_path: Path) -> None:
+    import uuid
+    from datetime import UTC, datetime
+
+    from edge.database import open_database, transaction
+    from edge.recorder import Recorder
+    from shared.clock import SystemClock
+    from shared.messages import OrderLine, OrderUpdated
+
+    data = tmp_path / "data"
+    basket = uuid.UUID(int=5)
+    args = ("--device-id", "fridge-1", "--data-dir", str(data))
+    assert frigo("edge", *args, "orders", cwd=tmp_path).stdout == "no orders\n"
+    conn = open_database(data / "edge.db")
+    try:
+        recorder = Recorder(conn, "fridge-1", SystemClock())
+        with transaction(conn):
+            recorder.orders.update(
+                OrderUpdated(
+                    order_id=basket,
+                    device_id="fridge-1",
+                    status="proposed",
+                    lines=(OrderLine(code="4006381333931", quantity=2),),
+                ),
+                datetime.now(UTC),
+            )
+    finally:
+        conn.close()
+    listed = frigo("edge", *args, "orders", cwd=tmp_path)
+    assert listed.stdout == f"{basket}  proposed\n    4006381333931×2\n"
+
+    answered = frigo("edge", *args, "order", str(basket), "approve", cwd=tmp_path)
+    assert (answered.returncode, answered.stdout) == (0, f"order {basket}: approve\n")
+    unknown = frigo("edge", *args, "order", str(uuid.UUID(int=6)), "cancel", cwd=tmp_path)
+    assert unknown.returncode == 1
+    assert "no order 00000000-0000-0000-0000-000000000006 on this fridge" in unknown.stderr
+    bad = frigo("edge", *args, "order", str(basket), "maybe", cwd=tmp_path)
+    assert bad.returncode == 2  # Typer refuses an answer it does not know, listing the choices
+    assert "approve" in bad.stderr
+    conn = open_database(data / "edge.db")
+    try:
+        payloads = [json.loads(p) for (p,) in conn.execute("SELECT payload FROM outbox")]
+    finally:
+        conn.close()
+    assert [(p["type"], p["order_id"], p["answer"]) for p in payloads] == [
+        ("order_answered", str(basket), "approve")
+    ]
