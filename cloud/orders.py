@@ -328,12 +328,19 @@ def _book(connection: Connection, retailer: str, now: datetime, slot_id: str | N
                 f"slot {slot_id!r} is not a future slot of {retailer!r} with room: GET /households/.../slots"
             )
         return slot_id
-    candidates = connection.execute(
-        select(slots.id)
-        .where(slots.retailer_id == retailer, slots.starts_at > now, slots.booked < slots.capacity)
-        .order_by(slots.starts_at)
-        .limit(20)
-    ).scalars()
+    # Read to the end before writing: on SQLite a SELECT left open pins the connection's snapshot,
+    # so the UPDATE fails at once ("database is locked") once another request has written, and
+    # the snapshot outlives the commit, hiding newer rows from the pooled connection's next user.
+    candidates = (
+        connection.execute(
+            select(slots.id)
+            .where(slots.retailer_id == retailer, slots.starts_at > now, slots.booked < slots.capacity)
+            .order_by(slots.starts_at)
+            .limit(20)
+        )
+        .scalars()
+        .all()
+    )
     for candidate in candidates:
         # Booked only if it still has room: two orders never overfill a slot.
         took = connection.execute(
@@ -415,7 +422,7 @@ def retailer_event(
                     .where(lines.order_id == order_id, lines.gtin == line.gtin)
                     .values(delivered_quantity=line.quantity)
                 )
-    _move(connection, order, to, now, "retailer", reason)
+    _move(connection, order, to, now, "retailer", reason, if_match=if_match)
     if to == "substitution_proposed":
         policy = connection.execute(
             select(HOUSEHOLDS.c.substitution_policy).where(HOUSEHOLDS.c.id == order.household_id)
@@ -452,6 +459,7 @@ def cancel(
         actor,
         reason or f"cancelled by the {actor}",
         webhook="order.cancelled",
+        if_match=if_match,
     )
     return view(connection, order_id)
 
@@ -483,7 +491,16 @@ def decide_substitutions(
     )
     who = "by the household's policy" if actor == "policy" else f"by the {actor}"
     webhook = "order.approved" if approve else "order.substitutions_rejected"
-    _move(connection, order, "picking", now, actor, f"substitutions {decision} {who}", webhook=webhook)
+    _move(
+        connection,
+        order,
+        "picking",
+        now,
+        actor,
+        f"substitutions {decision} {who}",
+        webhook=webhook,
+        if_match=if_match,
+    )
     return view(connection, order_id)
 
 
@@ -505,8 +522,13 @@ def _move(
     detail: str,
     *,
     webhook: str | None = None,
+    if_match: int | None = None,
 ) -> None:
-    """Change the status if nobody changed the order since it was read; record and announce it."""
+    """Change the status if nobody changed the order since it was read; record and announce it.
+
+    If another request changed it in between, a caller that named a version (If-Match) gets
+    :class:`VersionMismatch`; one that did not gets :class:`OrderStateError` with the new state.
+    """
     orders = ORDERS.c
     moved = connection.execute(
         update(ORDERS)
@@ -516,7 +538,16 @@ def _move(
     ).first()
     if moved is None:
         current = _load(connection, str(order.id))
-        raise VersionMismatch(str(order.id), int(current.version) if current else 0, etag(int(order.version)))
+        if if_match is not None or current is None:
+            raise VersionMismatch(
+                str(order.id), int(current.version) if current else 0, etag(int(order.version))
+            )
+        raise OrderStateError(
+            str(order.id),
+            str(current.status),
+            _verb(to),
+            " (it changed a moment ago: GET it and decide again)",
+        )
     if to in ENDED and order.slot_id is not None:
         slots = DELIVERY_SLOTS.c
         connection.execute(
