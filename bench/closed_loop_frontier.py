@@ -60,7 +60,8 @@ def main() -> None:
     for label, s in rows:
         print(
             f"{label:34s} stockouts {s['stockout_item_days_percent']:6.2f} %  "
-            f"waste {s['units_wasted_percent']:6.2f} %  orders/household-month {s['orders_per_household_month']:.1f}"
+            f"waste {s['units_wasted_percent']:6.2f} %  "
+            f"orders/household-month {s['orders_per_household_month']:.1f}"
         )
 
 
