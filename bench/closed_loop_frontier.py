@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from cloud.evaluation.closedloop import CATALOG, FixedThreshold, Frigo, MinimumStock, Policy, run_policy
+from cloud.evaluation.closedloop import FixedThreshold, Frigo, MinimumStock, Policy, run_policy
 from cloud.replenishment import PolicyParams
+from simulator.catalog import CATALOG
 
 GROCY_MINIMUMS = (1, 2, 3, 4)
 DASH_SETTINGS = ((1, 2), (2, 2), (2, 3), (3, 3))  # (threshold, quantity)
