@@ -121,15 +121,20 @@ class WebhookSender:
                     .where(deliveries.id.in_([row.id for row in due]))
                     .values(next_attempt_at=now + LEASE)
                 )
+        gone: set[str] = set()  # endpoints that answered 410 Gone in this pass
         for row in due:
-            self._attempt(row, now)
+            if row.endpoint_id in gone:
+                continue  # failed already, with the rest of its endpoint's deliveries: not sent
+            if self._attempt(row, now):
+                gone.add(row.endpoint_id)
         return len(due)
 
-    def _attempt(self, row: Any, now: datetime) -> None:
+    def _attempt(self, row: Any, now: datetime) -> bool:
+        """Send one delivery and record the outcome; return whether its endpoint answered 410 Gone."""
         endpoint = row._mapping
         if endpoint["disabled_at"] is not None:
             self._finish(row.id, now, "failed", None, "the endpoint is disabled")
-            return
+            return False
         secrets = [endpoint["secret"]]
         until = endpoint["previous_until"]
         if endpoint["previous_secret"] and until is not None and as_utc(until) > now:
@@ -142,10 +147,10 @@ class WebhookSender:
             response = self._client.post(endpoint["url"], content=body, headers=headers)
         except EgressRefused as exc:
             self._retry_or_fail(row, now, None, str(exc))
-            return
+            return False
         except httpx.HTTPError as exc:
             self._retry_or_fail(row, now, None, f"{type(exc).__name__}: {exc}"[:300])
-            return
+            return False
         if 200 <= response.status_code < 300:
             self._finish(row.id, now, "delivered", response.status_code, None)
         elif response.status_code == 410:
@@ -163,11 +168,17 @@ class WebhookSender:
                         WEBHOOK_DELIVERIES.c.endpoint_id == row.endpoint_id,
                         WEBHOOK_DELIVERIES.c.status == "pending",
                     )
-                    .values(status="failed", last_error="the endpoint was disabled (410 Gone)")
+                    .values(
+                        status="failed",
+                        next_attempt_at=None,
+                        last_error="the endpoint was disabled (410 Gone)",
+                    )
                 )
             log.warning("webhook endpoint %s answered 410 Gone: disabled", row.endpoint_id)
+            return True
         else:
             self._retry_or_fail(row, now, response.status_code, f"HTTP {response.status_code}")
+        return False
 
     def _retry_or_fail(self, row: Any, now: datetime, code: int | None, error: str) -> None:
         failures = row.attempts + 1

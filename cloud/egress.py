@@ -22,23 +22,27 @@ class EgressRefused(CloudError, ValueError):
 
 def check_url(url: str, *, allow_private: bool) -> None:
     """Raise :class:`EgressRefused` unless ``url`` is http(s) to an address the cloud may call."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:
+        raise EgressRefused(f"{url!r} is not a URL") from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise EgressRefused(f"{url!r} is not an http:// or https:// URL with a host")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise EgressRefused(f"{url!r} has an invalid port") from None
     try:
-        infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(hostname, port, proto=socket.IPPROTO_TCP)
     except OSError as exc:
-        raise EgressRefused(f"cannot resolve {parts.hostname!r}: {exc}") from None
+        raise EgressRefused(f"cannot resolve {hostname!r}: {exc}") from None
     if allow_private:
         return
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not address.is_global or address.is_multicast:
             raise EgressRefused(
-                f"{parts.hostname!r} resolves to {address}, a private, loopback or reserved address; "
+                f"{hostname!r} resolves to {address}, a private, loopback or reserved address; "
                 "use a public URL, or set FRIGO_CLOUD_WEBHOOK_ALLOW_PRIVATE=true on a trusted network"
             )

@@ -4,7 +4,8 @@
 
     created ─┬─> accepted ──> picking ─┬─> dispatched ──> delivered
              └─> rejected              ├─> substitution_proposed ──(approved | rejected)──> picking
-                                       └─> cancelled (also from created, accepted, substitution_proposed)
+                                       └─> cancelled (from created, accepted, picking or
+                                                      substitution_proposed; by either side)
 
 The retailer moves an order along (``POST /retailer/orders/{id}/events``); the household cancels it
 before it is dispatched, and decides on proposed substitutions, unless its substitution policy

@@ -1,0 +1,904 @@
+"""Webhook delivery end to end: a real HTTP receiver on 127.0.0.1, a real database, a manual clock.
+
+The sender is driven directly (``WebhookSender.send_due``) with a :class:`ManualClock`, so a retry is
+tested by moving the clock, never by sleeping. The receiver answers each request with the status
+the test sets and keeps what it got, so every delivery is checked the way a retailer would check
+it: with :func:`cloud.webhooks.verify` and the endpoint's secret.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, insert, select, text, update
+from sqlmodel import Session
+
+from cloud import deliveries
+from cloud.database import as_utc, create_db_engine, create_schema
+from cloud.deliveries import BACKOFF_S, JITTER, LEASE, WebhookSender, backoff
+from cloud.egress import EgressRefused, check_url
+from cloud.models import RETAILERS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
+from cloud.retailers import create_retailer
+from cloud.service import CloudService
+from cloud.settings import CloudSettings
+from cloud.webhooks import WebhookVerificationError, new_secret, verify
+from shared.clock import ManualClock
+from shared.mqtt import MqttSettings
+from tests.support.services import free_port, postgres_database
+
+NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+DATA = {"id": "ord-1", "status": "created", "total": 4.5}
+
+
+# -- the receiver ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request the receiver got, and the status it answered."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+    @property
+    def message_id(self) -> str:
+        return self.headers["webhook-id"]
+
+    @property
+    def timestamp(self) -> int:
+        return int(self.headers["webhook-timestamp"])
+
+    def verify(self, *secrets: str) -> None:
+        """Check it as a retailer holding ``secrets`` would, at the time it was sent."""
+        verify(list(secrets), self.headers, self.body, self.timestamp)
+
+
+class Receiver:
+    """A retailer's HTTP server on 127.0.0.1: answers as told, per path, and records every request."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.requests: list[Received] = []
+        self._answers: dict[str, list[int]] = {}
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                status = receiver._record(self.path, headers, body)
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def answer(self, path: str, *statuses: int) -> None:
+        """Answer requests to ``path`` with these statuses in turn; the last one repeats (else 204)."""
+        with self._lock:
+            self._answers[path] = list(statuses)
+
+    def got(self, path: str | None = None) -> list[Received]:
+        with self._lock:
+            return [r for r in self.requests if path is None or r.path == path]
+
+    def _record(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        with self._lock:
+            queued = self._answers.get(path, [])
+            status = queued.pop(0) if len(queued) > 1 else (queued[0] if queued else 204)
+            self.requests.append(Received(path, headers, body, status))
+            return status
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+# -- the database and the sender ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """One SQLite file with the schema for this module's tests; each test has retailers of its own."""
+    made = create_db_engine(f"sqlite:///{tmp_path_factory.mktemp('deliveries') / 'cloud.db'}")
+    create_schema(made)
+    yield made
+    made.dispose()
+
+
+@pytest.fixture(scope="module")
+def shared_postgres() -> Iterator[Engine]:
+    """One PostgreSQL database with the schema for this module's tests."""
+    with postgres_database() as url:
+        made = create_db_engine(url)
+        create_schema(made)
+        try:
+            yield made
+        finally:
+            made.dispose()
+
+
+def settle(engine: Engine) -> None:
+    """Fail whatever a test left pending, so no later test's sender sends it."""
+    with engine.begin() as connection:
+        connection.execute(
+            update(WEBHOOK_DELIVERIES)
+            .where(WEBHOOK_DELIVERIES.c.status == "pending")
+            .values(status="failed", next_attempt_at=None)
+        )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """A database with the schema: SQLite, then PostgreSQL."""
+    made: Engine = request.getfixturevalue(f"shared_{request.param}")
+    yield made
+    settle(made)
+
+
+@pytest.fixture
+def postgres_engine(shared_postgres: Engine) -> Iterator[Engine]:
+    """PostgreSQL, for what only it does (row locks)."""
+    yield shared_postgres
+    settle(shared_postgres)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(NOW)
+
+
+SenderFactory = Callable[..., WebhookSender]
+
+
+@pytest.fixture
+def senders(clock: ManualClock) -> Iterator[SenderFactory]:
+    """Make senders (loopback allowed unless told otherwise, seeded jitter); all closed at the end."""
+    made: list[WebhookSender] = []
+
+    def make(
+        engine: Engine, *, allow_private: bool = True, client: httpx.Client | None = None
+    ) -> WebhookSender:
+        sender = WebhookSender(
+            engine, clock, allow_private=allow_private, client=client, rng=random.Random(len(made))
+        )
+        made.append(sender)
+        return sender
+
+    yield make
+    for sender in made:
+        sender.close()
+
+
+def add_retailer(engine: Engine) -> str:
+    retailer_id = f"shop-{uuid.uuid4().hex[:8]}"
+    with engine.begin() as connection:
+        connection.execute(insert(RETAILERS).values(id=retailer_id, name=retailer_id, created_at=NOW))
+    return retailer_id
+
+
+def add_endpoint(
+    engine: Engine,
+    retailer_id: str,
+    url: str,
+    *,
+    secret: str | None = None,
+    previous_secret: str | None = None,
+    previous_until: datetime | None = None,
+) -> tuple[str, str]:
+    """Register an endpoint straight in the database (no egress check); return its id and secret."""
+    endpoint_id, secret = str(uuid.uuid4()), secret or new_secret()
+    with engine.begin() as connection:
+        connection.execute(
+            insert(WEBHOOK_ENDPOINTS).values(
+                id=endpoint_id,
+                retailer_id=retailer_id,
+                url=url,
+                secret=secret,
+                previous_secret=previous_secret,
+                previous_until=previous_until,
+                created_at=NOW,
+            )
+        )
+    return endpoint_id, secret
+
+
+def enqueue(
+    engine: Engine, clock: ManualClock, retailer_id: str, event_type: str = "order.created", count: int = 1
+) -> int:
+    with engine.begin() as connection:
+        return sum(
+            deliveries.enqueue(connection, retailer_id, event_type, {**DATA, "n": n}, clock.now())
+            for n in range(count)
+        )
+
+
+def rows(engine: Engine, endpoint_id: str) -> list[Any]:
+    table = WEBHOOK_DELIVERIES.c
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(WEBHOOK_DELIVERIES).where(table.endpoint_id == endpoint_id).order_by(table.id)
+            ).all()
+        )
+
+
+def only(engine: Engine, endpoint_id: str) -> Any:
+    (row,) = rows(engine, endpoint_id)
+    return row
+
+
+def endpoint(engine: Engine, endpoint_id: str) -> Any:
+    with engine.connect() as connection:
+        return connection.execute(
+            select(WEBHOOK_ENDPOINTS).where(WEBHOOK_ENDPOINTS.c.id == endpoint_id)
+        ).one()
+
+
+def wait_of(row: Any, since: datetime) -> float:
+    """Seconds from ``since`` to the delivery's next attempt."""
+    assert row.next_attempt_at is not None
+    return (as_utc(row.next_attempt_at) - since).total_seconds()
+
+
+def jittered(failures: int) -> tuple[float, float]:
+    """The bounds of the wait after ``failures`` failed attempts."""
+    base = BACKOFF_S[min(failures, len(BACKOFF_S)) - 1]
+    return base * (1 - JITTER), base * (1 + JITTER)
+
+
+def advance_to_next_attempt(clock: ManualClock, row: Any) -> None:
+    clock.advance(as_utc(row.next_attempt_at) - clock.now())
+
+
+# -- 1. what a delivery carries -------------------------------------------------------------------
+
+
+def test_a_delivery_verifies_with_the_endpoints_secret_and_keeps_its_id_across_retries(
+    engine: Engine, clock: ManualClock, receiver: Receiver, senders: SenderFactory
+) -> None:
+    retailer = add_retailer(engine)
+    endpoint_id, secret = add_endpoint(engine, retailer, receiver.url())
+    receiver.answer("/hook", 500, 503, 204)
+    assert enqueue(engine, clock, retailer) == 1
+    sender = senders(engine)
+
+    assert sender.send_due() == 1
+    advance_to_next_attempt(clock, only(engine, endpoint_id))
+    assert sender.send_due() == 1
+    advance_to_next_attempt(clock, only(engine, endpoint_id))
+    assert sender.send_due() == 1
+
+    got = receiver.got("/hook")
+    assert [r.status for r in got] == [500, 503, 204]
+    row = only(engine, endpoint_id)
+    assert {r.message_id for r in got} == {row.id}  # one message, one id, however often it is sent
+    assert row.id.startswith("msg_")
+    assert len({r.body for r in got}) == 1
+    assert [r.timestamp for r in got] == sorted({r.timestamp for r in got})  # each attempt's own time
+    assert got[-1].timestamp == int(clock.now().timestamp())
+    for request in got:
+        request.verify(secret)
+        assert request.headers["content-type"] == "application/json"
+        assert len(request.headers["webhook-signature"].split()) == 1
+        with pytest.raises(WebhookVerificationError):
+            request.verify(new_secret())
+    with pytest.raises(WebhookVerificationError):
+        verify([secret], got[0].headers, got[0].body + b" ", got[0].timestamp)
+    body = json.loads(got[0].body)
+    assert body == {"type": "order.created", "timestamp": NOW.isoformat(), "data": {**DATA, "n": 0}}
+
+    assert (row.status, row.attempts, row.last_status_code, row.last_error) == ("delivered", 3, 204, None)
+    assert row.next_attempt_at is None
+    assert as_utc(row.delivered_at) == clock.now()
+    assert sender.send_due() == 0
+
+
+# -- 2. retries: backoff, jitter, giving up --------------------------------------------------------
+
+
+def test_the_backoff_grows_within_its_jitter() -> None:
+    rng = random.Random(1)
+    for failures in range(1, len(BACKOFF_S) + 4):
+        low, high = jittered(failures)
+        for _ in range(50):
+            assert low <= backoff(failures, rng).total_seconds() <= high
+    assert list(BACKOFF_S) == sorted(BACKOFF_S)
+    assert all(jittered(n)[1] <= jittered(n + 1)[0] for n in range(1, len(BACKOFF_S)))  # no overlap
+
+
+def test_a_500_is_retried_with_growing_waits_and_given_up_after_a_day(
+    engine: Engine, clock: ManualClock, receiver: Receiver, senders: SenderFactory
+) -> None:
+    retailer = add_retailer(engine)
+    endpoint_id, _ = add_endpoint(engine, retailer, receiver.url())
+    receiver.answer("/hook", 500)
+    enqueue(engine, clock, retailer)
+    sender = senders(engine)
+
+    assert sender.send_due() == 1
+    row = only(engine, endpoint_id)
+    assert (row.status, row.attempts, row.last_status_code, row.last_error) == ("pending", 1, 500, "HTTP 500")
+    first_wait = wait_of(row, NOW)
+    assert 5 * (1 - JITTER) <= first_wait <= 5 * (1 + JITTER)
+
+    # Not before it is due...
+    clock.advance(timedelta(seconds=first_wait - 0.5))
+    assert sender.send_due() == 0
+    assert len(receiver.got()) == 1
+    # ...and again once it is.
+    advance_to_next_attempt(clock, row)
+    assert sender.send_due() == 1
+    assert len(receiver.got()) == 2
+
+    waits = [first_wait]
+    row = only(engine, endpoint_id)
+    while row.status == "pending":
+        waits.append(wait_of(row, clock.now()))
+        low, high = jittered(row.attempts)
+        assert low <= waits[-1] <= high, (row.attempts, waits[-1])
+        advance_to_next_attempt(clock, row)
+        assert sender.send_due() == 1
+        row = only(engine, endpoint_id)
+        assert row.attempts == len(waits) + 1
+        assert len(waits) < 30, "never gave up"
+
+    # The waits grew through the whole schedule, then stayed at the last step.
+    growing = waits[: len(BACKOFF_S)]
+    assert growing == sorted(growing)
+    assert len(waits) >= len(BACKOFF_S)
+    assert all(jittered(len(BACKOFF_S))[0] <= w for w in waits[len(BACKOFF_S) - 1 :])
+    assert row.status == "failed"
+    assert row.attempts == len(receiver.got()) == len(waits) + 1
+    assert row.last_status_code == 500
+    assert row.last_error == f"gave up after {row.attempts} attempts: HTTP 500"
+    assert row.next_attempt_at is None
+    assert row.delivered_at is None
+    assert clock.now() - NOW <= timedelta(hours=24)  # every attempt was within the day
+    assert clock.now() - NOW > timedelta(hours=24) - timedelta(seconds=jittered(len(BACKOFF_S))[1])
+    clock.advance(timedelta(days=2))
+    assert sender.send_due() == 0
+    assert len(receiver.got()) == row.attempts
+
+
+# -- 3. 410 Gone ---------------------------------------------------------------------------------
+
+
+def test_410_disables_the_endpoint_fails_its_deliveries_and_retry_now_sends_them_again(
+    engine: Engine, clock: ManualClock, receiver: Receiver, senders: SenderFactory
+) -> None:
+    retailer = add_retailer(engine)
+    gone, _ = add_endpoint(engine, retailer, receiver.url("/gone"))
+    other, _ = add_endpoint(engine, retailer, receiver.url("/other"))
+    receiver.answer("/gone", 410)
+    assert enqueue(engine, clock, retailer, count=3) == 6
+    sender = senders(engine)
+
+    sender.send_due()
+    assert len(receiver.got("/gone")) == 1  # nothing more went to it once it said 410
+    assert len(receiver.got("/other")) == 3  # the retailer's other endpoint is not affected
+    disabled = endpoint(engine, gone)
+    assert as_utc(disabled.disabled_at) == NOW
+    assert "410" in disabled.disabled_reason
+    assert endpoint(engine, other).disabled_at is None
+    failed = rows(engine, gone)
+    assert {row.status for row in failed} == {"failed"}
+    assert all(row.next_attempt_at is None for row in failed)
+    answered = [row for row in failed if row.last_status_code == 410]
+    assert len(answered) == 1
+    assert answered[0].attempts == 1
+    assert answered[0].id == receiver.got("/gone")[0].message_id
+    assert all("410" in row.last_error for row in failed)
+    assert {row.status for row in rows(engine, other)} == {"delivered"}
+
+    clock.advance(timedelta(hours=1))
+    assert sender.send_due() == 0
+    assert enqueue(engine, clock, retailer) == 1  # a new message goes to the live endpoint only
+    sender.send_due()
+    assert len(receiver.got("/gone")) == 1
+    assert len(receiver.got("/other")) == 4
+
+    # The retailer fixes its server and enables the endpoint: what failed is due again.
+    receiver.answer("/gone", 204)
+    with engine.begin() as connection:
+        connection.execute(
+            update(WEBHOOK_ENDPOINTS)
+            .where(WEBHOOK_ENDPOINTS.c.id == gone)
+            .values(disabled_at=None, disabled_reason=None)
+        )
+        assert deliveries.retry_now(connection, gone, clock.now()) == 3
+    assert {row.status for row in rows(engine, gone)} == {"pending"}
+    assert sender.send_due() == 3
+    assert {row.status for row in rows(engine, gone)} == {"delivered"}
+    assert {r.message_id for r in receiver.got("/gone")} == {row.id for row in failed}
+
+
+def test_a_delivery_due_to_a_disabled_endpoint_fails_without_being_sent(
+    engine: Engine, clock: ManualClock, receiver: Receiver, senders: SenderFactory
+) -> None:
+    retailer = add_retailer(engine)
+    endpoint_id, _ = add_endpoint(engine, retailer, receiver.url())
+    enqueue(engine, clock, retailer)
+    with engine.begin() as connection:  # the retailer disabled it after the message was queued
+        connection.execute(
+            update(WEBHOOK_ENDPOINTS).where(WEBHOOK_ENDPOINTS.c.id == endpoint_id).values(disabled_at=NOW)
+        )
+    assert senders(engine).send_due() == 1
+    assert receiver.got() == []
+    row = only(engine, endpoint_id)
+    assert (row.status, row.last_error) == ("failed", "the endpoint is disabled")
+
+
+# -- 4. no answer at all ------------------------------------------------------------------------------
+
+
+def test_a_refused_connection_is_a_failure_and_is_retried(
+    engine: Engine, clock: ManualClock, senders: SenderFactory
+) -> None:
+    retailer = add_retailer(engine)
+    port = free_port()  # nothing listens here yet
+    endpoint_id, secret = add_endpoint(engine, retailer, f"http://127.0.0.1:{port}/hook")
+    enqueue(engine, clock, retailer)
+    sender = senders(engine)
+
+    assert sender.send_due() == 1
+    row = only(engine, endpoint_id)
+    assert (row.status, row.attempts, row.last_status_code) == ("pending", 1, None)
+    assert row.last_error.startswith("ConnectError")
+    assert 5 * (1 - JITTER) <= wait_of(row, NOW) <= 5 * (1 + JITTER)
+
+    late = Receiver(port)  # the retailer's server comes up
+    try:
+        advance_to_next_attempt(clock, row)
+        assert sender.send_due() == 1
+        (request,) = late.got()
+        request.verify(secret)
+        assert request.message_id == row.id
+    finally:
+        late.close()
+    row = only(engine, endpoint_id)
+    assert (row.status, row.attempts, row.last_status_code) == ("delivered", 2, 204)
+
+
+# -- 5. secret rotation ---------------------------------------------------------------------------
+
+
+def test_during_a_rotation_either_secret_verifies_and_afterwards_only_the_new_one(
+    engine: Engine, clock: ManualClock, receiver: Receiver, senders: SenderFactory
+) -> None:
+    retailer = add_retailer(engine)
+    old, new = new_secret(), new_secret()
+    add_endpoint(
+        engine,
+        retailer,
+        receiver.url(),
+        secret=new,
+        previous_secret=old,
+        previous_until=NOW + timedelta(hours=1),
+    )
+    sender = senders(engine)
+
+    enqueue(engine, clock, retailer)
+    sender.send_due()
+    (during,) = receiver.got()
+    assert len(during.headers["webhook-signature"].split()) == 2
+    during.verify(old)  # a receiver not yet switched
+    during.verify(new)  # a receiver already switched
+    with pytest.raises(WebhookVerificationError):
+        during.verify(new_secret())
+
+    clock.advance(timedelta(hours=1, seconds=1))
+    enqueue(engine, clock, retailer)
+    sender.send_due()
+    after = receiver.got()[1]
+    assert len(after.headers["webhook-signature"].split()) == 1
+    after.verify(new)
+    with pytest.raises(WebhookVerificationError, match="no signature matches"):
+        after.verify(old)
+
+
+# -- 6. egress -------------------------------------------------------------------------------------
+
+
+def test_a_private_address_is_refused_recorded_and_retried_but_never_called(
+    engine: Engine, clock: ManualClock, receiver: Receiver, senders: SenderFactory
+) -> None:
+    retailer = add_retailer(engine)
+    endpoint_id, _ = add_endpoint(engine, retailer, receiver.url())
+    enqueue(engine, clock, retailer)
+    strict = senders(engine, allow_private=False)
+
+    assert strict.send_due() == 1
+    row = only(engine, endpoint_id)
+    assert (row.status, row.attempts, row.last_status_code) == ("pending", 1, None)
+    assert "private, loopback or reserved" in row.last_error
+    advance_to_next_attempt(clock, row)
+    assert strict.send_due() == 1
+    assert only(engine, endpoint_id).attempts == 2
+    assert receiver.got() == []  # refused before any connection was made
+
+    # A worker allowed to call private addresses (a trusted LAN) delivers the same message.
+    advance_to_next_attempt(clock, only(engine, endpoint_id))
+    assert senders(engine).send_due() == 1
+    assert [r.message_id for r in receiver.got()] == [row.id]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://127.0.0.1:8080/hook",
+        "http://127.1.2.3/hook",
+        "http://10.0.0.5/hook",
+        "https://10.255.255.1:8443/hook",
+        "http://172.16.0.1/hook",
+        "http://192.168.1.1/hook",
+        "http://100.64.0.1/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://0.0.0.0/hook",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[fd00::1]/hook",
+        "http://[fe80::1]/hook",
+        "http://224.0.0.1/hook",
+    ],
+)
+def test_check_url_refuses_private_loopback_and_reserved_addresses(url: str) -> None:
+    with pytest.raises(EgressRefused, match="private, loopback or reserved"):
+        check_url(url, allow_private=False)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://93.184.216.34/hook",
+        "file:///etc/passwd",
+        "gopher://93.184.216.34/",
+        "javascript:alert(1)",
+        "http:///hook",
+        "93.184.216.34/hook",
+        "http://93.184.216.34:99999/hook",
+    ],
+)
+def test_check_url_refuses_what_is_not_an_http_url_even_when_private_is_allowed(url: str) -> None:
+    for allow_private in (False, True):
+        with pytest.raises(EgressRefused):
+            check_url(url, allow_private=allow_private)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://93.184.216.34/hook",
+        "https://93.184.216.34:8443/hook?x=1",
+        "https://[2606:2800:220:1:248:1893:25c8:1946]/hook",
+    ],
+)
+def test_check_url_accepts_a_public_address(url: str) -> None:
+    check_url(url, allow_private=False)  # IP literals: no DNS lookup
+
+
+def test_check_url_accepts_loopback_when_private_is_allowed() -> None:
+    check_url("http://127.0.0.1:9/hook", allow_private=True)
+    check_url("http://10.0.0.5/hook", allow_private=True)
+
+
+# -- 7. two workers, one database -------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_two_senders_at_once_deliver_each_message_exactly_once(
+    postgres_engine: Engine, clock: ManualClock, receiver: Receiver, senders: SenderFactory
+) -> None:
+    retailer = add_retailer(postgres_engine)
+    endpoint_id, secret = add_endpoint(postgres_engine, retailer, receiver.url())
+    total = 2 * deliveries.BATCH + 20  # more than one batch each, so both have work
+    assert enqueue(postgres_engine, clock, retailer, count=total) == total
+    workers = [senders(postgres_engine), senders(postgres_engine)]
+    start = threading.Barrier(len(workers))
+    attempted = [0] * len(workers)
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            start.wait(5)
+            while sent := workers[index].send_due():
+                attempted[index] += sent
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    assert not any(thread.is_alive() for thread in threads)
+
+    ids = {row.id for row in rows(postgres_engine, endpoint_id)}
+    counted = Counter(r.message_id for r in receiver.got())
+    assert set(counted) == ids
+    assert set(counted.values()) == {1}, "a message was sent twice"
+    assert sum(attempted) == total
+    assert all(attempted), attempted  # both workers took a share
+    assert {(row.status, row.attempts) for row in rows(postgres_engine, endpoint_id)} == {("delivered", 1)}
+    for request in receiver.got()[:3]:
+        request.verify(secret)
+
+
+@pytest.mark.postgres
+def test_a_delivery_locked_by_another_worker_is_skipped_not_waited_for(
+    postgres_engine: Engine, clock: ManualClock, receiver: Receiver, senders: SenderFactory
+) -> None:
+    retailer = add_retailer(postgres_engine)
+    endpoint_id, _ = add_endpoint(postgres_engine, retailer, receiver.url())
+    enqueue(postgres_engine, clock, retailer, count=2)
+    locked, free = (row.id for row in rows(postgres_engine, endpoint_id))
+    sender = senders(postgres_engine)
+    result: list[int] = []
+
+    with postgres_engine.connect() as holder, holder.begin():
+        holder.execute(text("SELECT id FROM webhook_deliveries WHERE id = :id FOR UPDATE"), {"id": locked})
+        thread = threading.Thread(target=lambda: result.append(sender.send_due()))
+        thread.start()
+        thread.join(10)
+        blocked = thread.is_alive()
+    thread.join(10)
+    assert not blocked, "send_due waited for a row another worker holds"
+    assert result == [1]
+    assert [r.message_id for r in receiver.got()] == [free]
+    assert sender.send_due() == 1  # released: now it goes
+    assert [r.message_id for r in receiver.got()] == [free, locked]
+
+
+class Crash(Exception):
+    """The worker dies in the middle of an attempt."""
+
+
+def test_a_claimed_delivery_is_leased_and_taken_over_when_the_lease_runs_out(
+    engine: Engine, clock: ManualClock, receiver: Receiver, senders: SenderFactory
+) -> None:
+    retailer = add_retailer(engine)
+    endpoint_id, secret = add_endpoint(engine, retailer, receiver.url())
+    enqueue(engine, clock, retailer)
+
+    def die(request: httpx.Request) -> httpx.Response:
+        raise Crash
+
+    dying = senders(engine, client=httpx.Client(transport=httpx.MockTransport(die)))
+    with pytest.raises(Crash):
+        dying.send_due()
+    row = only(engine, endpoint_id)
+    assert (row.status, row.attempts) == ("pending", 0)
+    assert as_utc(row.next_attempt_at) == NOW + LEASE  # kept from other workers meanwhile
+
+    survivor = senders(engine)
+    assert survivor.send_due() == 0
+    clock.advance(LEASE - timedelta(seconds=1))
+    assert survivor.send_due() == 0
+    clock.advance(timedelta(seconds=1))
+    assert survivor.send_due() == 1
+    (request,) = receiver.got()
+    request.verify(secret)
+    assert only(engine, endpoint_id).status == "delivered"
+
+
+# -- through the HTTP API of a running cloud ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cloud:
+    service: CloudService
+    clock: ManualClock
+    client: httpx.Client
+    sender: WebhookSender
+
+    @property
+    def engine(self) -> Engine:
+        return self.service.engine
+
+    def retailer(self, name: str) -> tuple[str, dict[str, str]]:
+        """Create a retailer; return its id and the header with its API key."""
+        with Session(self.engine) as session:
+            made, key = create_retailer(session, f"{name} {uuid.uuid4().hex[:6]}", NOW)
+            session.commit()
+            return made.id, {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def cloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    """A running cloud that refuses private webhook URLs, whose deliveries the tests send themselves."""
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp('webhooks') / 'cloud.db'}"
+        else:
+            url = stack.enter_context(postgres_database())
+        settings = CloudSettings(
+            database_url=url,
+            mqtt=MqttSettings(host="127.0.0.1", port=free_port()),  # no broker needed for the API
+            http_port=0,
+            client_id=f"webhooks-test-{uuid.uuid4().hex[:8]}",
+            planning=False,
+            writer_process=False,  # nothing is ingested here
+            webhook_allow_private=False,
+        )
+        clock = ManualClock(NOW)
+        service = CloudService(settings, clock)
+        service.start()
+        stack.callback(service.stop)
+        # The worker's own sender would refuse the loopback receiver; the tests send instead.
+        service.dispatcher.stop()
+        client = stack.enter_context(httpx.Client(base_url=service.url, timeout=10))
+        sender = WebhookSender(service.engine, clock, allow_private=True, rng=random.Random(3))
+        stack.callback(sender.close)
+        yield Cloud(service, clock, client, sender)
+
+
+@pytest.fixture
+def api(cloud: Cloud) -> Iterator[Cloud]:
+    """The running cloud; what a test leaves pending is failed afterwards, so no later test sends it."""
+    yield cloud
+    settle(cloud.engine)
+
+
+def test_the_api_refuses_a_webhook_url_the_cloud_may_not_call(api: Cloud) -> None:
+    _, key = api.retailer("Careful Grocer")
+    for url in (
+        "http://127.0.0.1:9/hook",
+        "http://10.0.0.5/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:9/hook",
+    ):
+        answer = api.client.post("/retailer/webhooks", headers=key, json={"url": url})
+        assert answer.status_code == 422, (url, answer.text)
+        assert "private, loopback or reserved" in answer.json()["detail"]
+    answer = api.client.post("/retailer/webhooks", headers=key, json={"url": "ftp://93.184.216.34/hook"})
+    assert answer.status_code == 422
+    assert api.client.get("/retailer/webhooks", headers=key).json() == []
+
+    public = api.client.post("/retailer/webhooks", headers=key, json={"url": "https://93.184.216.34/hook"})
+    assert public.status_code == 201, public.text
+    assert public.json()["secret"].startswith("whsec_")
+    assert "secret" not in api.client.get("/retailer/webhooks", headers=key).json()[0]
+    # Nothing is ever queued for this retailer, so nothing goes to that address; disable it anyway.
+    assert api.client.delete(f"/retailer/webhooks/{public.json()['id']}", headers=key).status_code == 200
+
+
+def test_the_delivery_log_shows_attempts_and_outcomes_to_its_own_retailer_only(
+    api: Cloud, receiver: Receiver
+) -> None:
+    retailer, key = api.retailer("Log Market")
+    _, stranger = api.retailer("Other Market")
+    endpoint_id, _ = add_endpoint(api.engine, retailer, receiver.url("/log"))
+    receiver.answer("/log", 500, 500, 204)
+    enqueue(api.engine, api.clock, retailer, "order.created", count=2)
+    assert api.sender.send_due() == 2
+    api.clock.advance(timedelta(seconds=10))
+    assert api.sender.send_due() == 2
+    api.clock.advance(timedelta(seconds=10))
+    receiver.answer("/log", 503)
+    enqueue(api.engine, api.clock, retailer, "order.cancelled")
+    assert api.sender.send_due() == 1
+
+    answer = api.client.get(f"/retailer/webhooks/{endpoint_id}/deliveries", headers=key)
+    assert answer.status_code == 200, answer.text
+    log = answer.json()
+    assert [entry["event_type"] for entry in log] == ["order.cancelled", "order.created", "order.created"]
+    newest, *older = log
+    assert (newest["status"], newest["attempts"], newest["last_status_code"]) == ("pending", 1, 503)
+    assert newest["last_error"] == "HTTP 503"
+    assert newest["next_attempt_at"] is not None
+    assert newest["delivered_at"] is None
+    for entry in older:
+        assert (entry["status"], entry["attempts"], entry["last_status_code"]) == ("delivered", 2, 204)
+        assert entry["delivered_at"] is not None
+        assert entry["next_attempt_at"] is None
+        assert json.loads(entry["payload"])["type"] == "order.created"
+    assert {entry["id"] for entry in log} == {r.message_id for r in receiver.got("/log")}
+
+    delivered = api.client.get(
+        f"/retailer/webhooks/{endpoint_id}/deliveries", headers=key, params={"status": "delivered"}
+    )
+    assert [entry["status"] for entry in delivered.json()] == ["delivered", "delivered"]
+    one = api.client.get(f"/retailer/webhooks/{endpoint_id}/deliveries", headers=key, params={"limit": 1})
+    assert [entry["id"] for entry in one.json()] == [newest["id"]]
+
+    theirs = api.client.get(f"/retailer/webhooks/{endpoint_id}/deliveries", headers=stranger)
+    assert theirs.status_code == 404
+    assert api.client.get("/retailer/webhooks", headers=stranger).json() == []
+    assert api.client.get(f"/retailer/webhooks/{uuid.uuid4()}/deliveries", headers=key).status_code == 404
+    assert api.client.get(f"/retailer/webhooks/{endpoint_id}/deliveries").status_code == 401
+
+
+def test_after_a_410_enable_through_the_api_sends_what_failed(api: Cloud, receiver: Receiver) -> None:
+    retailer, key = api.retailer("Gone Grocer")
+    _, stranger = api.retailer("Nosy Grocer")
+    endpoint_id, secret = add_endpoint(api.engine, retailer, receiver.url("/gone"))
+    receiver.answer("/gone", 410)
+    enqueue(api.engine, api.clock, retailer, count=2)
+    api.sender.send_due()
+    assert len(receiver.got("/gone")) == 1
+
+    (listed,) = api.client.get("/retailer/webhooks", headers=key).json()
+    assert listed["disabled_at"] is not None
+    assert "410" in listed["disabled_reason"]
+    log = api.client.get(f"/retailer/webhooks/{endpoint_id}/deliveries", headers=key).json()
+    assert sorted((e["status"], e["last_status_code"] or 0) for e in log) == [("failed", 0), ("failed", 410)]
+
+    assert api.client.post(f"/retailer/webhooks/{endpoint_id}/enable", headers=stranger).status_code == 404
+    receiver.answer("/gone", 204)
+    enabled = api.client.post(f"/retailer/webhooks/{endpoint_id}/enable", headers=key)
+    assert enabled.status_code == 200, enabled.text
+    assert enabled.json()["disabled_at"] is None
+    assert enabled.json()["disabled_reason"] is None
+    log = api.client.get(f"/retailer/webhooks/{endpoint_id}/deliveries", headers=key).json()
+    assert {e["status"] for e in log} == {"pending"}
+    assert api.sender.send_due() == 2
+    for request in receiver.got("/gone")[1:]:
+        request.verify(secret)
+    log = api.client.get(f"/retailer/webhooks/{endpoint_id}/deliveries", headers=key).json()
+    assert {e["status"] for e in log} == {"delivered"}
+
+
+def test_a_secret_rotated_through_the_api_signs_with_both_for_a_day(api: Cloud, receiver: Receiver) -> None:
+    retailer, key = api.retailer("Rotating Grocer")
+    endpoint_id, old = add_endpoint(api.engine, retailer, receiver.url("/rotate"))
+    rotated = api.client.post(f"/retailer/webhooks/{endpoint_id}/rotate", headers=key)
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()["secret"]
+    assert new != old
+    until = datetime.fromisoformat(rotated.json()["previous_secret_valid_until"])
+    assert until == api.clock.now() + timedelta(hours=24)
+
+    enqueue(api.engine, api.clock, retailer)
+    api.sender.send_due()
+    (during,) = receiver.got("/rotate")
+    during.verify(old)
+    during.verify(new)
+
+    api.clock.advance(timedelta(hours=24, seconds=1))
+    (listed,) = api.client.get("/retailer/webhooks", headers=key).json()
+    assert listed["previous_secret_valid_until"] is None
+    enqueue(api.engine, api.clock, retailer)
+    api.sender.send_due()
+    after = receiver.got("/rotate")[1]
+    after.verify(new)
+    with pytest.raises(WebhookVerificationError):
+        after.verify(old)
