@@ -1,12 +1,12 @@
 """What households answer on their fridges: baskets approved, cancelled or skipped; orders
-cancelled; substitutions accepted or rejected.
+cancelled; substitutions accepted or rejected; consents granted or withdrawn.
 
-The fridge sends an ``order_answered`` event, which is stored like every event (so it is never
-lost) and applied here afterwards, in the order stored, by whichever worker gets to it first: a
-cursor in ``event_cursors`` says how far the answers are applied, and on PostgreSQL its row is
-locked while a worker applies the next ones. An answer the order's state no longer allows (the
-household cancelled on the web page a moment before) is logged and skipped, as the API would
-answer 409.
+The fridge sends an ``order_answered`` or ``consent_changed`` event, which is stored like every
+event (so it is never lost) and applied here afterwards, in the order stored, by whichever worker
+gets to it first: a cursor in ``event_cursors`` says how far the answers are applied, and on
+PostgreSQL its row is locked while a worker applies the next ones. An answer the order's state
+no longer allows (the household cancelled on the web page a moment before) is logged and
+skipped, as the API would answer 409.
 """
 
 from __future__ import annotations
@@ -17,19 +17,20 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, select, update
 
-from cloud import orders, planner
+from cloud import consents, orders, planner
 from cloud.database import insert_ignoring_duplicates
 from cloud.errors import OrderInputError, OrderStateError, VersionMismatch
 from cloud.models import EVENT_CURSORS, EVENTS, ORDERS, PLANNED_ORDERS
 
-CURSOR = "order_answers"
+CURSOR = "fridge_answers"
+TYPES = ("order_answered", "consent_changed")
 BATCH = 200
 
 log = logging.getLogger(__name__)
 
 
 def apply_answers(engine: Engine, now: datetime) -> int:
-    """Apply the fridges' order answers stored since the last call; return how many were read."""
+    """Apply the fridges' answers stored since the last call; return how many were read."""
     with engine.begin() as connection:
         connection.execute(insert_ignoring_duplicates(engine, EVENT_CURSORS).values(name=CURSOR, position=0))
         cursor = select(EVENT_CURSORS.c.position).where(EVENT_CURSORS.c.name == CURSOR)
@@ -37,15 +38,20 @@ def apply_answers(engine: Engine, now: datetime) -> int:
             cursor = cursor.with_for_update()
         position = int(connection.execute(cursor).scalar_one())
         rows = connection.execute(
-            select(EVENTS.c.id, EVENTS.c.household_id, EVENTS.c.device_id, EVENTS.c.payload)
-            .where(EVENTS.c.type == "order_answered", EVENTS.c.id > position)
+            select(EVENTS.c.id, EVENTS.c.household_id, EVENTS.c.type, EVENTS.c.payload)
+            .where(EVENTS.c.type.in_(TYPES), EVENTS.c.id > position)
             .order_by(EVENTS.c.id)
             .limit(BATCH)
         ).all()
         for row in rows:
             answer = json.loads(row.payload)
             with connection.begin_nested():
-                _apply(connection, str(row.household_id), str(answer["order_id"]), str(answer["answer"]), now)
+                if row.type == "consent_changed":
+                    _consent(connection, str(row.household_id), answer, now)
+                else:
+                    _apply(
+                        connection, str(row.household_id), str(answer["order_id"]), str(answer["answer"]), now
+                    )
         if rows:
             connection.execute(
                 update(EVENT_CURSORS).where(EVENT_CURSORS.c.name == CURSOR).values(position=rows[-1].id)
@@ -81,6 +87,23 @@ def _apply(connection: Connection, household_id: str, order_id: str, answer: str
     except (OrderStateError, VersionMismatch, OrderInputError) as exc:
         log.info(
             "household %s's fridge answer %s to %s came too late: %s", household_id, answer, order_id, exc
+        )
+
+
+def _consent(connection: Connection, household_id: str, change: dict[str, str], now: datetime) -> None:
+    recipient, purpose = change["recipient"], change["purpose"]
+    if change["action"] == "withdraw":
+        consents.withdraw(connection, household_id, recipient, purpose, now)
+        return
+    try:
+        consents.grant(connection, household_id, recipient, purpose, now, channel="fridge")
+    except consents.ConsentError as exc:
+        log.warning(
+            "household %s's fridge granted %s to %s, which cannot be: %s",
+            household_id,
+            purpose,
+            recipient,
+            exc,
         )
 
 

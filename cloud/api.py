@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlmodel import Session
 
-from cloud import metrics, orderapi
+from cloud import consentapi, metrics, orderapi
 from cloud.database import as_utc
 from cloud.deadletters import list_dead_letters, payload_text
 from cloud.dependencies import (
@@ -98,6 +98,7 @@ def create_app(
     clock = clock or SystemClock()
     app.add_middleware(IdempotencyMiddleware, engine=engine, clock=clock)
     orderapi.register(app, clock, allow_private_webhooks=allow_private_webhooks)
+    consentapi.register(app, clock)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

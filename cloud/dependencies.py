@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from cloud.access import Caller, caller_of
 from cloud.models import Household
 from cloud.retailers import retailer_of
+from cloud.schemas import ErrorPublic, InvalidRequestPublic
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -20,6 +22,44 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+# The two kinds of bearer secret, declared in the OpenAPI spec (securitySchemes) so that clients and
+# API testers know which routes need which; the secret itself is read by _bearer.
+CALLER_TOKEN = HTTPBearer(
+    scheme_name="token",
+    description="A household's token (frh_...) or an operator's (fra_...): `frigo tokens`.",
+    auto_error=False,
+)
+RETAILER_KEY = HTTPBearer(
+    scheme_name="retailerKey",
+    description="A retailer's API key (frk_...): `frigo retailers create`.",
+    auto_error=False,
+)
+CallerToken = Annotated[HTTPAuthorizationCredentials | None, Depends(CALLER_TOKEN)]
+RetailerKey = Annotated[HTTPAuthorizationCredentials | None, Depends(RETAILER_KEY)]
+
+# The answers of these dependencies, for the routes' ``responses=`` (the OpenAPI spec).
+Responses = dict[int | str, dict[str, Any]]
+UNAUTHORIZED: Responses = {401: {"model": ErrorPublic, "description": "No valid bearer token."}}
+OPERATOR_ERRORS: Responses = {
+    **UNAUTHORIZED,
+    403: {"model": ErrorPublic, "description": "Not an operator's token."},
+}
+HOUSEHOLD_ERRORS: Responses = {
+    **UNAUTHORIZED,
+    403: {"model": ErrorPublic, "description": "A token for another household."},
+    404: {"model": ErrorPublic, "description": "No such household, or nothing of it by that id."},
+}
+RETAILER_ERRORS: Responses = {
+    401: {"model": ErrorPublic, "description": "No valid retailer's API key."},
+}
+# Routes that take a body: FastAPI answers 400 to one it cannot decode (not UTF-8, say), and
+# routes that refuse a request for reasons of their own answer 422 with the reason in words.
+BAD_BODY: Responses = {400: {"model": ErrorPublic, "description": "The body could not be decoded."}}
+INVALID_REQUEST: Responses = {
+    422: {"model": InvalidRequestPublic, "description": "Invalid fields, or why the request cannot be done."}
+}
 
 
 def _bearer(request: Request) -> str:
@@ -32,7 +72,7 @@ def _unauthorized(what: str) -> HTTPException:
     return HTTPException(401, f"send {what}", headers={"WWW-Authenticate": "Bearer"})
 
 
-def retailer_id(request: Request, session: SessionDep) -> str:
+def retailer_id(request: Request, session: SessionDep, _: RetailerKey) -> str:
     """Return the retailer whose API key came with the request, or answer 401."""
     found = retailer_of(session.connection(), _bearer(request))
     if found is None:
@@ -45,7 +85,7 @@ def retailer_id(request: Request, session: SessionDep) -> str:
 RetailerDep = Annotated[str, Depends(retailer_id)]
 
 
-def caller(request: Request, session: SessionDep) -> Caller:
+def caller(request: Request, session: SessionDep, _: CallerToken) -> Caller:
     """Return who holds the request's bearer token, or answer 401."""
     found = caller_of(session.connection(), _bearer(request))
     if found is None:

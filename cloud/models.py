@@ -309,6 +309,24 @@ class EventCursor(SQLModel, table=True):
     position: int = 0
 
 
+class Consent(SQLModel, table=True):
+    """A household's consent to one recipient for one purpose, as PSD2 consents and GDPR Art. 7 ask:
+    what data, when granted and withdrawn, the text shown, the channel, an optional expiry."""
+
+    __tablename__ = "consents"
+
+    id: str = Field(primary_key=True, max_length=36)
+    household_id: str = Field(foreign_key="households.id", index=True, max_length=80)
+    recipient: str = Field(foreign_key="retailers.id", index=True, max_length=64)
+    purpose: str = Field(max_length=16, description="ordering, offers or analytics")
+    data_categories: str = Field(max_length=300, description="Comma-separated, e.g. orders,inventory.")
+    text_version: str = Field(max_length=40, description="The version of the consent text shown.")
+    channel: str = Field(max_length=16, description="api, web or fridge")
+    granted_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    withdrawn_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    expires_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
 def _table(model: type[SQLModel]) -> Table:
     table = model.__table__  # type: ignore[attr-defined]  # set by SQLModel's metaclass
     assert isinstance(table, Table)
@@ -335,3 +353,4 @@ WEBHOOK_ENDPOINTS = _table(WebhookEndpoint)
 WEBHOOK_DELIVERIES = _table(WebhookDelivery)
 DEVICE_COMMANDS = _table(DeviceCommand)
 EVENT_CURSORS = _table(EventCursor)
+CONSENTS = _table(Consent)

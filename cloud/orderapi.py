@@ -11,19 +11,32 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Response
+from pydantic import WithJsonSchema
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from cloud import deliveries, orders
+from cloud import consents, deliveries, orders
 from cloud.database import as_utc
-from cloud.dependencies import RetailerDep, SessionDep, household_access, household_or_404
+from cloud.dependencies import (
+    BAD_BODY,
+    HOUSEHOLD_ERRORS,
+    INVALID_REQUEST,
+    RETAILER_ERRORS,
+    Responses,
+    RetailerDep,
+    SessionDep,
+    household_access,
+    household_or_404,
+)
 from cloud.egress import EgressRefused, check_url
 from cloud.errors import OrderInputError, OrderStateError, VersionMismatch
 from cloud.models import DELIVERY_SLOTS, RETAILERS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
 from cloud.schemas import (
+    ErrorPublic,
     HouseholdRetailerPublic,
     HouseholdRetailerUpdate,
+    InvalidRequestPublic,
     OrderCreate,
     OrderPublic,
     OrderStatus,
@@ -43,18 +56,31 @@ MAX_PAGE = 1000
 # While a secret is rotated, the old one still signs for this long, so receivers can switch over.
 ROTATION_OVERLAP = timedelta(hours=24)
 
+ETAG = r'^(\*|(W/)?"[0-9]+")$'
 IfMatch = Annotated[
     str | None,
     Header(
-        description='The order\'s version as its ETag, e.g. "3": the change applies only to that version.'
+        pattern=ETAG,
+        description='The order\'s version as its ETag, e.g. "3": the change applies only to that version.',
     ),
+    # A header is a string or absent, never null.
+    WithJsonSchema({"type": "string", "pattern": ETAG}),
 ]
 OWN = [Depends(household_access)]
-ORDER_ERRORS: dict[int | str, dict[str, str]] = {
-    404: {"description": "No such order for this caller."},
-    409: {"description": "The order's state does not allow this; the message names the state."},
-    412: {"description": "If-Match named another version of the order."},
-    422: {"description": "The request cannot make or change the order; the message says why."},
+ORDER_ERRORS: Responses = {
+    404: {"model": ErrorPublic, "description": "No such order for this caller."},
+    409: {"model": ErrorPublic, "description": "The order's state forbids this; the message names it."},
+    412: {"model": ErrorPublic, "description": "If-Match named another version of the order."},
+    422: {
+        "model": InvalidRequestPublic,
+        "description": "The request cannot make or change the order; the message says why.",
+    },
+}
+HOUSEHOLD_ORDER_ERRORS = {**HOUSEHOLD_ERRORS, **ORDER_ERRORS}
+RETAILER_ORDER_ERRORS = {**RETAILER_ERRORS, **ORDER_ERRORS}
+NO_ENDPOINT: Responses = {
+    **RETAILER_ERRORS,
+    404: {"model": ErrorPublic, "description": "The retailer has no such webhook endpoint."},
 }
 
 
@@ -76,7 +102,12 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
 
     # -- households ----------------------------------------------------------------------------
 
-    @app.put("/households/{household_id}/retailer", tags=["orders"], dependencies=OWN)
+    @app.put(
+        "/households/{household_id}/retailer",
+        tags=["orders"],
+        dependencies=OWN,
+        responses={**HOUSEHOLD_ERRORS, **BAD_BODY, **INVALID_REQUEST},
+    )
     def set_retailer(
         household_id: str, update_: HouseholdRetailerUpdate, session: SessionDep
     ) -> HouseholdRetailerPublic:
@@ -91,10 +122,20 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
         household.retailer_id = update_.retailer_id
         household.substitution_policy = update_.substitution_policy
         session.add(household)
+        session.flush()
+        now = clock.now()
+        connection = session.connection()
+        # Choosing a retailer is consenting to send it the household's orders (cloud/consents.py).
+        if update_.retailer_id is not None and not consents.is_active(
+            connection, household_id, update_.retailer_id, "ordering", now
+        ):
+            consents.grant(connection, household_id, update_.retailer_id, "ordering", now)
         session.commit()
         return HouseholdRetailerPublic(household_id=household_id, **update_.model_dump())
 
-    @app.get("/households/{household_id}/retailer", tags=["orders"], dependencies=OWN)
+    @app.get(
+        "/households/{household_id}/retailer", tags=["orders"], dependencies=OWN, responses=HOUSEHOLD_ERRORS
+    )
     def get_retailer(household_id: str, session: SessionDep) -> HouseholdRetailerPublic:
         """Return the household's retailer and substitution policy."""
         household = household_or_404(session, household_id)
@@ -104,7 +145,9 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
             substitution_policy=household.substitution_policy,
         )
 
-    @app.get("/households/{household_id}/slots", tags=["orders"], dependencies=OWN)
+    @app.get(
+        "/households/{household_id}/slots", tags=["orders"], dependencies=OWN, responses=HOUSEHOLD_ERRORS
+    )
     def household_slots(household_id: str, session: SessionDep) -> list[SlotPublic]:
         """Return the future delivery slots with room of the household's retailer."""
         household = household_or_404(session, household_id)
@@ -128,7 +171,7 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
         tags=["orders"],
         dependencies=OWN,
         status_code=201,
-        responses=ORDER_ERRORS,
+        responses={**HOUSEHOLD_ORDER_ERRORS, **BAD_BODY},
     )
     def create_order(
         household_id: str, order: OrderCreate, session: SessionDep, response: Response
@@ -152,7 +195,9 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
         response.headers["Location"] = f"/households/{household_id}/orders/{order_id}"
         return _with_etag(placed, response)
 
-    @app.get("/households/{household_id}/orders", tags=["orders"], dependencies=OWN)
+    @app.get(
+        "/households/{household_id}/orders", tags=["orders"], dependencies=OWN, responses=HOUSEHOLD_ERRORS
+    )
     def list_household_orders(
         household_id: str,
         session: SessionDep,
@@ -173,7 +218,12 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
             raise HTTPException(404, f"household {household_id!r} has no order {order_id!r}")
         return order
 
-    @app.get("/households/{household_id}/orders/{order_id}", tags=["orders"], dependencies=OWN)
+    @app.get(
+        "/households/{household_id}/orders/{order_id}",
+        tags=["orders"],
+        dependencies=OWN,
+        responses=HOUSEHOLD_ERRORS,
+    )
     def get_household_order(
         household_id: str, order_id: str, session: SessionDep, response: Response
     ) -> OrderPublic:
@@ -184,7 +234,7 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
         "/households/{household_id}/orders/{order_id}/cancel",
         tags=["orders"],
         dependencies=OWN,
-        responses=ORDER_ERRORS,
+        responses=HOUSEHOLD_ORDER_ERRORS,
     )
     def cancel_household_order(
         household_id: str, order_id: str, session: SessionDep, response: Response, if_match: IfMatch = None
@@ -209,7 +259,7 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
         "/households/{household_id}/orders/{order_id}/substitutions",
         tags=["orders"],
         dependencies=OWN,
-        responses=ORDER_ERRORS,
+        responses={**HOUSEHOLD_ORDER_ERRORS, **BAD_BODY},
     )
     def decide_substitutions(
         household_id: str,
@@ -238,7 +288,9 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
 
     # -- retailers: slots ------------------------------------------------------------------------
 
-    @app.put("/retailer/slots", tags=["retailer"])
+    @app.put(
+        "/retailer/slots", tags=["retailer"], responses={**RETAILER_ERRORS, **BAD_BODY, **INVALID_REQUEST}
+    )
     def put_slots(upload: SlotsUpload, retailer: RetailerDep, session: SessionDep) -> list[SlotPublic]:
         """Publish delivery slots, keyed by their start; a slot's capacity never drops below its bookings."""
         connection = session.connection()
@@ -278,7 +330,7 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
         ).all()
         return [orders.slot_public(row) for row in rows]
 
-    @app.get("/retailer/slots", tags=["retailer"])
+    @app.get("/retailer/slots", tags=["retailer"], responses=RETAILER_ERRORS)
     def get_slots(
         retailer: RetailerDep, session: SessionDep, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 200
     ) -> list[SlotPublic]:
@@ -294,7 +346,7 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
 
     # -- retailers: orders -----------------------------------------------------------------------
 
-    @app.get("/retailer/orders", tags=["retailer"])
+    @app.get("/retailer/orders", tags=["retailer"], responses=RETAILER_ERRORS)
     def list_retailer_orders(
         retailer: RetailerDep,
         session: SessionDep,
@@ -313,14 +365,18 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
             raise HTTPException(404, f"retailer {retailer!r} has no order {order_id!r}")
         return order
 
-    @app.get("/retailer/orders/{order_id}", tags=["retailer"])
+    @app.get("/retailer/orders/{order_id}", tags=["retailer"], responses=RETAILER_ORDER_ERRORS)
     def get_retailer_order(
         order_id: str, retailer: RetailerDep, session: SessionDep, response: Response
     ) -> OrderPublic:
         """Return one of the retailer's orders; its ETag is its version."""
         return _with_etag(retailer_order(session, retailer, order_id), response)
 
-    @app.post("/retailer/orders/{order_id}/events", tags=["retailer"], responses=ORDER_ERRORS)
+    @app.post(
+        "/retailer/orders/{order_id}/events",
+        tags=["retailer"],
+        responses={**RETAILER_ORDER_ERRORS, **BAD_BODY},
+    )
     def post_order_event(
         order_id: str,
         event: RetailerOrderEvent,
@@ -352,7 +408,12 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
 
     # -- retailers: webhooks ---------------------------------------------------------------------
 
-    @app.post("/retailer/webhooks", tags=["retailer"], status_code=201)
+    @app.post(
+        "/retailer/webhooks",
+        tags=["retailer"],
+        status_code=201,
+        responses={**RETAILER_ERRORS, **BAD_BODY, **INVALID_REQUEST},
+    )
     def create_webhook(
         endpoint: WebhookEndpointCreate, retailer: RetailerDep, session: SessionDep
     ) -> WebhookSecretPublic:
@@ -361,6 +422,8 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
             check_url(endpoint.url, allow_private=allow_private_webhooks)
         except EgressRefused as exc:
             raise HTTPException(422, str(exc)) from None
+        except ValueError:  # urlsplit or the IDNA codec refuses it: a stray "[", an empty or long label
+            raise HTTPException(422, f"{endpoint.url!r} is not a URL with a valid host") from None
         endpoint_id, secret, now = str(uuid.uuid4()), new_secret(), clock.now()
         session.execute(
             WEBHOOK_ENDPOINTS.insert().values(
@@ -370,7 +433,7 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
         session.commit()
         return WebhookSecretPublic(**_endpoint(session, retailer, endpoint_id).model_dump(), secret=secret)
 
-    @app.get("/retailer/webhooks", tags=["retailer"])
+    @app.get("/retailer/webhooks", tags=["retailer"], responses=RETAILER_ERRORS)
     def list_webhooks(retailer: RetailerDep, session: SessionDep) -> list[WebhookEndpointPublic]:
         """Return the retailer's webhook endpoints."""
         ids = session.execute(
@@ -380,7 +443,7 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
         ).scalars()
         return [_endpoint(session, retailer, str(endpoint_id)) for endpoint_id in ids]
 
-    @app.post("/retailer/webhooks/{endpoint_id}/rotate", tags=["retailer"])
+    @app.post("/retailer/webhooks/{endpoint_id}/rotate", tags=["retailer"], responses=NO_ENDPOINT)
     def rotate_secret(endpoint_id: str, retailer: RetailerDep, session: SessionDep) -> WebhookSecretPublic:
         """Give the endpoint a new secret; for 24 hours messages are signed with both."""
         current = _endpoint_row(session, retailer, endpoint_id)
@@ -393,7 +456,7 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
         session.commit()
         return WebhookSecretPublic(**_endpoint(session, retailer, endpoint_id).model_dump(), secret=secret)
 
-    @app.post("/retailer/webhooks/{endpoint_id}/enable", tags=["retailer"])
+    @app.post("/retailer/webhooks/{endpoint_id}/enable", tags=["retailer"], responses=NO_ENDPOINT)
     def enable_webhook(endpoint_id: str, retailer: RetailerDep, session: SessionDep) -> WebhookEndpointPublic:
         """Enable the endpoint again (after a 410, say) and send what failed once more."""
         _endpoint_row(session, retailer, endpoint_id)
@@ -406,7 +469,7 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
         session.commit()
         return _endpoint(session, retailer, endpoint_id)
 
-    @app.delete("/retailer/webhooks/{endpoint_id}", tags=["retailer"])
+    @app.delete("/retailer/webhooks/{endpoint_id}", tags=["retailer"], responses=NO_ENDPOINT)
     def disable_webhook(
         endpoint_id: str, retailer: RetailerDep, session: SessionDep
     ) -> WebhookEndpointPublic:
@@ -420,7 +483,7 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
         session.commit()
         return _endpoint(session, retailer, endpoint_id)
 
-    @app.get("/retailer/webhooks/{endpoint_id}/deliveries", tags=["retailer"])
+    @app.get("/retailer/webhooks/{endpoint_id}/deliveries", tags=["retailer"], responses=NO_ENDPOINT)
     def list_deliveries(
         endpoint_id: str,
         retailer: RetailerDep,

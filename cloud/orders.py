@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Row, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from cloud import commands, deliveries
+from cloud import commands, consents, deliveries
 from cloud.database import as_utc
 from cloud.errors import OrderInputError, OrderStateError, VersionMismatch
 from cloud.models import (
@@ -202,6 +202,11 @@ def create_order(
             f"household {household_id!r} has no retailer: "
             f"choose one with PUT /households/{household_id}/retailer"
         )
+    if not consents.is_active(connection, household_id, retailer, "ordering", now):
+        raise OrderInputError(
+            f"household {household_id!r} has not consented to ordering from {retailer!r}: "
+            f"PUT /households/{household_id}/retailer, or grant it in /households/{household_id}/consents"
+        )
     quantities: dict[str, int] = {}
     for item in wanted:
         quantities[item.gtin] = quantities.get(item.gtin, 0) + item.quantity
@@ -278,7 +283,7 @@ def place_planned(
     retailer = connection.execute(
         select(HOUSEHOLDS.c.retailer_id).where(HOUSEHOLDS.c.id == basket.household_id)
     ).scalar()
-    if retailer is None:
+    if retailer is None or not consents.is_active(connection, basket.household_id, retailer, "ordering", now):
         return None
     lines = connection.execute(
         select(PLANNED_ORDER_LINES.c.code, PLANNED_ORDER_LINES.c.packs).where(
@@ -307,6 +312,36 @@ def place_planned(
             select(ORDERS.c.id).where(ORDERS.c.planned_order_id == planned_order_id)
         ).scalar()
         return str(found) if found is not None else None
+
+
+def stop_ordering(connection: Connection, household_id: str, retailer_id: str, now: datetime) -> int:
+    """Cancel the household's orders with the retailer that can still be cancelled, and stop
+    ordering there (its consent to ordering was withdrawn); return how many were cancelled."""
+    open_orders = (
+        connection.execute(
+            select(ORDERS.c.id).where(
+                ORDERS.c.household_id == household_id,
+                ORDERS.c.retailer_id == retailer_id,
+                ORDERS.c.status.in_(CANCELLABLE),
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for order_id in open_orders:
+        cancel(
+            connection,
+            household_id,
+            str(order_id),
+            now,
+            reason="the household withdrew its consent to ordering",
+        )
+    connection.execute(
+        update(HOUSEHOLDS)
+        .where(HOUSEHOLDS.c.id == household_id, HOUSEHOLDS.c.retailer_id == retailer_id)
+        .values(retailer_id=None)
+    )
+    return len(open_orders)
 
 
 def _book(connection: Connection, retailer: str, now: datetime, slot_id: str | None) -> str | None:

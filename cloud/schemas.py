@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -184,6 +184,8 @@ class PlanningModePublic(BaseModel):
 
 
 MAX_CATALOG_ITEMS = 10_000
+# What the spec says of a GTIN: its digits, and the custom format "gtin" (the check digit).
+GTIN_SCHEMA: dict[str, Any] = {"pattern": "^([0-9]{8}|[0-9]{12,14})$", "format": "gtin"}
 
 
 class CatalogItemIn(BaseModel):
@@ -191,7 +193,9 @@ class CatalogItemIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    gtin: str = Field(description="GTIN-8, -12, -13 or -14 with a valid check digit.")
+    gtin: str = Field(
+        description="GTIN-8, -12, -13 or -14 with a valid check digit.", json_schema_extra=GTIN_SCHEMA
+    )
     name: str = Field(min_length=1, max_length=200)
     price: float = Field(ge=0, description="Price of one pack, in ``currency``.")
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR.")
@@ -235,7 +239,7 @@ def _gtin(value: str) -> str:
     return value
 
 
-Gtin = Annotated[str, AfterValidator(_gtin)]
+Gtin = Annotated[str, AfterValidator(_gtin), Field(json_schema_extra=GTIN_SCHEMA)]
 
 
 OrderStatus = Literal[
@@ -447,3 +451,62 @@ class WebhookDeliveryPublic(BaseModel):
     created_at: datetime
     delivered_at: datetime | None
     payload: str
+
+
+class ErrorPublic(BaseModel):
+    """An error: what went wrong and what to do, in words."""
+
+    detail: str
+
+
+class FieldErrorPublic(BaseModel):
+    """One invalid part of a request."""
+
+    loc: list[str | int] = Field(description="Where: body, query, path or header, then the field.")
+    msg: str
+    type: str
+
+
+class InvalidRequestPublic(BaseModel):
+    """A request that cannot be done: its invalid fields, or the reason in words."""
+
+    detail: str | list[FieldErrorPublic]
+
+
+class ConsentGrant(BaseModel):
+    """A household's consent to a recipient for a purpose."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipient: str = Field(min_length=1, max_length=64, description="A retailer's id.")
+    purpose: Literal["ordering", "offers", "analytics"]
+    data_categories: list[Literal["orders", "inventory", "consumption", "purchases"]] | None = Field(
+        default=None, max_length=4, description="None: the purpose's usual data (cloud/consents.py)."
+    )
+    text_version: str | None = Field(default=None, max_length=40, description="None: the current text.")
+    channel: Literal["api", "web"] = "api"
+    expires_at: datetime | None = None
+
+
+class ConsentWithdrawal(BaseModel):
+    """Which consent to withdraw: the recipient and purpose."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipient: str = Field(min_length=1, max_length=64)
+    purpose: Literal["ordering", "offers", "analytics"]
+
+
+class ConsentPublic(BaseModel):
+    """One grant in the household's consent ledger."""
+
+    id: str
+    recipient: str
+    purpose: str
+    data_categories: list[str]
+    text_version: str
+    channel: str
+    granted_at: datetime
+    withdrawn_at: datetime | None
+    expires_at: datetime | None
+    active: bool

@@ -431,6 +431,12 @@ class Agent:
             self.recorder.answer_order(order_id, answer)
         self.uplink.notify()
 
+    def change_consent(self, recipient: str, purpose: str, action: str) -> None:
+        """Grant or withdraw a company's consent for a purpose; the change goes to the cloud."""
+        with self._lock:
+            self.recorder.change_consent(recipient, purpose, action)
+        self.uplink.notify()
+
     def order_status(self, order_id: Any) -> str | None:
         """Return the status this fridge last heard for an order or basket; None if unknown."""
         with self._lock:

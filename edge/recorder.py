@@ -27,6 +27,7 @@ from shared.messages import (
     AlertKind,
     AlertRaised,
     ConfigApplied,
+    ConsentChanged,
     DataWiped,
     Event,
     EventBase,
@@ -291,6 +292,11 @@ class Recorder:
             if status is None:
                 raise LookupError(f"no order {order_id} on this fridge: `frigo edge orders` lists them")
             return self._emit(OrderAnswered, order_id=order_id, answer=answer)
+
+    def change_consent(self, recipient: str, purpose: str, action: str) -> Event | None:
+        """Record the household granting or withdrawing a company's consent, and send it."""
+        with transaction(self._conn):
+            return self._emit(ConsentChanged, recipient=recipient, purpose=purpose, action=action)
 
     def config_applied(self, version: int, error: str | None, settings: str | None = None) -> Event | None:
         """Report the outcome of a desired configuration; keep applied ``settings`` (JSON) for restarts."""

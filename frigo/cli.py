@@ -447,6 +447,47 @@ def edge_order(
     typer.echo(f"order {order_id}: {answer.value}")
 
 
+class ConsentAction(StrEnum):
+    """What the household does with a company's consent."""
+
+    GRANT = "grant"
+    WITHDRAW = "withdraw"
+
+
+class ConsentPurpose(StrEnum):
+    """What a company may use the household's data for."""
+
+    ORDERING = "ordering"
+    OFFERS = "offers"
+    ANALYTICS = "analytics"
+
+
+@edge_app.command("consent")
+def edge_consent(
+    ctx: typer.Context,
+    action: Annotated[ConsentAction, typer.Argument(help="grant or withdraw")],
+    recipient: Annotated[str, typer.Argument(help="The company: a retailer's id, e.g. fresh-foods.")],
+    purpose: Annotated[ConsentPurpose, typer.Argument(help="ordering, offers or analytics")],
+) -> None:
+    """Grant or withdraw a company's consent to use the household's data for a purpose; the cloud
+    applies it when the event arrives (withdrawing stops the offers, or the orders, at once)."""
+    from edge.database import open_database
+    from edge.recorder import Recorder
+    from shared.clock import SystemClock
+
+    settings = _edge_settings(ctx)
+    conn = open_database(settings.db_path)
+    try:
+        recorder = Recorder(conn, settings.device_id, SystemClock(), consent=settings.consent)
+        recorder.change_consent(recipient, purpose.value, action.value)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        conn.close()
+    typer.echo(f"consent of {recipient} for {purpose.value}: {action.value}")
+
+
 @edge_app.command("calibrate")
 def edge_calibrate(
     ctx: typer.Context,

@@ -160,6 +160,15 @@ class OrderAnswered(EventBase):
     answer: Literal["approve", "cancel", "skip", "accept_substitutions", "reject_substitutions"]
 
 
+class ConsentChanged(EventBase):
+    """The household granted or withdrew, on the fridge, a company's consent for a purpose."""
+
+    type: Literal["consent_changed"] = "consent_changed"
+    recipient: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")
+    purpose: Literal["ordering", "offers", "analytics"]
+    action: Literal["grant", "withdraw"]
+
+
 class ConfigApplied(EventBase):
     """The device applied (or refused) a desired configuration version, like a device shadow's report."""
 
@@ -200,6 +209,7 @@ Event = Annotated[
     | AlertCleared
     | OfferAnswered
     | OrderAnswered
+    | ConsentChanged
     | ConfigApplied
     | DataWiped
     | OutboxPressure,
@@ -230,6 +240,7 @@ EventMessage = Annotated[
     | AlertCleared
     | OfferAnswered
     | OrderAnswered
+    | ConsentChanged
     | ConfigApplied
     | DataWiped
     | OutboxPressure

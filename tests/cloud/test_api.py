@@ -278,6 +278,8 @@ def test_docs_and_openapi_are_served(client: httpx.Client) -> None:
         "/admin/dead-letters",
         "/healthz",
         "/households",
+        "/households/{household_id}/consents",
+        "/households/{household_id}/consents/withdraw",
         "/households/{household_id}/events",
         "/households/{household_id}/forecast",
         "/households/{household_id}/inventory",

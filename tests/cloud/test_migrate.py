@@ -38,6 +38,7 @@ TABLES = {
     "webhook_deliveries",
     "device_commands",
     "event_cursors",
+    "consents",
     "alembic_version",
 }
 

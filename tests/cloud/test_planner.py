@@ -322,6 +322,7 @@ def test_a_household_with_a_retailer_gets_its_packs_and_prices_and_automatic_bas
 ) -> None:
     from sqlmodel import Session
 
+    from cloud.consents import grant
     from cloud.models import ORDER_LINES, ORDERS
     from cloud.retailers import create_retailer, upsert_catalog
 
@@ -352,6 +353,7 @@ def test_a_household_with_a_retailer_gets_its_packs_and_prices_and_automatic_bas
             .where(HOUSEHOLDS.c.id == "hh-fridge-low")
             .values(retailer_id=retailer_id, planning_mode="automatic")
         )
+        grant(connection, "hh-fridge-low", retailer_id, "ordering", NOW - timedelta(days=1))
     with service.engine.connect() as connection:
         low, full = plan_households(connection, ["hh-fridge-low", "hh-fridge-full"], NOW)
     milk = next(item for item in low.items if item.code == MILK)

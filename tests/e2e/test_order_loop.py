@@ -207,3 +207,26 @@ def test_baskets_and_orders_answered_on_the_fridge_change_in_the_cloud(setup: An
     time.sleep(1.0)
     assert home.get(f"/households/{household}/orders/{order_id}").json()["status"] == "cancelled"
     assert timedelta(0) <= datetime.now(UTC) - now < timedelta(minutes=2)
+
+
+@pytest.mark.mosquitto
+def test_consents_granted_and_withdrawn_on_the_fridge_hold_in_the_cloud(setup: Any) -> None:
+    _cloud, agent, household, shop, home = setup
+    retailer = home.get(f"/households/{household}/retailer").json()["retailer_id"]
+    agent.change_consent(retailer, "offers", "grant")
+
+    def active() -> dict[str, str]:
+        grants = home.get(f"/households/{household}/consents", params={"active": "true"}).json()
+        return {g["purpose"]: g["channel"] for g in grants}
+
+    assert eventually(lambda: active().get("offers")) == "fridge"
+    placed = home.post(f"/households/{household}/orders", json={"lines": [{"gtin": MILK, "quantity": 1}]})
+    assert placed.status_code == 201
+    # One command on the fridge withdraws ordering: the open order is cancelled, no new one goes out.
+    agent.change_consent(retailer, "ordering", "withdraw")
+    eventually(lambda: "ordering" not in active())
+    order = home.get(f"/households/{household}/orders/{placed.json()['id']}").json()
+    assert order["status"] == "cancelled"
+    refused = home.post(f"/households/{household}/orders", json={"lines": [{"gtin": MILK, "quantity": 1}]})
+    assert refused.status_code == 422
+    assert shop.get("/retailer/orders", params={"status": "created"}).json() == []

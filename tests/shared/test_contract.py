@@ -50,6 +50,7 @@ def test_event_schema_is_discriminated_on_type() -> None:
         "alert_cleared",
         "offer_answered",
         "order_answered",
+        "consent_changed",
         "config_applied",
         "data_wiped",
         "outbox_pressure",
