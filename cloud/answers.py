@@ -1,7 +1,8 @@
 """What households answer on their fridges: baskets approved, cancelled or skipped; orders
-cancelled; substitutions accepted or rejected; consents granted or withdrawn.
+cancelled; substitutions accepted or rejected; consents granted or withdrawn; offers accepted,
+dismissed or turned off by category.
 
-The fridge sends an ``order_answered`` or ``consent_changed`` event, which is stored like every
+The fridge sends an ``order_answered``, ``consent_changed`` or ``offer_answered`` event, stored like every
 event (so it is never lost) and applied here afterwards, in the order stored, by whichever worker
 gets to it first: a cursor in ``event_cursors`` says how far the answers are applied, and on
 PostgreSQL its row is locked while a worker applies the next ones. An answer the order's state
@@ -17,13 +18,13 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, select, update
 
-from cloud import consents, orders, planner
+from cloud import consents, offers, orders, planner
 from cloud.database import insert_ignoring_duplicates
 from cloud.errors import OrderInputError, OrderStateError, VersionMismatch
 from cloud.models import EVENT_CURSORS, EVENTS, ORDERS, PLANNED_ORDERS
 
 CURSOR = "fridge_answers"
-TYPES = ("order_answered", "consent_changed")
+TYPES = ("order_answered", "consent_changed", "offer_answered")
 BATCH = 200
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ def apply_answers(engine: Engine, now: datetime) -> int:
             with connection.begin_nested():
                 if row.type == "consent_changed":
                     _consent(connection, str(row.household_id), answer, now)
+                elif row.type == "offer_answered":
+                    _offer(connection, str(row.household_id), answer, now)
                 else:
                     _apply(
                         connection, str(row.household_id), str(answer["order_id"]), str(answer["answer"]), now
@@ -105,6 +108,13 @@ def _consent(connection: Connection, household_id: str, change: dict[str, str], 
             recipient,
             exc,
         )
+
+
+def _offer(connection: Connection, household_id: str, answered: dict[str, str], now: datetime) -> None:
+    try:
+        offers.answer(connection, household_id, str(answered["offer_id"]), str(answered["answer"]), now)
+    except (LookupError, offers.OfferError) as exc:
+        log.info("household %s's fridge answer to offer %s: %s", household_id, answered["offer_id"], exc)
 
 
 def _is_basket(connection: Connection, household_id: str, order_id: str) -> bool:

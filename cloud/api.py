@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlmodel import Session
 
-from cloud import consentapi, metrics, orderapi
+from cloud import consentapi, metrics, offerapi, orderapi
 from cloud.database import as_utc
 from cloud.deadletters import list_dead_letters, payload_text
 from cloud.dependencies import (
@@ -67,6 +67,9 @@ log = logging.getLogger(__name__)
 
 # Largest page of events one request returns.
 MAX_PAGE = 1000
+# The largest id a table holds (a signed 64-bit integer in SQLite and PostgreSQL): a larger one in a
+# query cannot even be compared with them.
+MAX_ID = 2**63 - 1
 PLANNED_ORDER_ERRORS = {
     **HOUSEHOLD_ERRORS,
     409: {"model": ErrorPublic, "description": "The basket's state does not allow this; says which it is."},
@@ -99,6 +102,7 @@ def create_app(
     app.add_middleware(IdempotencyMiddleware, engine=engine, clock=clock)
     orderapi.register(app, clock, allow_private_webhooks=allow_private_webhooks)
     consentapi.register(app, clock)
+    offerapi.register(app, clock)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
@@ -198,7 +202,7 @@ def create_app(
     def list_events(
         household_id: str,
         session: SessionDep,
-        after: Annotated[int, Query(ge=0, description="Return events with an id above this.")] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_ID, description="Return events with an id above this.")] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> list[EventPublic]:
         """Return the household's stored events in the order they were stored, a page at a time."""
@@ -461,6 +465,7 @@ def create_app(
                 pack_size=row.pack_size,
                 unit=row.unit,
                 available=row.available,
+                category=row.category,
                 updated_at=_utc(row.updated_at) or row.updated_at,
             )
             for row in rows
@@ -473,7 +478,8 @@ def create_app(
         session: SessionDep,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         before_id: Annotated[
-            int | None, Query(ge=1, description="Return dead letters with an id below this (next page).")
+            int | None,
+            Query(ge=1, le=MAX_ID, description="Return dead letters with an id below this (next page)."),
         ] = None,
         device_id: Annotated[str | None, Query(max_length=64)] = None,
         reason: RejectReason | None = None,

@@ -30,6 +30,7 @@ from typing import Literal, get_args
 
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
+from cloud.database import as_utc
 from cloud.errors import CloudError
 from cloud.models import CONSENTS, RETAILERS
 
@@ -73,8 +74,7 @@ class Grant:
 
     def active_at(self, moment: datetime) -> bool:
         """Return whether this grant held at ``moment``."""
-        from cloud.database import as_utc
-
+        moment = as_utc(moment)
         if as_utc(self.granted_at) > moment:
             return False
         if self.withdrawn_at is not None and as_utc(self.withdrawn_at) <= moment:
@@ -182,6 +182,20 @@ def active_pairs(connection: Connection, purpose: str, now: datetime) -> set[tup
         )
     ).all()
     return {(str(h), str(r)) for h, r in rows}
+
+
+def active_grants(connection: Connection, purpose: str, now: datetime) -> dict[tuple[str, str], str]:
+    """Return the id of the grant that holds now for every (household, recipient) with the purpose."""
+    table = CONSENTS.c
+    rows = connection.execute(
+        select(table.household_id, table.recipient, table.id).where(
+            table.purpose == purpose,
+            table.granted_at <= now,
+            or_(table.withdrawn_at.is_(None), table.withdrawn_at > now),
+            or_(table.expires_at.is_(None), table.expires_at > now),
+        )
+    ).all()
+    return {(str(h), str(r)): str(i) for h, r, i in rows}
 
 
 def consenting(connection: Connection, purpose: str, now: datetime) -> set[str]:

@@ -23,6 +23,8 @@ class Household(SQLModel, table=True):
     )
     # The last planning cycle that planned this household (-1: never); a worker claims the rest.
     planned_cycle: int = Field(default=-1, sa_column_kwargs={"server_default": "-1"})
+    # Where the household lives, for its quiet hours (IANA name).
+    timezone: str = Field(default="UTC", max_length=64, sa_column_kwargs={"server_default": "UTC"})
     # The retailer its orders go to (None: orders stay proposals), and what a substitution the
     # retailer proposes becomes: ask (the household decides, the default), accept or refuse.
     retailer_id: str | None = Field(default=None, foreign_key="retailers.id", max_length=64)
@@ -148,6 +150,8 @@ class CatalogItem(SQLModel, table=True):
     unit: str = Field(max_length=8)
     available: bool = True
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # The aisle, e.g. dairy: what "not this category" refers to in offers.
+    category: str | None = Field(default=None, max_length=40)
 
 
 class DeadLetter(SQLModel, table=True):
@@ -327,6 +331,42 @@ class Consent(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
+class Offer(SQLModel, table=True):
+    """An offer made to a household: from which company, under which consent, why, and its answer."""
+
+    __tablename__ = "offers"
+
+    id: str = Field(primary_key=True, max_length=36)
+    household_id: str = Field(foreign_key="households.id", index=True, max_length=80)
+    retailer_id: str = Field(foreign_key="retailers.id", index=True, max_length=64)
+    # The consent that allowed it, active when the offer was made.
+    consent_id: str = Field(foreign_key="consents.id", max_length=36)
+    gtin: str = Field(max_length=14)
+    name: str = Field(max_length=200)
+    category: str | None = Field(default=None, max_length=40)
+    kind: str = Field(max_length=16, description="need, complement or campaign")
+    reason: str = Field(max_length=500, description="Why, in words, naming the signal.")
+    data_categories: str = Field(max_length=300, description="The household's data it used.")
+    score: float
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    status: str = Field(max_length=24, description="sent, accepted, dismissed, not_this_category or ordered")
+    answered_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    planned_order_id: str | None = Field(default=None, foreign_key="planned_orders.id", max_length=36)
+
+
+class OfferSuppression(SQLModel, table=True):
+    """A category the household asked not to be offered ("not this category")."""
+
+    __tablename__ = "offer_suppressions"
+    __table_args__ = (UniqueConstraint("household_id", "category"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    household_id: str = Field(foreign_key="households.id", index=True, max_length=80)
+    category: str = Field(max_length=40)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 def _table(model: type[SQLModel]) -> Table:
     table = model.__table__  # type: ignore[attr-defined]  # set by SQLModel's metaclass
     assert isinstance(table, Table)
@@ -354,3 +394,5 @@ WEBHOOK_DELIVERIES = _table(WebhookDelivery)
 DEVICE_COMMANDS = _table(DeviceCommand)
 EVENT_CURSORS = _table(EventCursor)
 CONSENTS = _table(Consent)
+OFFERS = _table(Offer)
+OFFER_SUPPRESSIONS = _table(OfferSuppression)

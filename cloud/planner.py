@@ -41,6 +41,7 @@ from cloud.models import (
     CATALOG_ITEMS,
     EVENTS,
     HOUSEHOLDS,
+    OFFERS,
     ORDER_LINES,
     ORDERS,
     PLANNED_ORDER_LINES,
@@ -222,14 +223,15 @@ def plan_cycle(
             modes = {str(h): str(m) for h, m in claimed}
             plans = plan_households(connection, list(modes), now, params)
             for household in plans:
-                if not household.basket:
+                accepted = _accepted_offers(connection, household.household_id)
+                if not household.basket and not accepted:
                     continue
                 mode = modes[household.household_id]
-                basket = _write_order(connection, household, mode, run.cycle, now)
+                basket = _write_order(connection, household, mode, run.cycle, now, accepted)
                 if basket is None:
                     continue
                 run.orders += 1
-                run.lines += len(household.basket)
+                run.lines += len(household.basket) + len(accepted)
                 if mode == "automatic":
                     orders.place_planned(connection, basket, now, actor="planner")
                 else:
@@ -253,9 +255,15 @@ def plan_cycle(
 
 
 def _write_order(
-    connection: Connection, household: HouseholdPlan, mode: str, cycle: int, now: datetime
+    connection: Connection,
+    household: HouseholdPlan,
+    mode: str,
+    cycle: int,
+    now: datetime,
+    accepted: Sequence[tuple[str, str, str]] = (),
 ) -> str | None:
-    """Insert the household's basket for the cycle once; return its id if this call inserted it."""
+    """Insert the household's basket for the cycle once, with the offers it accepted (one pack
+    each); return its id if this call inserted it."""
     order_id = str(uuid.uuid4())
     status = {"automatic": "approved", "suggest": "suggested"}.get(mode, "proposed")
     values = {
@@ -276,21 +284,47 @@ def _write_order(
     # RETURNING, not rowcount: psycopg reports -1 rows for an INSERT ... ON CONFLICT here.
     if connection.execute(statement.returning(PLANNED_ORDERS.c.id)).first() is None:
         return None  # another run of this cycle made it first
-    connection.execute(
-        insert(PLANNED_ORDER_LINES),
-        [
-            {
-                "order_id": order_id,
-                "code": item.code,
-                "packs": item.packs,
-                "quantity": item.quantity,
-                "unit": item.unit,
-                "reason": item.reason[:300],
-            }
-            for item in household.basket
-        ],
-    )
+    lines = {
+        item.code: {
+            "order_id": order_id,
+            "code": item.code,
+            "packs": item.packs,
+            "quantity": item.quantity,
+            "unit": item.unit,
+            "reason": item.reason[:300],
+        }
+        for item in household.basket
+    }
+    for _offer, code, reason in accepted:
+        line = lines.setdefault(
+            code,
+            {"order_id": order_id, "code": code, "packs": 0, "quantity": 0.0, "unit": "unit", "reason": ""},
+        )
+        line["packs"] = int(line["packs"]) + 1  # type: ignore[call-overload]
+        line["quantity"] = float(line["quantity"]) + 1.0  # type: ignore[arg-type]
+        line["reason"] = f"{line['reason']}; you accepted the offer: {reason}".lstrip("; ")[:300]
+    connection.execute(insert(PLANNED_ORDER_LINES), list(lines.values()))
+    if accepted:
+        connection.execute(
+            update(OFFERS)
+            .where(OFFERS.c.id.in_([offer for offer, _code, _reason in accepted]))
+            .values(status="ordered", planned_order_id=order_id)
+        )
     return order_id
+
+
+def _accepted_offers(connection: Connection, household_id: str) -> list[tuple[str, str, str]]:
+    """Return (offer id, GTIN, reason) of the offers the household accepted that no basket holds yet."""
+    rows = connection.execute(
+        select(OFFERS.c.id, OFFERS.c.gtin, OFFERS.c.reason)
+        .where(
+            OFFERS.c.household_id == household_id,
+            OFFERS.c.status == "accepted",
+            OFFERS.c.planned_order_id.is_(None),
+        )
+        .order_by(OFFERS.c.answered_at, OFFERS.c.id)
+    ).all()
+    return [(str(i), str(g), str(r)) for i, g, r in rows]
 
 
 def approve_order(connection: Connection, household_id: str, order_id: str, now: datetime) -> str | None:

@@ -92,11 +92,20 @@ def upsert_catalog(
 ) -> int:
     """Insert or update the retailer's products (dicts of the catalog columns); return how many."""
     dialect_insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    rows = [{**item, "retailer_id": retailer_id, "updated_at": now} for item in items]
+    rows = [{"category": None, **item, "retailer_id": retailer_id, "updated_at": now} for item in items]
     statement = dialect_insert(CATALOG_ITEMS)
     updated = {
         column: statement.excluded[column]
-        for column in ("name", "price", "currency", "pack_size", "unit", "available", "updated_at")
+        for column in (
+            "name",
+            "price",
+            "currency",
+            "pack_size",
+            "unit",
+            "available",
+            "category",
+            "updated_at",
+        )
     }
     upsert = statement.on_conflict_do_update(index_elements=["retailer_id", "gtin"], set_=updated)
     # executemany: SQLAlchemy batches the rows into multi-row statements itself ("insertmanyvalues"),

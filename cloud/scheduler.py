@@ -18,6 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, exists, select, update
 
 from cloud.models import DEVICES, HOUSEHOLDS, PLANNED_ORDERS
+from cloud.offers import OfferRun, run_offers
 from cloud.planner import PlanningRun, cycle_of, plan_cycle
 from cloud.replenishment import PolicyParams
 from shared.clock import Clock
@@ -43,6 +44,9 @@ class PlanningSchedule:
         self.last: PlanningRun | None = None
         self._lock = threading.Lock()
         self._active: set[str] = set()  # devices that stored events since the last run
+        # After each planning run, the offers (cloud/offers.py): the baskets they must not echo are made.
+        self.offers = True
+        self.last_offers: OfferRun | None = None
 
     def start(self) -> None:
         """Schedule the first run one interval from now, and every interval after it."""
@@ -76,6 +80,11 @@ class PlanningSchedule:
         except Exception:
             log.exception("planning run failed; the next interval tries again")
             raise
+        if self.offers:
+            try:
+                self.last_offers = run_offers(self._engine, self._clock)
+            except Exception:
+                log.exception("offer run failed; the next interval tries again")
         return self.last
 
     def _replan(self, devices: set[str]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -202,6 +202,11 @@ class CatalogItemIn(BaseModel):
     pack_size: float = Field(gt=0, description="What one pack holds, in ``unit``.")
     unit: Literal["unit", "g", "ml"] = "unit"
     available: bool = True
+    category: str | None = Field(
+        default=None,
+        max_length=40,
+        description="The aisle, e.g. dairy: what households can turn offers off by.",
+    )
 
     @field_validator("gtin")
     @classmethod
@@ -271,6 +276,20 @@ class HouseholdRetailerPublic(HouseholdRetailerUpdate):
     household_id: str
 
 
+def _utc(value: datetime) -> datetime:
+    """Return the time in UTC; refuse one without a time zone. (SQLite keeps a time without its
+    offset: 18:00+01:00 would come back as 18:00Z.)"""
+    if value.tzinfo is None:
+        raise ValueError("give a time zone, e.g. 2026-12-01T18:00:00Z")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00, say
+        raise ValueError("out of range once in UTC") from None
+
+
+UtcTime = Annotated[datetime, AfterValidator(_utc)]
+
+
 class SlotIn(BaseModel):
     """A delivery window a retailer publishes, with room for ``capacity`` orders."""
 
@@ -283,9 +302,7 @@ class SlotIn(BaseModel):
     @field_validator("starts_at", "ends_at")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("give a time zone, e.g. 2026-12-01T18:00:00Z")
-        return value
+        return _utc(value)
 
 
 class SlotsUpload(BaseModel):
@@ -485,7 +502,7 @@ class ConsentGrant(BaseModel):
     )
     text_version: str | None = Field(default=None, max_length=40, description="None: the current text.")
     channel: Literal["api", "web"] = "api"
-    expires_at: datetime | None = None
+    expires_at: UtcTime | None = None
 
 
 class ConsentWithdrawal(BaseModel):
@@ -510,3 +527,32 @@ class ConsentPublic(BaseModel):
     withdrawn_at: datetime | None
     expires_at: datetime | None
     active: bool
+
+
+class OfferPublic(BaseModel):
+    """An offer made to the household: from whom, why, with which data, under which consent."""
+
+    id: str
+    retailer_id: str
+    consent_id: str
+    gtin: str
+    name: str
+    category: str | None
+    kind: Literal["need", "complement", "campaign"]
+    reason: str
+    data_categories: list[str]
+    created_at: datetime
+    expires_at: datetime
+    status: Literal["sent", "accepted", "dismissed", "not_this_category", "ordered"]
+    answered_at: datetime | None
+    planned_order_id: str | None
+
+
+class OfferAnswerIn(BaseModel):
+    """The household's answer to an offer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answer: Literal["accepted", "dismissed", "not_this_category"] = Field(
+        description="accepted: into the next order; not_this_category: no more offers of its category."
+    )

@@ -361,15 +361,24 @@ class Answer(StrEnum):
 
     ACCEPT = "accept"
     DISMISS = "dismiss"
+    NOT_THIS_CATEGORY = "not-this-category"
+
+
+OFFER_ANSWERS = {
+    Answer.ACCEPT: "accepted",
+    Answer.DISMISS: "dismissed",
+    Answer.NOT_THIS_CATEGORY: "not_this_category",
+}
 
 
 @edge_app.command("answer")
 def edge_answer(
     ctx: typer.Context,
     offer_id: Annotated[str, typer.Argument(help="The offer's id, from `frigo edge offers`.")],
-    answer: Annotated[Answer, typer.Argument(help="accept or dismiss")],
+    answer: Annotated[Answer, typer.Argument(help="accept, dismiss or not-this-category")],
 ) -> None:
-    """Accept or dismiss an offer; the answer goes to the cloud with the next events."""
+    """Accept or dismiss an offer, or turn its category off; the answer goes to the cloud with the
+    next events."""
     import uuid
 
     from edge.database import open_database
@@ -380,13 +389,13 @@ def edge_answer(
     conn = open_database(settings.db_path)
     try:
         recorder = Recorder(conn, settings.device_id, SystemClock(), consent=settings.consent)
-        recorder.answer_offer(uuid.UUID(offer_id), "accepted" if answer is Answer.ACCEPT else "dismissed")
+        recorder.answer_offer(uuid.UUID(offer_id), OFFER_ANSWERS[answer])
     except (LookupError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     finally:
         conn.close()
-    typer.echo(f"offer {offer_id}: {'accepted' if answer is Answer.ACCEPT else 'dismissed'}")
+    typer.echo(f"offer {offer_id}: {OFFER_ANSWERS[answer]}")
 
 
 class OrderAnswer(StrEnum):

@@ -149,7 +149,8 @@ class OfferAnswered(EventBase):
 
     type: Literal["offer_answered"] = "offer_answered"
     offer_id: UUID
-    answer: Literal["accepted", "dismissed"]
+    # not_this_category: no more offers of the offer's category.
+    answer: Literal["accepted", "dismissed", "not_this_category"]
 
 
 class OrderAnswered(EventBase):

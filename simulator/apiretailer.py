@@ -163,6 +163,7 @@ class ApiRetailer:
                 "currency": "EUR",
                 "pack_size": product.pack_size,
                 "unit": product.unit,
+                "category": product.category.value,
             }
             for product in self._catalog
         ]

@@ -65,7 +65,11 @@ def household_routes(spec: dict[str, Any]) -> list[tuple[str, str]]:
 def call(
     client: httpx.Client, method: str, path: str, household: str, headers: dict[str, str]
 ) -> httpx.Response:
-    url = path.replace("{household_id}", household).replace("{order_id}", "some-order")
+    url = (
+        path.replace("{household_id}", household)
+        .replace("{order_id}", "some-order")
+        .replace("{offer_id}", "some-offer")
+    )
     body = BODIES.get(path, {}) if method in ("POST", "PUT") else None
     return client.request(method, url, json=body, headers=headers)
 

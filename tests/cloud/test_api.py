@@ -283,6 +283,8 @@ def test_docs_and_openapi_are_served(client: httpx.Client) -> None:
         "/households/{household_id}/events",
         "/households/{household_id}/forecast",
         "/households/{household_id}/inventory",
+        "/households/{household_id}/offers",
+        "/households/{household_id}/offers/{offer_id}/answer",
         "/households/{household_id}/orders",
         "/households/{household_id}/orders/{order_id}",
         "/households/{household_id}/orders/{order_id}/cancel",

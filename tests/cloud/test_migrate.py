@@ -39,6 +39,8 @@ TABLES = {
     "device_commands",
     "event_cursors",
     "consents",
+    "offers",
+    "offer_suppressions",
     "alembic_version",
 }
 
