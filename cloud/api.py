@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlmodel import Session
 
-from cloud import consentapi, metrics, offerapi, orderapi
+from cloud import campaignapi, consentapi, metrics, offerapi, orderapi
 from cloud.database import as_utc
 from cloud.deadletters import list_dead_letters, payload_text
 from cloud.dependencies import (
@@ -31,6 +31,7 @@ from cloud.dependencies import (
     admin_only,
     household_access,
     household_or_404,
+    one_value_per_query_parameter,
 )
 from cloud.errors import OrderStateError
 from cloud.idempotency import IdempotencyMiddleware
@@ -95,6 +96,7 @@ def create_app(
         title="Frigo cloud",
         version="0.1.0",
         description="Inventory and events of every household's fridges, as the fleet reports them.",
+        dependencies=[Depends(one_value_per_query_parameter)],
     )
 
     app.state.engine = engine
@@ -103,6 +105,7 @@ def create_app(
     orderapi.register(app, clock, allow_private_webhooks=allow_private_webhooks)
     consentapi.register(app, clock)
     offerapi.register(app, clock)
+    campaignapi.register(app, clock)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

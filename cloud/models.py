@@ -353,6 +353,8 @@ class Offer(SQLModel, table=True):
     status: str = Field(max_length=24, description="sent, accepted, dismissed, not_this_category or ordered")
     answered_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     planned_order_id: str | None = Field(default=None, foreign_key="planned_orders.id", max_length=36)
+    campaign_id: str | None = Field(default=None, max_length=36)
+    arm: str | None = Field(default=None, max_length=16)
 
 
 class OfferSuppression(SQLModel, table=True):
@@ -365,6 +367,41 @@ class OfferSuppression(SQLModel, table=True):
     household_id: str = Field(foreign_key="households.id", index=True, max_length=80)
     category: str = Field(max_length=40)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Campaign(SQLModel, table=True):
+    """A retailer's offer of one product to the households that allow its offers, as an A/B test:
+    up to four variants and a holdout that gets nothing, each household in one arm for good."""
+
+    __tablename__ = "campaigns"
+
+    id: str = Field(primary_key=True, max_length=36)
+    retailer_id: str = Field(foreign_key="retailers.id", index=True, max_length=64)
+    name: str = Field(max_length=200)
+    gtin: str = Field(max_length=14)
+    budget: int = Field(description="Most offers the campaign makes.")
+    starts_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    ends_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    holdout_share: float
+    min_sample: int = Field(description="Households per arm before a winner may be named.")
+    variants: str = Field(
+        sa_column=Column(Text, nullable=False), description="JSON: name, message, discount."
+    )
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    stopped_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class CampaignAssignment(SQLModel, table=True):
+    """The arm a household is in for a campaign, from the first time it was eligible."""
+
+    __tablename__ = "campaign_assignments"
+    __table_args__ = (UniqueConstraint("campaign_id", "household_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(foreign_key="campaigns.id", index=True, max_length=36)
+    household_id: str = Field(foreign_key="households.id", index=True, max_length=80)
+    arm: str = Field(max_length=16, description="A variant's name, or control.")
+    assigned_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 def _table(model: type[SQLModel]) -> Table:
@@ -396,3 +433,5 @@ EVENT_CURSORS = _table(EventCursor)
 CONSENTS = _table(Consent)
 OFFERS = _table(Offer)
 OFFER_SUPPRESSIONS = _table(OfferSuppression)
+CAMPAIGNS = _table(Campaign)
+CAMPAIGN_ASSIGNMENTS = _table(CampaignAssignment)

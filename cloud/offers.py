@@ -8,6 +8,8 @@ An offer run goes through the households that consented to offers from a retaile
 - **complement**: an item the household never bought that households who buy one of its items often
   buy too (co-purchase lift over the baskets of households that consented to analytics; "households
   who buy pasta often buy parmesan"); it uses the household's purchases and others' in aggregate.
+- **campaign**: the retailer's campaign (``cloud/campaigns.py``), in the variant the household's arm
+  gives it (none for the holdout); it uses none of the household's data.
 
 Never echoes: no item the household has plenty of, bought in the last :data:`JUST_BOUGHT`, has on
 order or in a basket, or was offered in the last :data:`COOLDOWN`; nothing of a category it turned
@@ -20,6 +22,7 @@ used, and goes to the household's fridges (``offer_sent``) and its API.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -33,7 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from cloud import commands, consents
+from cloud import campaigns, commands, consents
 from cloud.database import as_utc, insert_ignoring_duplicates
 from cloud.errors import CloudError
 from cloud.models import (
@@ -66,6 +69,7 @@ OFFER_LIFETIME = timedelta(days=3)
 LOOKBACK = timedelta(days=90)
 MIN_SUPPORT = 3
 MIN_LIFT = 1.5
+CAMPAIGN_SCORE = 0.8  # below an item about to run out, above most complements
 DISMISSED_FACTOR = 0.5
 ACCEPTED_FACTOR = 1.2
 OPEN_ORDER = ("created", "accepted", "picking", "substitution_proposed", "dispatched")
@@ -85,10 +89,12 @@ class Candidate:
     gtin: str
     name: str
     category: str | None
-    kind: Literal["need", "complement"]
+    kind: Literal["need", "complement", "campaign"]
     reason: str
     data: tuple[str, ...]
     score: float
+    campaign_id: str | None = None
+    arm: str | None = None
 
 
 @dataclass
@@ -218,6 +224,25 @@ def candidates(
                 ("purchases",),
                 score,
             )
+    for campaign in campaigns.active(connection, retailer, now):
+        if campaign.gtin in found or campaign.gtin not in catalog:
+            continue
+        arm = campaigns.assign(connection, campaign, household, now)
+        if arm == campaigns.CONTROL:
+            continue  # the holdout: no offer, its purchases are the baseline
+        variant = next(v for v in campaign.variants if v.name == arm)
+        off = f" ({variant.discount_percent:g} % off)" if variant.discount_percent else ""
+        found[campaign.gtin] = Candidate(
+            campaign.gtin,
+            str(catalog[campaign.gtin].name),
+            catalog[campaign.gtin].category,
+            "campaign",
+            f"{variant.message}{off}: a campaign of the shop you allow offers from",
+            (),
+            CAMPAIGN_SCORE,
+            campaign.id,
+            arm,
+        )
     kept = []
     for candidate in found.values():
         held = items.get(candidate.gtin)
@@ -228,17 +253,7 @@ def candidates(
         if candidate.category is not None and candidate.category in suppressed:
             continue  # the household turned the category off
         factor = taste.get(candidate.category, 1.0) if candidate.category is not None else 1.0
-        kept.append(
-            Candidate(
-                candidate.gtin,
-                candidate.name,
-                candidate.category,
-                candidate.kind,
-                candidate.reason,
-                candidate.data,
-                candidate.score * factor,
-            )
-        )
+        kept.append(dataclasses.replace(candidate, score=candidate.score * factor))
     return sorted(kept, key=lambda c: (-c.score, c.gtin))
 
 
@@ -328,16 +343,18 @@ def _send(
             reason=candidate.reason[:500],
             data_categories=",".join(candidate.data),
             score=round(candidate.score, 4),
+            campaign_id=candidate.campaign_id,
+            arm=candidate.arm,
             created_at=now,
             expires_at=expires,
             status="sent",
         )
     )
     shop = connection.execute(select(RETAILERS.c.name).where(RETAILERS.c.id == retailer)).scalar() or retailer
-    used = " and ".join(candidate.data)
+    used = f"your {' and '.join(candidate.data)} data" if candidate.data else "none of your data"
     explanation = (
         f"{candidate.reason[:1].upper()}{candidate.reason[1:]}. "
-        f"It uses your {used} data, under the consent you gave {shop} for offers."
+        f"It uses {used}, under the consent you gave {shop} for offers."
     )
 
     def message(device_id: str) -> OfferSent:

@@ -556,3 +556,68 @@ class OfferAnswerIn(BaseModel):
     answer: Literal["accepted", "dismissed", "not_this_category"] = Field(
         description="accepted: into the next order; not_this_category: no more offers of its category."
     )
+
+
+class VariantIn(BaseModel):
+    """One version of a campaign's offer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")
+    message: str = Field(min_length=1, max_length=200)
+    discount_percent: float = Field(default=0, ge=0, le=90)
+
+
+class CampaignIn(BaseModel):
+    """A campaign: one product, up to four variants and a holdout that gets nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    gtin: Gtin
+    variants: list[VariantIn] = Field(min_length=1, max_length=4)
+    starts_at: datetime
+    ends_at: datetime
+    budget: int = Field(ge=1, le=10_000_000, description="Most offers the campaign makes.")
+    holdout_share: float = Field(default=0.1, ge=0.05, le=0.5)
+    min_sample: int = Field(
+        default=100, ge=20, le=1_000_000, description="Households per arm before a winner."
+    )
+
+
+class CampaignPublic(CampaignIn):
+    """A campaign as stored."""
+
+    id: str
+    created_at: datetime
+    stopped_at: datetime | None
+
+
+class RatePublic(BaseModel):
+    """A count, its rate and the rate's 95 % Wilson interval; null when withheld."""
+
+    count: int | None
+    rate: float | None
+    low: float | None
+    high: float | None
+
+
+class ArmPublic(BaseModel):
+    """One arm's aggregates; withheld (all null) under 20 households."""
+
+    arm: str
+    households: int | None
+    offers: int | None
+    accepted: RatePublic
+    converted: RatePublic
+    p_value: float | None = Field(description="Conversion against the holdout, two-proportion z-test.")
+    withheld: bool
+
+
+class CampaignResultsPublic(BaseModel):
+    """A campaign's results: aggregates per arm, and a winner only when the evidence allows."""
+
+    campaign_id: str
+    arms: list[ArmPublic]
+    winner: str | None
+    verdict: str

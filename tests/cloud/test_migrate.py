@@ -41,6 +41,8 @@ TABLES = {
     "consents",
     "offers",
     "offer_suppressions",
+    "campaigns",
+    "campaign_assignments",
     "alembic_version",
 }
 

@@ -1,5 +1,6 @@
 """Consents and offers: each household's consent to a recipient for a purpose, with its data and
-its text; the offers made under them, and the categories households asked not to be offered; each
+its text; the offers made under them, and the categories households asked not to be offered;
+retailers' campaigns and each household's arm in them; each
 catalog item's category and each household's time zone (for quiet hours).
 
 Revision ID: 0006
@@ -56,6 +57,8 @@ def upgrade() -> None:
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=24), nullable=False),
         sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("planned_order_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
+        sa.Column("campaign_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
+        sa.Column("arm", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
         sa.ForeignKeyConstraint(["consent_id"], ["consents.id"]),
         sa.ForeignKeyConstraint(["household_id"], ["households.id"]),
         sa.ForeignKeyConstraint(["planned_order_id"], ["planned_orders.id"]),
@@ -76,6 +79,38 @@ def upgrade() -> None:
         sa.UniqueConstraint("household_id", "category"),
     )
     op.create_index("ix_offer_suppressions_household_id", "offer_suppressions", ["household_id"])
+    op.create_table(
+        "campaigns",
+        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("retailer_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("gtin", sqlmodel.sql.sqltypes.AutoString(length=14), nullable=False),
+        sa.Column("budget", sa.Integer(), nullable=False),
+        sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("holdout_share", sa.Float(), nullable=False),
+        sa.Column("min_sample", sa.Integer(), nullable=False),
+        sa.Column("variants", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("stopped_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["retailer_id"], ["retailers.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_campaigns_retailer_id", "campaigns", ["retailer_id"])
+    op.create_table(
+        "campaign_assignments",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("campaign_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("household_id", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
+        sa.Column("arm", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["campaign_id"], ["campaigns.id"]),
+        sa.ForeignKeyConstraint(["household_id"], ["households.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("campaign_id", "household_id"),
+    )
+    op.create_index("ix_campaign_assignments_campaign_id", "campaign_assignments", ["campaign_id"])
+    op.create_index("ix_campaign_assignments_household_id", "campaign_assignments", ["household_id"])
     op.add_column(
         "catalog_items", sa.Column("category", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True)
     )
@@ -92,6 +127,8 @@ def downgrade() -> None:
         batch.drop_column("timezone")
     with op.batch_alter_table("catalog_items") as batch:
         batch.drop_column("category")
+    op.drop_table("campaign_assignments")
+    op.drop_table("campaigns")
     op.drop_table("offer_suppressions")
     op.drop_table("offers")
     op.drop_table("consents")

@@ -1,0 +1,262 @@
+"""Campaigns as A/B tests: deterministic arms, results as aggregates with Wilson intervals and a
+z-test, nothing over fewer than 20 households, and no winner before the minimum sample."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, insert, select
+from sqlmodel import Session
+
+from cloud import campaigns, consents
+from cloud.campaigns import CONTROL, Active, Variant, arm_of, two_proportion_p, wilson
+from cloud.models import CAMPAIGN_ASSIGNMENTS, OFFERS
+from cloud.offers import run_offers
+from cloud.retailers import create_retailer, upsert_catalog
+from cloud.service import CloudService
+from cloud.settings import CloudSettings
+from shared import topics
+from shared.clock import ManualClock
+from shared.gtin import make_gtin13
+from shared.messages import ItemAdded, encode
+from shared.mqtt import MqttSettings
+from tests.support.services import free_port
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+CHOCOLATE, MILK = make_gtin13("400000000901"), make_gtin13("400000000902")
+
+
+def test_wilson_interval_and_z_test_match_known_values() -> None:
+    low, high = wilson(50, 100)
+    assert (round(low, 4), round(high, 4)) == (0.4038, 0.5962)
+    assert wilson(0, 10)[0] == 0.0
+    assert wilson(0, 0) == (0.0, 1.0)
+    # 60 % against 40 % of 100 each: z = 2.83, p = 0.0047.
+    assert two_proportion_p(60, 100, 40, 100) == pytest.approx(0.00468, abs=1e-4)
+    assert two_proportion_p(40, 100, 40, 100) == pytest.approx(1.0)
+
+
+def test_arms_are_deterministic_and_in_proportion() -> None:
+    campaign = Active("c-1", "shop", "Summer", CHOCOLATE, 0.2, (Variant("A", "a", 0), Variant("B", "b", 10)))
+    arms = [arm_of(campaign, f"hh-{i}") for i in range(20_000)]
+    assert arms == [arm_of(campaign, f"hh-{i}") for i in range(20_000)]  # the same every time
+    shares = {arm: count / len(arms) for arm, count in Counter(arms).items()}
+    assert shares[CONTROL] == pytest.approx(0.2, abs=0.01)
+    assert shares["A"] == pytest.approx(0.4, abs=0.015)
+    assert shares["B"] == pytest.approx(0.4, abs=0.015)
+    other = Active("c-2", "shop", "Autumn", CHOCOLATE, 0.2, campaign.variants)
+    assert [arm_of(other, f"hh-{i}") for i in range(200)] != arms[:200]  # campaigns draw apart
+
+
+@pytest.fixture
+def cloud(database_url: str) -> Iterator[CloudService]:
+    settings = CloudSettings(
+        database_url=database_url,
+        mqtt=MqttSettings(host="127.0.0.1", port=free_port()),
+        http_port=0,
+        client_id=f"campaigns-{uuid.uuid4().hex[:6]}",
+        planning=False,
+    )
+    service = CloudService(settings, ManualClock(NOW))
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def shop(engine: Engine) -> tuple[str, str]:
+    with Session(engine) as session:
+        retailer, key = create_retailer(session, f"Sweet Shop {uuid.uuid4().hex[:4]}", NOW)
+        session.commit()
+        retailer_id = retailer.id
+    with engine.begin() as connection:
+        upsert_catalog(
+            connection,
+            retailer_id,
+            [
+                {
+                    "gtin": CHOCOLATE,
+                    "name": "Chocolate",
+                    "price": 2.0,
+                    "currency": "EUR",
+                    "pack_size": 1,
+                    "unit": "unit",
+                    "category": "sweets",
+                },
+                {
+                    "gtin": MILK,
+                    "name": "Milk",
+                    "price": 1.0,
+                    "currency": "EUR",
+                    "pack_size": 1,
+                    "unit": "unit",
+                    "category": "dairy",
+                },
+            ],
+            NOW,
+        )
+    return retailer_id, key
+
+
+def households(cloud: CloudService, arm_counts: dict[str, tuple[int, int]], campaign_id: str) -> None:
+    """Make households in each arm, ``converted`` of ``n`` of them buying chocolate after joining."""
+    messages = []
+    rows = []
+    for arm, (n, converted) in arm_counts.items():
+        for i in range(n):
+            device = f"{arm.lower()}-{i}-{campaign_id[:6]}"
+            # Every household has one event (so it exists); converters buy the chocolate.
+            code = CHOCOLATE if i < converted else MILK
+            event = ItemAdded(
+                event_id=uuid.uuid4(),
+                device_id=device,
+                seq=1,
+                lot_id=1,
+                occurred_at=NOW + timedelta(days=2),
+                code=code,
+                quantity=1,
+            )
+            messages.append((topics.events(device), encode(event)))
+            rows.append(
+                {"campaign_id": campaign_id, "household_id": f"hh-{device}", "arm": arm, "assigned_at": NOW}
+            )
+    cloud.ingestor.process(messages)
+    with cloud.engine.begin() as connection:
+        connection.execute(insert(CAMPAIGN_ASSIGNMENTS), rows)
+
+
+def new_campaign(client: httpx.Client, *, min_sample: int = 20) -> dict[str, Any]:
+    response = client.post(
+        "/retailer/campaigns",
+        json={
+            "name": "Chocolate week",
+            "gtin": CHOCOLATE,
+            "variants": [
+                {"name": "A", "message": "Try our chocolate"},
+                {"name": "B", "message": "Treat yourself", "discount_percent": 20},
+            ],
+            "starts_at": (NOW - timedelta(days=1)).isoformat(),
+            "ends_at": (NOW + timedelta(days=30)).isoformat(),
+            "budget": 1000,
+            "holdout_share": 0.2,
+            "min_sample": min_sample,
+        },
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_results_withhold_small_arms_and_name_no_winner_before_the_minimum_sample(
+    cloud: CloudService,
+) -> None:
+    _retailer, key = shop(cloud.engine)
+    with httpx.Client(base_url=cloud.url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as client:
+        campaign = new_campaign(client, min_sample=40)
+        households(cloud, {CONTROL: (30, 3), "A": (30, 15), "B": (12, 6)}, campaign["id"])
+        results = client.get(f"/retailer/campaigns/{campaign['id']}/results").json()
+    arms = {arm["arm"]: arm for arm in results["arms"]}
+    # B has 12 households: everything about it is withheld.
+    assert arms["B"]["withheld"] is True
+    assert arms["B"]["households"] is None
+    assert arms["B"]["converted"] == {"count": None, "rate": None, "low": None, "high": None}
+    assert arms["A"]["households"] == 30
+    assert arms["A"]["converted"]["count"] == 15
+    assert arms["A"]["converted"]["rate"] == 0.5
+    low, high = wilson(15, 30)
+    assert (arms["A"]["converted"]["low"], arms["A"]["converted"]["high"]) == (round(low, 4), round(high, 4))
+    assert arms["A"]["p_value"] == pytest.approx(two_proportion_p(15, 30, 3, 30))
+    assert arms["A"]["p_value"] < 0.05
+    # A clearly beats the holdout, but the arms are under min_sample (40): no winner yet.
+    assert results["winner"] is None
+    assert "fewer than 40 households" in results["verdict"]
+
+
+def test_a_winner_is_named_only_when_every_arm_is_large_enough_and_the_difference_holds(
+    cloud: CloudService,
+) -> None:
+    _retailer, key = shop(cloud.engine)
+    with httpx.Client(base_url=cloud.url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as client:
+        strong = new_campaign(client)
+        households(cloud, {CONTROL: (40, 4), "A": (40, 20), "B": (40, 6)}, strong["id"])
+        clear = client.get(f"/retailer/campaigns/{strong['id']}/results").json()
+        weak = new_campaign(client)
+        households(cloud, {CONTROL: (40, 8), "A": (40, 10), "B": (40, 9)}, weak["id"])
+        unclear = client.get(f"/retailer/campaigns/{weak['id']}/results").json()
+        # Another retailer sees nothing of it.
+        _other, other_key = shop(cloud.engine)
+        other = client.get(
+            f"/retailer/campaigns/{strong['id']}/results", headers={"Authorization": f"Bearer {other_key}"}
+        )
+    assert clear["winner"] == "A"
+    assert unclear["winner"] is None
+    assert unclear["verdict"] == "no variant converts better than the holdout at p < 0.05"
+    assert other.status_code == 404
+
+
+def test_the_engine_offers_the_campaign_to_its_variants_and_never_to_the_holdout(cloud: CloudService) -> None:
+    retailer, key = shop(cloud.engine)
+    with httpx.Client(base_url=cloud.url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as client:
+        campaign = new_campaign(client)
+        bad = client.post("/retailer/campaigns", json={**_spec(), "gtin": make_gtin13("400000000999")})
+        assert bad.status_code == 422
+        assert "not in your catalog" in bad.json()["detail"]
+    homes = []
+    messages = []
+    for i in range(30):
+        device = f"fan-{i}"
+        event = ItemAdded(
+            event_id=uuid.uuid4(),
+            device_id=device,
+            seq=1,
+            lot_id=1,
+            occurred_at=NOW - timedelta(days=20),
+            code=MILK,
+            quantity=1,
+        )
+        messages.append((topics.events(device), encode(event)))
+        homes.append(f"hh-{device}")
+    cloud.ingestor.process(messages)
+    with cloud.engine.begin() as connection:
+        for home in homes:
+            consents.grant(connection, home, retailer, "offers", NOW - timedelta(days=1))
+    clock = ManualClock(NOW)
+    run_offers(cloud.engine, clock)
+    with cloud.engine.connect() as connection:
+        arms = dict(
+            connection.execute(
+                select(CAMPAIGN_ASSIGNMENTS.c.household_id, CAMPAIGN_ASSIGNMENTS.c.arm).where(
+                    CAMPAIGN_ASSIGNMENTS.c.campaign_id == campaign["id"]
+                )
+            ).all()
+        )
+        offered = connection.execute(select(OFFERS).where(OFFERS.c.campaign_id == campaign["id"])).all()
+    assert set(arms) == set(homes)
+    assert {offer.household_id for offer in offered} == {h for h in homes if arms[h] != CONTROL}
+    assert any(arm == CONTROL for arm in arms.values())
+    for offer in offered:
+        assert offer.arm == arms[offer.household_id]
+        assert offer.kind == "campaign"
+        assert offer.data_categories == ""
+        message = {"A": "Try our chocolate", "B": "Treat yourself (20 % off)"}[offer.arm]
+        assert offer.reason.startswith(message)
+    with cloud.engine.connect() as connection:
+        assert campaigns.results(connection, retailer, campaign["id"]) is not None
+
+
+def _spec() -> dict[str, Any]:
+    return {
+        "name": "Chocolate week",
+        "gtin": CHOCOLATE,
+        "variants": [{"name": "A", "message": "Try our chocolate"}],
+        "starts_at": (NOW - timedelta(days=1)).isoformat(),
+        "ends_at": (NOW + timedelta(days=30)).isoformat(),
+        "budget": 1000,
+    }
