@@ -1,6 +1,6 @@
 """What households answer on their fridges: baskets approved, cancelled or skipped; orders
 cancelled; substitutions accepted or rejected; consents granted or withdrawn; offers accepted,
-dismissed or turned off by category.
+dismissed or turned off by category; wipes confirmed after an erasure.
 
 The fridge sends an ``order_answered``, ``consent_changed`` or ``offer_answered`` event, stored like every
 event (so it is never lost) and applied here afterwards, in the order stored, by whichever worker
@@ -18,13 +18,13 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, select, update
 
-from cloud import consents, offers, orders, planner
+from cloud import consents, offers, orders, planner, privacy
 from cloud.database import insert_ignoring_duplicates
 from cloud.errors import OrderInputError, OrderStateError, VersionMismatch
 from cloud.models import EVENT_CURSORS, EVENTS, ORDERS, PLANNED_ORDERS
 
 CURSOR = "fridge_answers"
-TYPES = ("order_answered", "consent_changed", "offer_answered")
+TYPES = ("order_answered", "consent_changed", "offer_answered", "data_wiped")
 BATCH = 200
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def apply_answers(engine: Engine, now: datetime) -> int:
             cursor = cursor.with_for_update()
         position = int(connection.execute(cursor).scalar_one())
         rows = connection.execute(
-            select(EVENTS.c.id, EVENTS.c.household_id, EVENTS.c.type, EVENTS.c.payload)
+            select(EVENTS.c.id, EVENTS.c.household_id, EVENTS.c.device_id, EVENTS.c.type, EVENTS.c.payload)
             .where(EVENTS.c.type.in_(TYPES), EVENTS.c.id > position)
             .order_by(EVENTS.c.id)
             .limit(BATCH)
@@ -51,6 +51,9 @@ def apply_answers(engine: Engine, now: datetime) -> int:
                     _consent(connection, str(row.household_id), answer, now)
                 elif row.type == "offer_answered":
                     _offer(connection, str(row.household_id), answer, now)
+                elif row.type == "data_wiped":
+                    # A fridge confirming the wipe of an erasure: its credential is revoked now.
+                    privacy.confirm_wipe(connection, str(row.device_id), str(answer["request_id"]), now)
                 else:
                     _apply(
                         connection, str(row.household_id), str(answer["order_id"]), str(answer["answer"]), now

@@ -11,10 +11,15 @@ from sqlalchemy import select
 
 from cloud import campaigns
 from cloud.database import as_utc
-from cloud.dependencies import RetailerDep, SessionDep
+from cloud.dependencies import BAD_BODY, INVALID_REQUEST, RETAILER_ERRORS, Responses, RetailerDep, SessionDep
 from cloud.models import CAMPAIGNS
-from cloud.schemas import CampaignIn, CampaignPublic, CampaignResultsPublic, VariantIn
+from cloud.schemas import CampaignIn, CampaignPublic, CampaignResultsPublic, ErrorPublic, VariantIn
 from shared.clock import Clock
+
+NO_CAMPAIGN: Responses = {
+    **RETAILER_ERRORS,
+    404: {"model": ErrorPublic, "description": "The retailer has no such campaign."},
+}
 
 
 def campaign_public(row: Any) -> CampaignPublic:
@@ -37,7 +42,12 @@ def campaign_public(row: Any) -> CampaignPublic:
 def register(app: FastAPI, clock: Clock) -> None:
     """Add the campaign routes to ``app``."""
 
-    @app.post("/retailer/campaigns", tags=["campaigns"], status_code=201)
+    @app.post(
+        "/retailer/campaigns",
+        tags=["campaigns"],
+        status_code=201,
+        responses={**RETAILER_ERRORS, **BAD_BODY, **INVALID_REQUEST},
+    )
     def create_campaign(body: CampaignIn, retailer: RetailerDep, session: SessionDep) -> CampaignPublic:
         """Start a campaign for one of your products: its variants go to households that allow your
         offers, one arm each, a holdout gets none."""
@@ -60,7 +70,7 @@ def register(app: FastAPI, clock: Clock) -> None:
         session.commit()
         return campaign_public(session.execute(select(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign_id)).one())
 
-    @app.get("/retailer/campaigns", tags=["campaigns"])
+    @app.get("/retailer/campaigns", tags=["campaigns"], responses=RETAILER_ERRORS)
     def list_campaigns(retailer: RetailerDep, session: SessionDep) -> list[CampaignPublic]:
         """Return your campaigns, newest first."""
         rows = session.execute(
@@ -70,7 +80,7 @@ def register(app: FastAPI, clock: Clock) -> None:
         ).all()
         return [campaign_public(row) for row in rows]
 
-    @app.post("/retailer/campaigns/{campaign_id}/stop", tags=["campaigns"])
+    @app.post("/retailer/campaigns/{campaign_id}/stop", tags=["campaigns"], responses=NO_CAMPAIGN)
     def stop_campaign(campaign_id: str, retailer: RetailerDep, session: SessionDep) -> CampaignPublic:
         """Stop a campaign: no more of its offers."""
         if not campaigns.stop(session.connection(), retailer, campaign_id, clock.now()):
@@ -78,7 +88,7 @@ def register(app: FastAPI, clock: Clock) -> None:
         session.commit()
         return campaign_public(session.execute(select(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign_id)).one())
 
-    @app.get("/retailer/campaigns/{campaign_id}/results", tags=["campaigns"])
+    @app.get("/retailer/campaigns/{campaign_id}/results", tags=["campaigns"], responses=NO_CAMPAIGN)
     def campaign_results(
         campaign_id: str, retailer: RetailerDep, session: SessionDep
     ) -> CampaignResultsPublic:

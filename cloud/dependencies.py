@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
@@ -60,6 +61,19 @@ BAD_BODY: Responses = {400: {"model": ErrorPublic, "description": "The body coul
 INVALID_REQUEST: Responses = {
     422: {"model": InvalidRequestPublic, "description": "Invalid fields, or why the request cannot be done."}
 }
+
+
+def one_value_per_query_parameter(request: Request) -> None:
+    """Refuse a query parameter given more than once (422): each the API takes is one value, and
+    FastAPI would quietly keep the last."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen:
+            values = request.query_params.getlist(name)
+            raise RequestValidationError(
+                [{"type": "repeated", "loc": ("query", name), "msg": "give it once", "input": values}]
+            )
+        seen.add(name)
 
 
 def _bearer(request: Request) -> str:

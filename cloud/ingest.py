@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Engine, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from cloud.database import bulk_insert_ignoring, insert_ignoring_duplicates
@@ -341,14 +342,26 @@ class Ingestor:
             self._count_dead_letters(self._dead_letters.write_alone(self._dead_letter_rows(received_at)))
             return
         started = time.perf_counter()
-        with Session(self._engine) as session:
-            households = self._households_of(session, {d for d, _ in events} | presence.keys())
-            accepted = self._accept(list(events.values()), households)
-            acked = self._store(session, accepted, clashes)
-            self._update_presence(session, {d: v for d, v in presence.items() if d in households})
-            # Last, under a savepoint: should this fail, only the dead letters are rolled back.
-            dead_letters_written = self._dead_letters.write(session, self._dead_letter_rows(received_at))
-            session.commit()
+        devices = {d for d, _ in events} | presence.keys()
+
+        def commit() -> tuple[dict[str, str], dict[str, list[int]], bool]:
+            with Session(self._engine) as session:
+                households = self._households_of(session, devices)
+                accepted = self._accept(list(events.values()), households)
+                acked = self._store(session, accepted, clashes)
+                self._update_presence(session, {d: v for d, v in presence.items() if d in households})
+                # Last, under a savepoint: should this fail, only the dead letters are rolled back.
+                written = self._dead_letters.write(session, self._dead_letter_rows(received_at))
+                session.commit()
+            return households, acked, written
+
+        try:
+            households, acked, dead_letters_written = commit()
+        except IntegrityError:
+            # A cached household may be gone: an erasure moves its fridges to another. Read again.
+            for device in devices:
+                self._households.pop(device, None)
+            households, acked, dead_letters_written = commit()
         # Only what is committed may be cached: a failed batch leaves no enrolment behind.
         self._households.update(households)
         elapsed = time.perf_counter() - started

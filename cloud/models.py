@@ -404,6 +404,21 @@ class CampaignAssignment(SQLModel, table=True):
     assigned_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+class Erasure(SQLModel, table=True):
+    """A household's erasure: kept to prove it happened, without naming the household."""
+
+    __tablename__ = "erasures"
+
+    id: str = Field(primary_key=True, max_length=36)
+    # SHA-256 of the household id: the household can show it was erased; nothing else points back.
+    household_hash: str = Field(max_length=64, index=True)
+    requested_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # JSON: {device id: wipe request id}; each device's credential is revoked once it confirms.
+    wipes: str = Field(sa_column=Column(Text, nullable=False))
+    confirmed: str = Field(default="[]", sa_column=Column(Text, nullable=False), description="JSON: devices.")
+    completed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
 def _table(model: type[SQLModel]) -> Table:
     table = model.__table__  # type: ignore[attr-defined]  # set by SQLModel's metaclass
     assert isinstance(table, Table)
@@ -435,3 +450,4 @@ OFFERS = _table(Offer)
 OFFER_SUPPRESSIONS = _table(OfferSuppression)
 CAMPAIGNS = _table(Campaign)
 CAMPAIGN_ASSIGNMENTS = _table(CampaignAssignment)
+ERASURES = _table(Erasure)

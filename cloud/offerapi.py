@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from cloud import offers
 from cloud.database import as_utc
-from cloud.dependencies import SessionDep, household_access, household_or_404
+from cloud.dependencies import BAD_BODY, HOUSEHOLD_ERRORS, SessionDep, household_access, household_or_404
 from cloud.models import OFFERS
-from cloud.schemas import OfferAnswerIn, OfferPublic
+from cloud.schemas import ErrorPublic, OfferAnswerIn, OfferPublic
 from shared.clock import Clock
 
 OWN = [Depends(household_access)]
@@ -41,7 +41,9 @@ def offer_public(row: Any) -> OfferPublic:
 def register(app: FastAPI, clock: Clock) -> None:
     """Add the offers' routes to ``app``."""
 
-    @app.get("/households/{household_id}/offers", tags=["offers"], dependencies=OWN)
+    @app.get(
+        "/households/{household_id}/offers", tags=["offers"], dependencies=OWN, responses=HOUSEHOLD_ERRORS
+    )
     def list_offers(
         household_id: str,
         session: SessionDep,
@@ -58,7 +60,16 @@ def register(app: FastAPI, clock: Clock) -> None:
         ).all()
         return [offer_public(row) for row in rows]
 
-    @app.post("/households/{household_id}/offers/{offer_id}/answer", tags=["offers"], dependencies=OWN)
+    @app.post(
+        "/households/{household_id}/offers/{offer_id}/answer",
+        tags=["offers"],
+        dependencies=OWN,
+        responses={
+            **HOUSEHOLD_ERRORS,
+            **BAD_BODY,
+            409: {"model": ErrorPublic, "description": "The offer was answered already."},
+        },
+    )
     def answer_offer(
         household_id: str, offer_id: str, body: OfferAnswerIn, session: SessionDep
     ) -> OfferPublic:

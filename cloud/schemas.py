@@ -576,8 +576,8 @@ class CampaignIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     gtin: Gtin
     variants: list[VariantIn] = Field(min_length=1, max_length=4)
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: UtcTime
+    ends_at: UtcTime
     budget: int = Field(ge=1, le=10_000_000, description="Most offers the campaign makes.")
     holdout_share: float = Field(default=0.1, ge=0.05, le=0.5)
     min_sample: int = Field(
@@ -621,3 +621,11 @@ class CampaignResultsPublic(BaseModel):
     arms: list[ArmPublic]
     winner: str | None
     verdict: str
+
+
+class ErasurePublic(BaseModel):
+    """An erasure begun: its record, and what is kept and why."""
+
+    erasure_id: str
+    household_hash: str = Field(description="SHA-256 of the household id: how the record names it.")
+    kept: dict[str, str]

@@ -85,9 +85,11 @@ def test_another_households_token_opens_none_of_its_routes(cloud: CloudService) 
         for method, path in routes:
             other = call(client, method, path, "hh-fridge-a", theirs)
             anonymous = call(client, method, path, "hh-fridge-a", {})
-            own = call(client, method, path, "hh-fridge-a", mine)
             assert other.status_code in (403, 404), (method, path, other.status_code)
             assert anonymous.status_code == 401, (method, path)
+            if method == "DELETE":
+                continue  # the household's own DELETE erases it: tests/cloud/test_privacy.py
+            own = call(client, method, path, "hh-fridge-a", mine)
             assert own.status_code not in (401, 403), (method, path, own.status_code, own.text)
 
 

@@ -43,6 +43,7 @@ TABLES = {
     "offer_suppressions",
     "campaigns",
     "campaign_assignments",
+    "erasures",
     "alembic_version",
 }
 

@@ -1,6 +1,6 @@
 """Consents and offers: each household's consent to a recipient for a purpose, with its data and
 its text; the offers made under them, and the categories households asked not to be offered;
-retailers' campaigns and each household's arm in them; each
+retailers' campaigns and each household's arm in them; erasures; each
 catalog item's category and each household's time zone (for quiet hours).
 
 Revision ID: 0006
@@ -111,6 +111,17 @@ def upgrade() -> None:
     )
     op.create_index("ix_campaign_assignments_campaign_id", "campaign_assignments", ["campaign_id"])
     op.create_index("ix_campaign_assignments_household_id", "campaign_assignments", ["household_id"])
+    op.create_table(
+        "erasures",
+        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("household_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("wipes", sa.Text(), nullable=False),
+        sa.Column("confirmed", sa.Text(), nullable=False),
+        sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_erasures_household_hash", "erasures", ["household_hash"])
     op.add_column(
         "catalog_items", sa.Column("category", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True)
     )
@@ -127,6 +138,7 @@ def downgrade() -> None:
         batch.drop_column("timezone")
     with op.batch_alter_table("catalog_items") as batch:
         batch.drop_column("category")
+    op.drop_table("erasures")
     op.drop_table("campaign_assignments")
     op.drop_table("campaigns")
     op.drop_table("offer_suppressions")
