@@ -275,7 +275,10 @@ def test_sim_run_names_the_scenarios_it_knows(tmp_path: Path) -> None:
     result = frigo("sim", "run", "no-such-scenario", cwd=tmp_path)
 
     assert result.returncode == 2
-    assert "choose one of chaos, demo, load-10k, quarter-100, week-in-a-household" in result.stderr
+    assert (
+        "choose one of chaos, demo, load-10k, online-fortnight, quarter-100, week-in-a-household"
+        in result.stderr
+    )
 
 
 def test_sim_run_paces_virtual_time_when_asked(tmp_path: Path) -> None:
