@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from cloud import privacy
-from cloud.dependencies import SessionDep, household_access, household_or_404
+from cloud.dependencies import HOUSEHOLD_ERRORS, SessionDep, household_access, household_or_404
 from cloud.schemas import ErasurePublic
 from shared.clock import Clock
 
@@ -17,21 +17,34 @@ OWN = [Depends(household_access)]
 def register(app: FastAPI, clock: Clock) -> None:
     """Add the privacy routes to ``app``."""
 
-    @app.get("/households/{household_id}/export", tags=["privacy"], dependencies=OWN)
+    @app.get(
+        "/households/{household_id}/export", tags=["privacy"], dependencies=OWN, responses=HOUSEHOLD_ERRORS
+    )
     def export(household_id: str, session: SessionDep) -> dict[str, Any]:
         """Return every row the cloud holds about the household, by table (GDPR Art. 15 and 20);
         only the hashes of secrets are left out."""
         household_or_404(session, household_id)
         return privacy.export(session.connection(), household_id)
 
-    @app.get("/households/{household_id}/transparency", tags=["privacy"], dependencies=OWN)
+    @app.get(
+        "/households/{household_id}/transparency",
+        tags=["privacy"],
+        dependencies=OWN,
+        responses=HOUSEHOLD_ERRORS,
+    )
     def transparency(household_id: str, session: SessionDep) -> dict[str, Any]:
         """Return what was shared with whom and when, which offers were shown and why, which
         experiments the household was in, and its consents."""
         household_or_404(session, household_id)
         return privacy.transparency(session.connection(), household_id)
 
-    @app.delete("/households/{household_id}", tags=["privacy"], dependencies=OWN, status_code=202)
+    @app.delete(
+        "/households/{household_id}",
+        tags=["privacy"],
+        dependencies=OWN,
+        status_code=202,
+        responses=HOUSEHOLD_ERRORS,
+    )
     def erase(household_id: str, session: SessionDep) -> ErasurePublic:
         """Erase the household (GDPR Art. 17): every row tied to it goes, but for the documented
         retention; its fridges are told to wipe themselves, and their credentials are revoked once
