@@ -75,6 +75,7 @@ ACCEPTED_FACTOR = 1.2
 OPEN_ORDER = ("created", "accepted", "picking", "substitution_proposed", "dispatched")
 
 Answer = Literal["accepted", "dismissed", "not_this_category"]
+Strategy = Literal["frigo", "popular"]
 ANSWERS: tuple[Answer, ...] = ("accepted", "dismissed", "not_this_category")
 
 
@@ -142,8 +143,14 @@ def co_purchases(baskets: Iterable[Iterable[str]]) -> Lift:
     return Lift(dict(support), dict(count), total, dict(partners))
 
 
-def run_offers(engine: Engine, clock: Clock, *, weekly_cap: int = WEEKLY_CAP) -> OfferRun:
-    """Make the offers due now, for every household with a consent to offers; return what was done."""
+def run_offers(
+    engine: Engine, clock: Clock, *, weekly_cap: int = WEEKLY_CAP, strategy: Strategy = "frigo"
+) -> OfferRun:
+    """Make the offers due now, for every household with a consent to offers; return what was done.
+
+    ``strategy`` "popular" is the baseline evaluations compare with: the most bought items the
+    household never bought, under the same consents, filters and caps.
+    """
     now = clock.now()
     run = OfferRun()
     with engine.begin() as connection:
@@ -156,7 +163,7 @@ def run_offers(engine: Engine, clock: Clock, *, weekly_cap: int = WEEKLY_CAP) ->
             by_household[household].append((retailer, consent_id))
         for household, recipients in by_household.items():
             run.households += 1
-            made = _offer_household(connection, household, recipients, lift, now, weekly_cap, run)
+            made = _offer_household(connection, household, recipients, lift, now, weekly_cap, run, strategy)
             run.offers += made
             if made:
                 run.sent_to.append(household)
@@ -166,7 +173,12 @@ def run_offers(engine: Engine, clock: Clock, *, weekly_cap: int = WEEKLY_CAP) ->
 
 
 def candidates(
-    connection: Connection, household: str, retailer: str, lift: Lift, now: datetime
+    connection: Connection,
+    household: str,
+    retailer: str,
+    lift: Lift,
+    now: datetime,
+    strategy: Strategy = "frigo",
 ) -> list[Candidate]:
     """Return the household's candidates from the retailer, best first, after every filter."""
     catalog = {
@@ -187,6 +199,21 @@ def candidates(
     taste = _taste(connection, household)
 
     found: dict[str, Candidate] = {}
+    if strategy == "popular":
+        ranked = sorted(
+            (n, code) for code, n in lift.count.items() if code in catalog and code not in history
+        )
+        for rank, (_n, code) in enumerate(reversed(ranked)):
+            found[code] = Candidate(
+                code,
+                str(catalog[code].name),
+                catalog[code].category,
+                "complement",
+                f"{catalog[code].name} is popular with other households",
+                ("purchases",),
+                1.0 / (1 + rank),
+            )
+        items = {}
     for code, item in items.items():
         p50 = item.days_left[1]
         if code not in catalog or not math.isfinite(p50) or p50 > NEED_DAYS or item.rate <= 0:
@@ -202,7 +229,7 @@ def candidates(
             ("inventory", "consumption"),
             1.0 + (NEED_DAYS - p50) / NEED_DAYS,
         )
-    for a in sorted(history):
+    for a in sorted(history) if strategy == "frigo" else ():
         for b in lift.partners.get(a, ()):
             if b in history or b in found or b not in catalog:
                 continue
@@ -224,7 +251,7 @@ def candidates(
                 ("purchases",),
                 score,
             )
-    for campaign in campaigns.active(connection, retailer, now):
+    for campaign in campaigns.active(connection, retailer, now) if strategy == "frigo" else ():
         if campaign.gtin in found or campaign.gtin not in catalog:
             continue
         arm = campaigns.assign(connection, campaign, household, now)
@@ -289,6 +316,7 @@ def _offer_household(
     now: datetime,
     weekly_cap: int,
     run: OfferRun,
+    strategy: Strategy = "frigo",
 ) -> int:
     row = connection.execute(select(HOUSEHOLDS.c.timezone).where(HOUSEHOLDS.c.id == household)).first()
     if row is None:
@@ -307,7 +335,7 @@ def _offer_household(
         return 0
     pool = []
     for retailer, consent_id in recipients:
-        for candidate in candidates(connection, household, retailer, lift, now):
+        for candidate in candidates(connection, household, retailer, lift, now, strategy):
             pool.append((candidate, retailer, consent_id))
     pool.sort(key=lambda entry: (-entry[0].score, entry[0].gtin, entry[1]))
     made, seen = 0, set()

@@ -95,6 +95,13 @@ MONTHLY_SWAP = 0.3
 # is a tenth to a fifth of what they buy, not half).
 FINISHED_IN_TIME = 0.8
 FINISHES_IN_TIME_SHARE = 0.85
+# Chances an offer is taken: of a product the household eats and will run out of within
+# OFFER_NEED_DAYS, one it eats, something new from an aisle it shops, anything else.
+OFFER_NEED_DAYS = 3.0
+OFFER_TAKE_RUNNING_OUT = 0.6
+OFFER_TAKE_EATEN = 0.15
+OFFER_TAKE_SAME_AISLE = 0.06
+OFFER_TAKE_OTHER = 0.02
 # A trip buys for this many days beyond the next planned trip: households keep a margin.
 SAFETY_DAYS = 1.5
 
@@ -265,6 +272,23 @@ class Household:
     def stock(self) -> Counter[str]:
         """Return the packs in the fridge per product eaten, an opened pack counting as one."""
         return Counter(pack.habit for pack in self._packs)
+
+    def takes_offer(self, code: str, draw: float) -> bool:
+        """Return whether the household accepts an offer of ``code``, given a uniform ``draw``.
+
+        A person takes what they eat and are about to run out of, now and then what they eat anyway,
+        rarely something new from an aisle they shop, and hardly ever anything else.
+        """
+        habit = next((h for h in self._habits if h.product.code == code), None)
+        if habit is not None:
+            left = self._stock_fractions().get(code, 0.0) + self._on_order[code]
+            days = left / max(habit.packs_per_day, 1e-6)
+            return draw < (OFFER_TAKE_RUNNING_OUT if days < OFFER_NEED_DAYS else OFFER_TAKE_EATEN)
+        product = self._by_code.get(code)
+        aisles = {h.product.category for h in self._habits}
+        if product is not None and product in self._catalog and product.category in aisles:
+            return draw < OFFER_TAKE_SAME_AISLE
+        return draw < OFFER_TAKE_OTHER
 
     def stock_left(self) -> dict[str, float]:
         """Return what is left in the fridge per product eaten, in packs (an opened pack partly)."""

@@ -16,9 +16,11 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,7 @@ from sqlalchemy import Connection, Engine, func, select
 from shared.clock import ManualClock
 from shared.mqtt import MqttSettings
 from simulator.apiretailer import ApiRetailer
+from simulator.catalog import CATALOG
 from simulator.errors import ScenarioError
 from simulator.life import DayTruth
 from simulator.mosquitto import Mosquitto, free_port, mosquitto_binary
@@ -35,6 +38,9 @@ from simulator.plots import FORECAST_COLUMNS, ORDER_COLUMNS, TRUTH_COLUMNS, writ
 from simulator.retailer import Order, OrderStatus
 from simulator.scenario import Scenario
 from simulator.world import DayReport, World, WorldReport, fridge_id
+
+# Wall seconds a fridge may take to hear of an offer through the cloud.
+OFFER_NEWS_S = 10.0
 
 if TYPE_CHECKING:
     from cloud.service import CloudService
@@ -101,8 +107,10 @@ def run_scenario(
         if not cloud.subscriber.wait_connected(15):
             raise TimeoutError(f"the cloud could not connect to the broker at {mqtt.host}:{mqtt.port}")
         shop = None
+        account = _shop_account(cloud, scenario, clock) if through_api or scenario.offers else None
         if through_api:
-            shop = _api_retailer(cloud, scenario, clock)
+            assert account is not None
+            shop = _api_retailer(cloud, scenario, clock, account)
             stack.callback(shop.stop)
             shop.start()
             for index in range(1, scenario.households + 1):
@@ -122,6 +130,10 @@ def run_scenario(
             weight_shelf=scenario.weight_shelf,
         )
         stack.callback(world.stop)
+        tally = None
+        if scenario.offers is not None:
+            assert account is not None
+            tally = _offer_to(cloud, world, scenario, account[0])
         world.start()
         watched = [fridge_id(i) for i in range(1, min(scenario.households, FORECAST_HOUSEHOLDS) + 1)]
         with (report_dir / "forecast.csv").open("w", newline="", encoding="utf-8") as file:
@@ -142,6 +154,8 @@ def run_scenario(
     summary = _summary(scenario, report, stored, orders)
     if through is not None:
         summary["retailer"]["through_api"] = through
+    if tally is not None:
+        summary["offers"] = tally.summary()
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     _write_truth(report_dir / "truth.csv", report)
     write_orders(report_dir / "orders.csv", orders)
@@ -149,16 +163,40 @@ def run_scenario(
     return summary
 
 
-def _api_retailer(cloud: CloudService, scenario: Scenario, clock: ManualClock) -> ApiRetailer:
-    """Make the run's retailer account and its households in the cloud; return the retailer."""
+@dataclass
+class OfferTally:
+    """The offers the simulated households got, and what they answered."""
+
+    strategy: str
+    sent: Counter[str] = field(default_factory=Counter)
+    accepted: Counter[str] = field(default_factory=Counter)
+
+    def add(self, kind: str, taken: bool) -> None:
+        """Count one offer of ``kind`` and its answer."""
+        self.sent[kind] += 1
+        self.accepted[kind] += taken
+
+    def summary(self) -> dict[str, Any]:
+        """Return the figures of the run's summary.json."""
+        sent, accepted = sum(self.sent.values()), sum(self.accepted.values())
+        return {
+            "strategy": self.strategy,
+            "sent": sent,
+            "accepted": accepted,
+            "acceptance_rate": round(accepted / sent, 4) if sent else None,
+            "by_kind": {
+                kind: {"sent": n, "accepted": self.accepted[kind]} for kind, n in sorted(self.sent.items())
+            },
+        }
+
+
+def _shop_account(cloud: CloudService, scenario: Scenario, clock: ManualClock) -> tuple[str, str]:
+    """Make the run's retailer account and its households in the cloud; return (retailer id, key)."""
     from sqlmodel import Session
 
-    from cloud.access import issue_token
     from cloud.devices import provision
-    from cloud.ingest import household_id_for
     from cloud.retailers import create_retailer
 
-    assert scenario.retailer is not None
     with Session(cloud.engine) as session:
         retailer, key = create_retailer(session, f"Simulated shop {scenario.name}", clock.now())
         session.commit()
@@ -166,6 +204,20 @@ def _api_retailer(cloud: CloudService, scenario: Scenario, clock: ManualClock) -
         # The households exist before their fridges' first events, so they can order on day one.
         for index in range(1, scenario.households + 1):
             provision(session, fridge_id(index), clock=clock)
+    return retailer_id, key
+
+
+def _api_retailer(
+    cloud: CloudService, scenario: Scenario, clock: ManualClock, account: tuple[str, str]
+) -> ApiRetailer:
+    """Return the retailer that works through the order API, on the run's shop account."""
+    from sqlmodel import Session
+
+    from cloud.access import issue_token
+    from cloud.ingest import household_id_for
+
+    assert scenario.retailer is not None
+    retailer_id, key = account
 
     def token(household_id: str) -> str:
         with Session(cloud.engine) as session:
@@ -176,6 +228,74 @@ def _api_retailer(cloud: CloudService, scenario: Scenario, clock: ManualClock) -
     return ApiRetailer(
         cloud.url, key, retailer_id, token, household_id_for, clock, scenario.retailer, seed=scenario.seed
     )
+
+
+def _offer_to(cloud: CloudService, world: World, scenario: Scenario, retailer_id: str) -> OfferTally:
+    """Let the households allow the shop's offers (as the scenario says), and answer its offers at
+    noon each day, as the people would: return the tally the run fills."""
+    import random
+    import uuid
+
+    from cloud import consents
+    from cloud.ingest import household_id_for
+    from cloud.models import OFFERS
+    from cloud.offers import run_offers
+    from cloud.retailers import upsert_catalog
+    from simulator.apiretailer import DEFAULT_PRICE, PRICES
+
+    settings = scenario.offers
+    assert settings is not None
+    clock = world.clock
+    items: list[dict[str, object]] = [
+        {
+            "gtin": p.code,
+            "name": p.name,
+            "price": PRICES.get(p.category, DEFAULT_PRICE),
+            "currency": "EUR",
+            "pack_size": p.pack_size,
+            "unit": p.unit,
+            "category": p.category.value,
+        }
+        for p in CATALOG
+    ]
+    choosing = random.Random(scenario.seed * 337)
+    answering = random.Random(scenario.seed * 911)
+    with cloud.engine.begin() as connection:
+        upsert_catalog(connection, retailer_id, items, clock.now())
+        for household in world.households:
+            if choosing.random() < settings.consent_share:
+                for purpose in ("offers", "analytics"):
+                    consents.grant(
+                        connection, household_id_for(household.name), retailer_id, purpose, clock.now()
+                    )
+    tally = OfferTally(settings.strategy)
+    agents = {agent.device_id: agent for agent in world.agents}
+    homes = {household.name: household for household in world.households}
+
+    def noon() -> None:
+        run = run_offers(cloud.engine, clock, weekly_cap=settings.weekly_cap, strategy=settings.strategy)
+        if not run.offers:
+            return
+        with cloud.engine.connect() as connection:
+            made = connection.execute(
+                select(OFFERS.c.id, OFFERS.c.household_id, OFFERS.c.gtin, OFFERS.c.kind).where(
+                    OFFERS.c.created_at == clock.now()
+                )
+            ).all()
+        for offer_id, household_id, code, kind in made:
+            device = str(household_id).removeprefix("hh-")
+            agent = agents[device]
+            deadline = time.monotonic() + OFFER_NEWS_S
+            while agent.recorder.offers.get(uuid.UUID(offer_id)) is None:  # the fridge hears of it
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{device} did not get offer {offer_id} in {OFFER_NEWS_S:.0f} s")
+                time.sleep(0.02)
+            taken = homes[device].takes_offer(str(code), answering.random())
+            agent.answer_offer(uuid.UUID(offer_id), "accepted" if taken else "dismissed")
+            tally.add(str(kind), taken)
+
+    world.on_noon = noon
+    return tally
 
 
 def _through_api(connection: Connection, shop: ApiRetailer) -> dict[str, Any]:

@@ -45,6 +45,7 @@ import tomllib
 from datetime import date
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -52,6 +53,22 @@ from simulator.errors import ScenarioError
 from simulator.faults import Faults
 from simulator.loadtest import LoadSettings
 from simulator.retailer import RetailerSettings
+
+
+class OfferSettings(BaseModel):
+    """Offers made to the simulated households; a scenario's ``[offers]`` table."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    strategy: Literal["frigo", "popular"] = Field(
+        default="frigo",
+        description="frigo: the cloud's offer engine; popular: the baseline, the most bought items a "
+        "household never bought, under the same rules and caps.",
+    )
+    consent_share: float = Field(
+        default=1.0, ge=0, le=1, description="Share of households that allow offers (and analytics)."
+    )
+    weekly_cap: int = Field(default=3, ge=1, le=50, description="Most offers a household gets a week.")
 
 
 class Scenario(BaseModel):
@@ -79,6 +96,7 @@ class Scenario(BaseModel):
     )
     faults: Faults = Faults()
     retailer: RetailerSettings | None = None
+    offers: OfferSettings | None = None
     load: LoadSettings | None = None
 
 
@@ -88,6 +106,7 @@ def describe_keys() -> str:
         ("", Scenario),
         ("[faults] ", Faults),
         ("[retailer] ", RetailerSettings),
+        ("[offers] ", OfferSettings),
         ("[load] ", LoadSettings),
     ]
     lines = []

@@ -88,6 +88,13 @@ class Fault:
 
 
 @dataclass(frozen=True, slots=True)
+class _Noon:
+    """Midday: the moment :attr:`World.on_noon` is called."""
+
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class _Doing:
     """A household's action, due on its fridge."""
 
@@ -232,6 +239,8 @@ class World:
             raise ValueError("the speed must be above 0 (virtual seconds per wall second)")
         self._speed = speed  # None: as fast as the machine goes
         self._pace_from: tuple[float, datetime] | None = None  # (wall, virtual) when pacing began
+        # Called at noon of each virtual day, on the world's clock (the cloud's offer run, say).
+        self.on_noon: Callable[[], None] | None = None
 
     def start(self) -> None:
         """Tell every fridge the catalog, as the cloud's catalog would, and connect it."""
@@ -273,7 +282,7 @@ class World:
 
     def _live_day(self) -> DayReport:
         day = self._day
-        scheduled: list[_Doing | Fault] = []
+        scheduled: list[_Doing | Fault | _Noon] = []
         truths = []
         for index, household in enumerate(self.households):
             actions, truth = household.live()
@@ -282,12 +291,18 @@ class World:
         self._await_delivery_news()
         actions_count = len(scheduled)
         scheduled += self._faults_of(day)
+        if self.on_noon is not None:
+            scheduled.append(_Noon(datetime.combine(day, datetime.min.time()) + timedelta(hours=12)))
         scheduled.sort(key=lambda item: item.at)  # stable: the households' order within a moment stays
         report = DayReport(day, actions_count, 0, 0, truths)
         recorded_before = self._recorded()
         for item in scheduled:
             self._close_doors(until=item.at)
             self._advance_to(item.at.replace(tzinfo=UTC))
+            if isinstance(item, _Noon):
+                assert self.on_noon is not None
+                self.on_noon()
+                continue
             if isinstance(item, Fault):
                 self._inject(item)
                 report.faults[item.kind] = report.faults.get(item.kind, 0) + 1

@@ -276,7 +276,7 @@ def test_sim_run_names_the_scenarios_it_knows(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert (
-        "choose one of chaos, demo, load-10k, online-fortnight, quarter-100, week-in-a-household"
+        "choose one of chaos, demo, load-10k, offers-month, online-fortnight, quarter-100, week-in-a-household"
         in result.stderr
     )
 
