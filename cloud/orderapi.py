@@ -7,14 +7,16 @@ them into HTTP: 404 for what the caller has not got, 409 for a move the order's 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Response
 from pydantic import WithJsonSchema
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
 
 from cloud import consents, deliveries, orders
 from cloud.database import as_utc
@@ -90,6 +92,22 @@ def _http(exc: Exception) -> HTTPException:
     if isinstance(exc, VersionMismatch):
         return HTTPException(412, str(exc))
     return HTTPException(422, str(exc))
+
+
+def _changed(
+    session: Session,
+    response: Response,
+    if_match: str | None,
+    change: Callable[[Connection, int | None], OrderPublic | None],
+) -> OrderPublic:
+    """Apply a change to an order at the version If-Match names; commit; answer with its ETag."""
+    try:
+        order = change(session.connection(), orders.parse_if_match(if_match))
+    except (OrderStateError, VersionMismatch, OrderInputError) as exc:
+        raise _http(exc) from None
+    assert order is not None  # the route checked the order is the caller's
+    session.commit()
+    return _with_etag(order, response)
 
 
 def _with_etag(order: OrderPublic, response: Response) -> OrderPublic:
@@ -241,19 +259,14 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
     ) -> OrderPublic:
         """Cancel an order before it is dispatched; 409 names the state if it is too late."""
         own_order(session, household_id, order_id)
-        try:
-            order = orders.cancel(
-                session.connection(),
-                household_id,
-                order_id,
-                clock.now(),
-                if_match=orders.parse_if_match(if_match),
-            )
-        except (OrderStateError, VersionMismatch, OrderInputError) as exc:
-            raise _http(exc) from None
-        assert order is not None
-        session.commit()
-        return _with_etag(order, response)
+        return _changed(
+            session,
+            response,
+            if_match,
+            lambda connection, version: orders.cancel(
+                connection, household_id, order_id, clock.now(), if_match=version
+            ),
+        )
 
     @app.post(
         "/households/{household_id}/orders/{order_id}/substitutions",
@@ -271,20 +284,15 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
     ) -> OrderPublic:
         """Approve or reject the substitutions the retailer proposed."""
         own_order(session, household_id, order_id)
-        try:
-            order = orders.decide_substitutions(
-                session.connection(),
-                household_id,
-                order_id,
-                decision.decision == "approve",
-                clock.now(),
-                if_match=orders.parse_if_match(if_match),
-            )
-        except (OrderStateError, VersionMismatch, OrderInputError) as exc:
-            raise _http(exc) from None
-        assert order is not None
-        session.commit()
-        return _with_etag(order, response)
+        approve = decision.decision == "approve"
+        return _changed(
+            session,
+            response,
+            if_match,
+            lambda connection, version: orders.decide_substitutions(
+                connection, household_id, order_id, approve, clock.now(), if_match=version
+            ),
+        )
 
     # -- retailers: slots ------------------------------------------------------------------------
 
@@ -292,7 +300,8 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
         "/retailer/slots", tags=["retailer"], responses={**RETAILER_ERRORS, **BAD_BODY, **INVALID_REQUEST}
     )
     def put_slots(upload: SlotsUpload, retailer: RetailerDep, session: SessionDep) -> list[SlotPublic]:
-        """Publish delivery slots, keyed by their start; a slot's capacity never drops below its bookings."""
+        """Publish delivery slots, keyed by their start; a capacity below a slot's bookings keeps them
+        booked and takes no more."""
         connection = session.connection()
         for slot in upload.slots:
             if slot.ends_at <= slot.starts_at:
@@ -315,9 +324,8 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
                     index_elements=["retailer_id", "starts_at"],
                     set_={
                         "ends_at": statement.excluded.ends_at,
-                        "capacity": func.max(statement.excluded.capacity, slots.booked)
-                        if connection.dialect.name == "sqlite"
-                        else func.greatest(statement.excluded.capacity, slots.booked),
+                        # As asked, even below the bookings: those stay booked, no more are taken.
+                        "capacity": statement.excluded.capacity,
                     },
                 )
             )
@@ -388,23 +396,22 @@ def register(app: FastAPI, clock: Clock, *, allow_private_webhooks: bool) -> Non
         """Report an order's progress: accepted, rejected, picking, substitution_proposed,
         dispatched, delivered or cancelled; 409 names the state if the move is not allowed."""
         retailer_order(session, retailer, order_id)
-        try:
-            order = orders.retailer_event(
-                session.connection(),
+        return _changed(
+            session,
+            response,
+            if_match,
+            lambda connection, version: orders.retailer_event(
+                connection,
                 retailer,
                 order_id,
                 event.type,
                 clock.now(),
-                if_match=orders.parse_if_match(if_match),
+                if_match=version,
                 reason=event.reason,
                 substitutions=event.substitutions,
                 delivered=event.delivered,
-            )
-        except (OrderStateError, VersionMismatch, OrderInputError) as exc:
-            raise _http(exc) from None
-        assert order is not None
-        session.commit()
-        return _with_etag(order, response)
+            ),
+        )
 
     # -- retailers: webhooks ---------------------------------------------------------------------
 

@@ -417,10 +417,7 @@ def retailer_event(
     if to == "substitution_proposed":
         if not substitutions:
             raise OrderInputError("substitution_proposed needs at least one substitution")
-        ordered = set(connection.execute(select(lines.gtin).where(lines.order_id == order_id)).scalars())
-        unknown = sorted({s.gtin for s in substitutions} - ordered)
-        if unknown:
-            raise OrderInputError(f"order {order_id} has no line for {', '.join(unknown)}")
+        _check_lines(connection, order_id, {proposal.gtin for proposal in substitutions})
         for proposal in substitutions:
             connection.execute(
                 update(ORDER_LINES)
@@ -448,10 +445,7 @@ def retailer_event(
                 .values(delivered_quantity=0)
             )
         else:
-            ordered = set(connection.execute(select(lines.gtin).where(lines.order_id == order_id)).scalars())
-            unknown = sorted({d.gtin for d in delivered} - ordered)
-            if unknown:
-                raise OrderInputError(f"order {order_id} has no line for {', '.join(unknown)}")
+            _check_lines(connection, order_id, {d.gtin for d in delivered})
             for line in delivered:
                 connection.execute(
                     update(ORDER_LINES)
@@ -481,10 +475,9 @@ def cancel(
     reason: str = "",
 ) -> OrderPublic | None:
     """Cancel the household's order before it is dispatched; None if it has no such order."""
-    order = _load(connection, order_id)
-    if order is None or order.household_id != household_id:
+    order = _owned(connection, household_id, order_id, if_match)
+    if order is None:
         return None
-    _check_version(order, if_match)
     if order.status not in CANCELLABLE:
         raise OrderStateError(order_id, order.status, "cancelled", " (only before it is dispatched)")
     _move(
@@ -511,10 +504,9 @@ def decide_substitutions(
     actor: str = "household",
 ) -> OrderPublic | None:
     """Approve or reject every proposed substitution; the order goes back to picking."""
-    order = _load(connection, order_id)
-    if order is None or order.household_id != household_id:
+    order = _owned(connection, household_id, order_id, if_match)
+    if order is None:
         return None
-    _check_version(order, if_match)
     if order.status != "substitution_proposed":
         wanted = "approved" if approve else "rejected"
         raise OrderStateError(order_id, order.status, f"{wanted} (no substitution is proposed)")
@@ -538,6 +530,26 @@ def decide_substitutions(
         if_match=if_match,
     )
     return view(connection, order_id)
+
+
+def _owned(
+    connection: Connection, household_id: str, order_id: str, if_match: int | None
+) -> Row[tuple[object, ...]] | None:
+    """Return the household's order if it is at the version If-Match names; None if it has none."""
+    order = _load(connection, order_id)
+    if order is None or order.household_id != household_id:
+        return None
+    _check_version(order, if_match)
+    return order
+
+
+def _check_lines(connection: Connection, order_id: str, gtins: set[str]) -> None:
+    """Refuse a report that names products the order does not have."""
+    lines = ORDER_LINES.c
+    ordered = set(connection.execute(select(lines.gtin).where(lines.order_id == order_id)).scalars())
+    unknown = sorted(gtins - ordered)
+    if unknown:
+        raise OrderInputError(f"order {order_id} has no line for {', '.join(unknown)}")
 
 
 def _load(connection: Connection, order_id: str) -> Row[tuple[object, ...]] | None:
