@@ -276,8 +276,8 @@ def test_sim_run_names_the_scenarios_it_knows(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert (
-        "choose one of chaos, demo, load-10k, offers-month, online-fortnight, quarter-100, week-in-a-household"
-        in result.stderr
+        "choose one of chaos, demo, load-10k, offers-month, online-fortnight, quarter-100, "
+        "week-in-a-household" in result.stderr
     )
 
 
