@@ -33,8 +33,11 @@ log = logging.getLogger(__name__)
 def apply_answers(engine: Engine, now: datetime) -> int:
     """Apply the fridges' answers stored since the last call; return how many were read."""
     with engine.begin() as connection:
-        connection.execute(insert_ignoring_duplicates(engine, EVENT_CURSORS).values(name=CURSOR, position=0))
         cursor = select(EVENT_CURSORS.c.position).where(EVENT_CURSORS.c.name == CURSOR)
+        if connection.execute(cursor).first() is None:  # once: a write on every tick would contend
+            connection.execute(
+                insert_ignoring_duplicates(engine, EVENT_CURSORS).values(name=CURSOR, position=0)
+            )
         if connection.dialect.name == "postgresql":
             cursor = cursor.with_for_update()
         position = int(connection.execute(cursor).scalar_one())

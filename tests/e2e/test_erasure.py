@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ CLOUD_USER = "frigo-cloud"
 MILK, EGGS = make_gtin13("400000000801"), make_gtin13("400000000802")
 
 
-def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+def eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:
     deadline = time.monotonic() + timeout
     while not (result := check()):
         if time.monotonic() > deadline:
@@ -116,6 +117,7 @@ def test_export_is_complete_and_erasure_leaves_nothing_and_revokes_the_fridge(tm
             ),
         )
     )
+    stack = ExitStack()
     try:
         cloud.start()
         assert cloud.subscriber.wait_connected(15)
@@ -123,8 +125,12 @@ def test_export_is_complete_and_erasure_leaves_nothing_and_revokes_the_fridge(tm
         for line in (MILK, MILK, EGGS, f"-{MILK}"):
             assert agent.scan(line)
         assert agent.wait_drained(timeout=20)
-        home = httpx.Client(base_url=cloud.url, timeout=30, headers=bearer(engine, "household", HOUSEHOLD))
-        shop = httpx.Client(base_url=cloud.url, timeout=30, headers={"Authorization": f"Bearer {key}"})
+        home = stack.enter_context(
+            httpx.Client(base_url=cloud.url, timeout=30, headers=bearer(engine, "household", HOUSEHOLD))
+        )
+        shop = stack.enter_context(
+            httpx.Client(base_url=cloud.url, timeout=30, headers={"Authorization": f"Bearer {key}"})
+        )
         item = {
             "gtin": MILK,
             "name": "Milk",
@@ -190,9 +196,8 @@ def test_export_is_complete_and_erasure_leaves_nothing_and_revokes_the_fridge(tm
             eventually(lambda: connection.execute(select(ERASURES.c.completed_at)).scalar() is not None)
             revoked = connection.execute(select(DEVICES.c.revoked_at).where(DEVICES.c.id == DEVICE)).scalar()
             assert revoked is not None
-        home.close()
-        shop.close()
     finally:
+        stack.close()
         agent.stop()
         cloud.stop()
     # The operator's files follow the database: the fridge's credential is refused from now on.
