@@ -337,3 +337,25 @@ def test_edge_orders_lists_what_the_cloud_told_and_order_answers_it(tmp_path: Pa
     assert [(p["type"], p["order_id"], p["answer"]) for p in payloads] == [
         ("order_answered", str(basket), "approve")
     ]
+
+
+def test_edge_consent_sends_the_households_choice(tmp_path: Path) -> None:
+    from edge.database import open_database
+
+    args = ("--device-id", "fridge-1", "--data-dir", str(tmp_path / "data"))
+    granted = frigo("edge", *args, "consent", "grant", "fresh-foods", "offers", cwd=tmp_path)
+    assert (granted.returncode, granted.stdout) == (0, "consent of fresh-foods for offers: grant\n")
+    withdrawn = frigo("edge", *args, "consent", "withdraw", "fresh-foods", "ordering", cwd=tmp_path)
+    assert withdrawn.returncode == 0
+    refused = frigo("edge", *args, "consent", "grant", "Fresh Foods!", "offers", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "recipient" in refused.stderr
+    conn = open_database(tmp_path / "data" / "edge.db")
+    try:
+        payloads = [json.loads(p) for (p,) in conn.execute("SELECT payload FROM outbox ORDER BY seq")]
+    finally:
+        conn.close()
+    assert [(p["type"], p["recipient"], p["purpose"], p["action"]) for p in payloads] == [
+        ("consent_changed", "fresh-foods", "offers", "grant"),
+        ("consent_changed", "fresh-foods", "ordering", "withdraw"),
+    ]
