@@ -5,6 +5,8 @@
 - Transactions CSV: header ``household_id,day,item_id``, one row per item bought; ``day`` is a day number
   or a ``yyyy-mm-dd`` date (the first row decides which, for the whole file).
 - Member baskets CSV (the Groceries data set): header ``member_id,date,item``, ``date`` as ``dd-mm-yyyy``.
+
+`hold_out_last` turns day baskets into the next-basket form: each household's last basket to predict.
 """
 
 from __future__ import annotations
@@ -18,10 +20,19 @@ from pathlib import Path
 
 from cloud.errors import EvaluationDataError
 
-__all__ = ["DayBaskets", "TransactionFormat", "load_next_baskets", "load_transactions"]
+__all__ = [
+    "DayBaskets",
+    "NextBaskets",
+    "TransactionFormat",
+    "hold_out_last",
+    "load_next_baskets",
+    "load_transactions",
+]
 
 # A household's baskets: (day number, items bought that day), in day order.
 DayBaskets = dict[str, list[tuple[int, list[str]]]]
+# Each user's baskets of integer item ids, oldest first (the next-basket JSON's content).
+NextBaskets = dict[str, list[list[int]]]
 
 MARKER = [-1]
 NEXT_BASKET_SHAPE = '{"<user id>": [[-1], [item, ...], ..., [-1]]} with integer item ids'
@@ -155,3 +166,22 @@ def load_transactions(path: Path, fmt: TransactionFormat = TransactionFormat.TRA
         household: [(day, sorted(items)) for day, items in sorted(by_day.items())]
         for household, by_day in days.items()
     }
+
+
+def hold_out_last(households: DayBaskets) -> tuple[NextBaskets, NextBaskets, list[str]]:
+    """Return the next-basket history and future of day baskets, and the item names by id.
+
+    Items are numbered in name order. A household with baskets on two or more days has its last one in
+    the future and the others in the history; a household with one keeps it as history.
+    """
+    names = sorted({item for baskets in households.values() for _, basket in baskets for item in basket})
+    ids = {name: n for n, name in enumerate(names)}
+    history: NextBaskets = {}
+    future: NextBaskets = {}
+    for household, baskets in households.items():
+        coded = [[ids[item] for item in basket] for _, basket in baskets]
+        if len(coded) >= 2:
+            history[household], future[household] = coded[:-1], [coded[-1]]
+        else:
+            history[household] = coded
+    return history, future, names

@@ -9,6 +9,7 @@ and past items H (everything in its history):
 - hit@k = 1 if |P ∩ T| ≥ 1; its mean over households is the PHR@k (personal hit ratio)
 - repeat recall = |P ∩ T ∩ H| / |T ∩ H|, only for households with T ∩ H non-empty
 - explore recall = |P ∩ (T − H)| / |T − H|, only for households with T − H non-empty
+- explore NDCG = NDCG@k of P against T − H (the same formula), only for households with T − H non-empty
 
 Every figure is the plain mean over the households it is defined for.
 """
@@ -20,7 +21,16 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TypeVar
 
-__all__ = ["BasketScores", "explore_recall", "hit", "ndcg", "recall", "repeat_recall", "score_baskets"]
+__all__ = [
+    "BasketScores",
+    "explore_ndcg",
+    "explore_recall",
+    "hit",
+    "ndcg",
+    "recall",
+    "repeat_recall",
+    "score_baskets",
+]
 
 Item = TypeVar("Item")
 
@@ -70,6 +80,14 @@ def explore_recall(
     """Return the recall on the true items never bought before, or None if there are none."""
     explores = set(truth) - set(past)
     return recall(predicted, explores, k) if explores else None
+
+
+def explore_ndcg(
+    predicted: Sequence[Item], truth: Collection[Item], past: Collection[Item], k: int
+) -> float | None:
+    """Return the NDCG against the true items never bought before, or None if there are none."""
+    explores = set(truth) - set(past)
+    return ndcg(predicted, explores, k) if explores else None
 
 
 @dataclass(frozen=True)
