@@ -47,6 +47,14 @@ def apply_answers(engine: Engine, now: datetime) -> int:
             .order_by(EVENTS.c.id)
             .limit(BATCH)
         ).all()
+        if rows:
+            # Write first: on SQLite a transaction that reads before its first write cannot take the
+            # write lock once another connection has written meanwhile ("database is locked" at once).
+            connection.execute(
+                update(EVENT_CURSORS)
+                .where(EVENT_CURSORS.c.name == CURSOR)
+                .values(position=EVENT_CURSORS.c.position)
+            )
         for row in rows:
             answer = json.loads(row.payload)
             with connection.begin_nested():

@@ -5,9 +5,11 @@ An offer run goes through the households that consented to offers from a retaile
 
 - **need**: an item the household's fridge predicts runs out within :data:`NEED_DAYS`, sold by the
   retailer ("your milk runs out on Thursday"); it uses the household's inventory and consumption.
-- **complement**: an item the household never bought that households who buy one of its items often
-  buy too (co-purchase lift over the baskets of households that consented to analytics; "households
-  who buy pasta often buy parmesan"); it uses the household's purchases and others' in aggregate.
+- **complement**: an item the household never bought, from :mod:`cloud.explore` fitted on the baskets
+  of the households that consented to analytics (directional co-purchase, neighbours, take-up; the
+  engine `frigo eval offers` measures), or, for a household outside that fit, plain co-purchase
+  lift from its items ("households who buy pasta go on to buy parmesan"); it uses the household's
+  purchases and others' in aggregate.
 - **campaign**: the retailer's campaign (``cloud/campaigns.py``), in the variant the household's arm
   gives it (none for the holdout); it uses none of the household's data.
 
@@ -39,6 +41,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from cloud import campaigns, commands, consents
 from cloud.database import as_utc, insert_ignoring_duplicates
 from cloud.errors import CloudError
+from cloud.explore import ExploreEngine, ExploreParams
 from cloud.models import (
     CATALOG_ITEMS,
     EVENTS,
@@ -70,6 +73,8 @@ LOOKBACK = timedelta(days=90)
 MIN_SUPPORT = 3
 MIN_LIFT = 1.5
 CAMPAIGN_SCORE = 0.8  # below an item about to run out, above most complements
+EXPLORE_K = 20  # new items per household from cloud.explore
+EXPLORE_NEIGHBOURS = 100
 DISMISSED_FACTOR = 0.5
 ACCEPTED_FACTOR = 1.2
 OPEN_ORDER = ("created", "accepted", "picking", "substitution_proposed", "dispatched")
@@ -117,6 +122,8 @@ class Lift:
     count: dict[str, int]  # item -> baskets with it
     baskets: int
     partners: dict[str, list[str]] = field(default_factory=dict)  # a -> every b bought with it
+    # household -> its new items by cloud.explore (code, signal, the item behind it, lift), best first
+    explore: dict[str, list[tuple[str, str, str | None, float | None]]] = field(default_factory=dict)
 
     def lift(self, a: str, b: str) -> float:
         """Return how much likelier b is in a basket with a than in any basket."""
@@ -229,7 +236,23 @@ def candidates(
             ("inventory", "consumption"),
             1.0 + (NEED_DAYS - p50) / NEED_DAYS,
         )
-    for a in sorted(history) if strategy == "frigo" else ():
+    for rank, (code, signal, because, strength) in enumerate(
+        lift.explore.get(household, []) if strategy == "frigo" else []
+    ):
+        if code in history or code in found or code not in catalog:
+            continue
+        name = str(catalog[code].name)
+        if signal == "co-purchase" and because is not None and strength is not None:
+            owned = str(catalog[because].name) if because in catalog else "what you buy"
+            reason = f"households who buy {owned} go on to buy {name} ({strength:.1f}× as often as others)"
+        elif signal == "neighbours":
+            reason = f"households that buy what you buy also buy {name}"
+        else:
+            reason = f"{name} is what households are taking up lately"
+        found[code] = Candidate(
+            code, name, catalog[code].category, "complement", reason, ("purchases",), 0.85 / (1 + rank)
+        )
+    for a in sorted(history) if strategy == "frigo" and household not in lift.explore else ():
         for b in lift.partners.get(a, ()):
             if b in history or b in found or b not in catalog:
                 continue
@@ -422,7 +445,41 @@ def _lift(connection: Connection, now: datetime) -> Lift:
     baskets: dict[tuple[str, str], set[str]] = defaultdict(set)
     for household, code, occurred in rows:
         baskets[(str(household), as_utc(occurred).date().isoformat())].add(str(code))
-    return co_purchases(baskets.values())
+    stats = co_purchases(baskets.values())
+    return dataclasses.replace(stats, explore=_explore(baskets))
+
+
+def _explore(
+    baskets: dict[tuple[str, str], set[str]],
+) -> dict[str, list[tuple[str, str, str | None, float | None]]]:
+    """Return each consenting household's new items from cloud.explore, fitted on their baskets."""
+    codes = sorted({code for items in baskets.values() for code in items})
+    ids = {code: i for i, code in enumerate(codes)}
+    by_household: dict[str, list[tuple[str, list[int]]]] = defaultdict(list)
+    for (household, day), items in baskets.items():
+        by_household[household].append((day, sorted(ids[c] for c in items)))
+    households = sorted(by_household)
+    if len(households) < 2:
+        return {}
+    histories = [[items for _day, items in sorted(by_household[h])] for h in households]
+    params = ExploreParams(neighbours=min(EXPLORE_NEIGHBOURS, len(households) - 1))
+    try:
+        recommended = ExploreEngine(params).fit(histories).recommend(EXPLORE_K)
+    except (ValueError, IndexError) as exc:  # too little data for the engine: lift alone then
+        log.warning("explore recommendations unavailable this run: %s", exc)
+        return {}
+    return {
+        household: [
+            (
+                codes[r.item],
+                r.signal.value,
+                codes[r.because] if r.because is not None else None,
+                r.lift,
+            )
+            for r in recs
+        ]
+        for household, recs in zip(households, recommended, strict=True)
+    }
 
 
 def _bought(connection: Connection, household: str, since: datetime) -> set[str]:

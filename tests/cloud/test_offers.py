@@ -214,6 +214,14 @@ def test_complements_come_from_consenting_households_and_name_the_signal(world: 
     assert complement.gtin == PARMESAN
     assert complement.reason.startswith("households who buy Pasta often buy Parmesan")
     assert complement.data == ("purchases",)
+    # A household that lets its purchases count too is in cloud.explore's fit: the engine that
+    # `frigo eval offers` measures ranks its new items, and names its signal.
+    world.consent(household, "analytics")
+    explored = {c.gtin: c for c in world.candidates(household) if c.kind == "complement"}[PARMESAN]
+    assert explored.reason in (
+        "households that buy what you buy also buy Parmesan",
+        "Parmesan is what households are taking up lately",
+    ) or explored.reason.startswith("households who buy Pasta go on to buy Parmesan")
 
 
 def test_never_an_echo(world: World) -> None:
