@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlmodel import Session
 
-from cloud import campaignapi, consentapi, metrics, offerapi, orderapi, privacyapi
+from cloud import campaignapi, consentapi, metrics, offerapi, orderapi, privacyapi, web
 from cloud.database import as_utc
 from cloud.deadletters import list_dead_letters, payload_text
 from cloud.dependencies import (
@@ -107,6 +107,7 @@ def create_app(
     offerapi.register(app, clock)
     campaignapi.register(app, clock)
     privacyapi.register(app, clock)
+    web.register(app, clock)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

@@ -82,6 +82,25 @@ def _bearer(request: Request) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+# The web dashboard's sign-in cookie (cloud/web.py): HttpOnly, SameSite=Strict.
+WEB_COOKIE = "frigo_token"
+# The header the dashboard's scripts send with every request that changes something: a page of
+# another site cannot send it without the browser asking first (CORS), which Frigo never allows.
+WEB_HEADER = "x-frigo-web"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def caller_token(request: Request) -> str:
+    """Return the caller's household or operator token: the bearer header's, or else the
+    dashboard's cookie (on a request that changes something, only with the dashboard's header)."""
+    token = _bearer(request)
+    if token or "authorization" in request.headers:
+        return token
+    if request.method not in SAFE_METHODS and request.headers.get(WEB_HEADER) != "1":
+        return ""
+    return request.cookies.get(WEB_COOKIE, "").strip()
+
+
 def _unauthorized(what: str) -> HTTPException:
     return HTTPException(401, f"send {what}", headers={"WWW-Authenticate": "Bearer"})
 
@@ -101,7 +120,7 @@ RetailerDep = Annotated[str, Depends(retailer_id)]
 
 def caller(request: Request, session: SessionDep, _: CallerToken) -> Caller:
     """Return who holds the request's bearer token, or answer 401."""
-    found = caller_of(session.connection(), _bearer(request))
+    found = caller_of(session.connection(), caller_token(request))
     if found is None:
         raise _unauthorized(
             "a household's or an operator's token as 'Authorization: Bearer frh_...' "

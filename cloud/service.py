@@ -140,6 +140,7 @@ class CloudService:
     def stop(self) -> None:
         """Stop serving, commit what is buffered, disconnect."""
         if self._server is not None and self._http_thread is not None:
+            self.app.state.web_closing.set()  # the dashboard's event streams end
             self._server.should_exit = True
             self._http_thread.join(10)
         self.planning.stop()

@@ -46,6 +46,24 @@ def require_tool(name: str) -> str:
     return found
 
 
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+
+
+def require_chromium() -> str:
+    """Return Debian's Chromium for Playwright, or skip (fail under FRIGO_REQUIRE_SERVICES=1) without
+    it or without the playwright package (the dev extra)."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        unavailable("playwright is not installed (pip install -e '.[dev]')")
+        raise AssertionError("unreachable") from None
+    for path in (shutil.which("chromium"), *CHROMIUM_PATHS):
+        if path is not None and os.access(path, os.X_OK):
+            return path
+    unavailable("chromium is not installed (apt-get install chromium)")
+    raise AssertionError("unreachable")
+
+
 @contextmanager
 def running_mosquitto(directory: Path) -> Iterator[Mosquitto]:
     """Run a Mosquitto of the test's own, or skip (fail under FRIGO_REQUIRE_SERVICES=1) without one."""
