@@ -3,7 +3,6 @@ household's token, so a new route is covered without editing this test."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -14,12 +13,10 @@ from sqlmodel import Session
 
 from cloud.access import AccessError, issue_token
 from cloud.service import CloudService
-from cloud.settings import CloudSettings
 from shared.clock import ManualClock
-from shared.mqtt import MqttSettings
 from tests.support.auth import bearer
+from tests.support.cloud import DATABASES, cloud_worker, database
 from tests.support.factories import added, msg
-from tests.support.services import free_port
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 # Bodies for the routes that take one; a route whose body is missing here gets {} (and must still
@@ -27,28 +24,15 @@ NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 BODIES: dict[str, Any] = {"/households/{household_id}/planning": {"mode": "suggest"}}
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module", params=DATABASES)
 def cloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudService]:
-    from contextlib import ExitStack
-
-    from tests.support.services import postgres_database
-
-    with ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path_factory.mktemp('access') / 'cloud.db'}"
-        else:
-            url = stack.enter_context(postgres_database())
-        settings = CloudSettings(
-            database_url=url,
-            mqtt=MqttSettings(host="127.0.0.1", port=free_port()),
-            http_port=0,
-            client_id=f"access-test-{uuid.uuid4().hex[:8]}",
-            planning=False,
-        )
-        service = CloudService(settings, ManualClock(NOW))
+    def enrol(service: CloudService) -> None:
         service.ingestor.process([msg(added("fridge-a", 1)), msg(added("fridge-b", 1))])
-        service.start()
-        stack.callback(service.stop)
+
+    with (
+        database(request.param, tmp_path_factory.mktemp("access")) as url,
+        cloud_worker(url, ManualClock(NOW), "access", prepare=enrol) as service,
+    ):
         yield service
 
 

@@ -20,13 +20,11 @@ from cloud.models import CAMPAIGN_ASSIGNMENTS, OFFERS
 from cloud.offers import run_offers
 from cloud.retailers import create_retailer, upsert_catalog
 from cloud.service import CloudService
-from cloud.settings import CloudSettings
 from shared import topics
 from shared.clock import ManualClock
 from shared.gtin import make_gtin13
 from shared.messages import ItemAdded, encode
-from shared.mqtt import MqttSettings
-from tests.support.services import free_port
+from tests.support.cloud import cloud_worker
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 CHOCOLATE, MILK = make_gtin13("400000000901"), make_gtin13("400000000902")
@@ -56,19 +54,8 @@ def test_arms_are_deterministic_and_in_proportion() -> None:
 
 @pytest.fixture
 def cloud(database_url: str) -> Iterator[CloudService]:
-    settings = CloudSettings(
-        database_url=database_url,
-        mqtt=MqttSettings(host="127.0.0.1", port=free_port()),
-        http_port=0,
-        client_id=f"campaigns-{uuid.uuid4().hex[:6]}",
-        planning=False,
-    )
-    service = CloudService(settings, ManualClock(NOW))
-    service.start()
-    try:
+    with cloud_worker(database_url, ManualClock(NOW), "campaigns") as service:
         yield service
-    finally:
-        service.stop()
 
 
 def shop(engine: Engine) -> tuple[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,12 +17,10 @@ from cloud import consents
 from cloud.models import HOUSEHOLDS, Household
 from cloud.retailers import create_retailer
 from cloud.service import CloudService
-from cloud.settings import CloudSettings
 from shared.clock import ManualClock
 from shared.gtin import make_gtin13
-from shared.mqtt import MqttSettings
 from tests.support.auth import bearer
-from tests.support.services import free_port
+from tests.support.cloud import DATABASES, cloud_worker, database
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 MILK = make_gtin13("400000000501")
@@ -32,27 +29,14 @@ MILK = make_gtin13("400000000501")
 CLOCK = ManualClock(NOW)
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module", params=DATABASES)
 def service(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CloudService]:
-    from tests.support.services import postgres_database
-
-    with ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path_factory.mktemp('consents') / 'cloud.db'}"
-        else:
-            url = stack.enter_context(postgres_database())
-        settings = CloudSettings(
-            database_url=url,
-            mqtt=MqttSettings(host="127.0.0.1", port=free_port()),
-            http_port=0,
-            client_id=f"consent-test-{uuid.uuid4().hex[:8]}",
-            planning=False,
-        )
-        started = CloudService(settings, CLOCK)
-        started.start()
-        stack.callback(started.stop)
+    with (
+        database(request.param, tmp_path_factory.mktemp("consents")) as url,
+        cloud_worker(url, CLOCK, "consents") as started,
+    ):
         yield started
 
 

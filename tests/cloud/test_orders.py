@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,13 +25,11 @@ from cloud.orders import fridge_lines
 from cloud.retailers import create_retailer
 from cloud.schemas import OrderPublic
 from cloud.service import CloudService
-from cloud.settings import CloudSettings
 from shared.clock import ManualClock
 from shared.gtin import make_gtin13
 from shared.messages import OrderLine
-from shared.mqtt import MqttSettings
 from tests.support.auth import bearer
-from tests.support.services import free_port
+from tests.support.cloud import DATABASES, cloud_worker, database
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 MILK, BREAD, BUTTER, CHEESE = (make_gtin13(f"40000000000{i}") for i in range(4))
@@ -41,25 +38,12 @@ UNKNOWN = make_gtin13("400000000099")  # in no catalog
 PRICES = {MILK: 1.25, BREAD: 2.5, BUTTER: 3.1, CHEESE: 4.75, SOLD_OUT: 9.0}
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module", params=DATABASES)
 def cloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudService]:
-    from tests.support.services import postgres_database
-
-    with ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path_factory.mktemp('orders') / 'cloud.db'}"
-        else:
-            url = stack.enter_context(postgres_database())
-        settings = CloudSettings(
-            database_url=url,
-            mqtt=MqttSettings(host="127.0.0.1", port=free_port()),
-            http_port=0,
-            client_id=f"orders-test-{uuid.uuid4().hex[:8]}",
-            planning=False,
-        )
-        service = CloudService(settings, ManualClock(NOW))
-        service.start()
-        stack.callback(service.stop)
+    with (
+        database(request.param, tmp_path_factory.mktemp("orders")) as url,
+        cloud_worker(url, ManualClock(NOW), "orders") as service,
+    ):
         yield service
 
 
