@@ -304,9 +304,9 @@ def results(connection: Connection, retailer_id: str, campaign_id: str) -> Resul
                 best = (lift, arm)
         out.append(ArmResult(arm, n, figures["offers"], accepted, converted, p_value, False))
     if short:
+        arms_short = f"arm {short[0]} has" if len(short) == 1 else f"arms {', '.join(short)} have"
         verdict = (
-            f"no winner yet: arms {', '.join(short)} have fewer than "
-            f"{max(campaign.min_sample, MIN_HOUSEHOLDS)} households"
+            f"no winner yet: {arms_short} fewer than {max(campaign.min_sample, MIN_HOUSEHOLDS)} households"
         )
         return Results(campaign_id, out, None, verdict)
     if best is None:

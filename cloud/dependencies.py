@@ -91,8 +91,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def caller_token(request: Request) -> str:
-    """Return the caller's household or operator token: the bearer header's, or else the
-    dashboard's cookie (on a request that changes something, only with the dashboard's header)."""
+    """Return the request's bearer secret (a household's or an operator's token, or a retailer's
+    key): the bearer header's, or else the dashboard's cookie (on a request that changes something,
+    only with the dashboard's header). Without an Authorization header only: a header wins."""
     token = _bearer(request)
     if token or "authorization" in request.headers:
         return token
@@ -106,8 +107,9 @@ def _unauthorized(what: str) -> HTTPException:
 
 
 def retailer_id(request: Request, session: SessionDep, _: RetailerKey) -> str:
-    """Return the retailer whose API key came with the request, or answer 401."""
-    found = retailer_of(session.connection(), _bearer(request))
+    """Return the retailer whose API key came with the request (or in the dashboard's cookie, as
+    ``caller_token`` allows), or answer 401."""
+    found = retailer_of(session.connection(), caller_token(request))
     if found is None:
         raise _unauthorized(
             "the retailer's API key as 'Authorization: Bearer frk_...' (frigo retailers create)"

@@ -2,19 +2,24 @@
 
 Pages (left out of the OpenAPI schema; every asset ships in the package, nothing from a CDN):
 
-- ``/web/sign-in``: a form that takes the household's token and keeps it in an HttpOnly,
-  SameSite=Strict cookie (``frigo_token``); ``POST /web/sign-out`` drops it.
+- ``/web/sign-in``: a form that takes the household's token (or an operator's, or a retailer's API
+  key) and keeps it in an HttpOnly, SameSite=Strict cookie (``frigo_token``); ``POST /web/sign-out``
+  drops it.
 - ``/web/households/{id}``: the household's inventory by location with expiry badges, what runs
   out soon (p10/p50/p90 days), the baskets awaiting an answer, its orders, its offers, its consents,
   the export of its data and its erasure. The buttons call the JSON API with ``fetch()``; the
   cookie stands for the bearer token there (``cloud.dependencies.caller_token``).
 - ``/web/households/{id}/inventory``: the inventory section alone, for the live updates.
+- ``/web/retailer``: the retailer's page (``cloud/retailerpages.py``): its order queue with the
+  moves each order allows (the buttons send If-Match with the order's version), its catalog's
+  summary, its campaigns' A/B results with a chart, its webhook endpoints' delivery logs.
 - ``/households/{id}/stream``: server-sent events, one ``events`` event whenever new events of the
   household are stored (the events table is polled every 0.3 s); the page then reloads its
   inventory section.
 
-A page for a household the cookie's token may not see answers 403 with no data of it; without a
-valid cookie, pages redirect to the sign-in form.
+A page for a household the cookie's token may not see answers 403 with no data of it, and so do a
+household's pages under a retailer's key and the retailer's page under a household's token; without
+a valid cookie, pages redirect to the sign-in form.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ from cloud.models import (
     RETAILERS,
 )
 from cloud.planner import plan_households
+from cloud.retailerpages import retailer_dashboard
+from cloud.retailers import KEY_PREFIX, retailer_of
 from shared.clock import Clock
 
 HERE = Path(__file__).parent
@@ -369,6 +376,14 @@ def _caller(engine: Engine, request: Request) -> Caller | None:
         return caller_of(connection, token)
 
 
+def _retailer(engine: Engine, request: Request) -> str | None:
+    token = caller_token(request)
+    if not token.startswith(KEY_PREFIX):
+        return None
+    with engine.connect() as connection:
+        return retailer_of(connection, token)
+
+
 def _exists(engine: Engine, household_id: str) -> bool:
     with engine.connect() as connection:
         found = connection.execute(select(HOUSEHOLDS.c.id).where(HOUSEHOLDS.c.id == household_id)).first()
@@ -411,6 +426,16 @@ def register(app: FastAPI, clock: Clock) -> None:
         """Return the answer for a caller who may not see the household's page, or None."""
         engine = engine_of(request)
         who = _caller(engine, request)
+        if who is None and _retailer(engine, request) is not None:
+            return _page(
+                request,
+                "error.html",
+                {
+                    "title": "Not a household's sign-in",
+                    "message": "A retailer's key opens the retailer's page only.",
+                },
+                403,
+            )
         if who is None:
             return _sign_in_redirect()
         if not who.may_see(household_id):
@@ -430,7 +455,10 @@ def register(app: FastAPI, clock: Clock) -> None:
 
     @app.get("/web", include_in_schema=False)
     def web_home(request: Request) -> Response:
-        who = _caller(engine_of(request), request)
+        engine = engine_of(request)
+        if _retailer(engine, request) is not None:
+            return RedirectResponse("/web/retailer", status_code=303)
+        who = _caller(engine, request)
         if who is None or who.household_id is None:
             return _sign_in_redirect()
         return RedirectResponse(f"/web/households/{quote(who.household_id, safe='')}", status_code=303)
@@ -446,20 +474,24 @@ def register(app: FastAPI, clock: Clock) -> None:
         wanted = (form.get("household") or [""])[0].strip()
         engine = engine_of(request)
 
-        def check() -> Caller | None:
+        def check() -> tuple[Caller | None, str | None]:
             with engine.connect() as connection:
-                return caller_of(connection, token)
+                return caller_of(connection, token), retailer_of(connection, token)
 
-        who = await run_in_threadpool(check)
-        household = who.household_id if who is not None and who.role == "household" else wanted
-        if who is None or not household or not who.may_see(household):
-            message = (
-                "That token is not valid."
-                if who is None
-                else "An operator's token needs the household's id too."
-            )
-            return _page(request, "sign_in.html", {"title": "Sign in", "error": message}, 401)
-        response = RedirectResponse(f"/web/households/{quote(household, safe='')}", status_code=303)
+        who, retailer = await run_in_threadpool(check)
+        if retailer is not None:
+            target = "/web/retailer"
+        else:
+            household = who.household_id if who is not None and who.role == "household" else wanted
+            if who is None or not household or not who.may_see(household):
+                message = (
+                    "That token is not valid."
+                    if who is None
+                    else "An operator's token needs the household's id too."
+                )
+                return _page(request, "sign_in.html", {"title": "Sign in", "error": message}, 401)
+            target = f"/web/households/{quote(household, safe='')}"
+        response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             WEB_COOKIE,
             token,
@@ -486,6 +518,27 @@ def register(app: FastAPI, clock: Clock) -> None:
             context = dashboard(connection, household_id, now)
         context.update(title=f"Household {household_id}", household_id=household_id, now=now)
         return _page(request, "household.html", context)
+
+    @app.get("/web/retailer", include_in_schema=False)
+    def retailer_page(request: Request) -> Response:
+        engine = engine_of(request)
+        retailer = _retailer(engine, request)
+        if retailer is None:
+            if _caller(engine, request) is None:
+                return _sign_in_redirect()
+            return _page(
+                request,
+                "error.html",
+                {
+                    "title": "Not a retailer's sign-in",
+                    "message": "Sign in with the retailer's API key (frk_...).",
+                },
+                403,
+            )
+        with engine.connect() as connection:
+            context = retailer_dashboard(connection, retailer)
+        context.update(title=f"Retailer {context['retailer_name']}")
+        return _page(request, "retailer.html", context)
 
     @app.get("/web/households/{household_id}/inventory", include_in_schema=False)
     def inventory_section(household_id: str, request: Request) -> Response:

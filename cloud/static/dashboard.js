@@ -1,5 +1,6 @@
-// Frigo's household dashboard: buttons call the JSON API (the sign-in cookie stands for the token),
-// the inventory follows the fridges' events through server-sent events. No dependencies.
+// Frigo's dashboards (a household's, a retailer's): buttons call the JSON API (the sign-in cookie
+// stands for the token or key; data-if-match sends If-Match), the household's inventory follows the
+// fridges' events through server-sent events. No dependencies.
 "use strict";
 
 (function () {
@@ -15,11 +16,15 @@
     status.classList.toggle("error", Boolean(isError));
   }
 
-  async function call(method, url, body) {
+  async function call(method, url, body, ifMatch) {
+    const headers = { "Content-Type": "application/json", "X-Frigo-Web": "1", Accept: "application/json" };
+    if (ifMatch) {
+      headers["If-Match"] = ifMatch;
+    }
     const response = await fetch(url, {
       method: method,
       credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-Frigo-Web": "1", Accept: "application/json" },
+      headers: headers,
       body: body === undefined ? undefined : body,
     });
     if (!response.ok) {
@@ -57,7 +62,7 @@
     const section = button.closest("section");
     button.disabled = true;
     try {
-      await call(button.dataset.method, button.dataset.url, button.dataset.body);
+      await call(button.dataset.method, button.dataset.url, button.dataset.body, button.dataset.ifMatch);
       say(button.dataset.done || "Done");
       if (section) {
         await refresh(section.id);
@@ -90,7 +95,7 @@
 
   // Live inventory: one event per batch of stored events; reload the inventory section then.
   const inventory = document.getElementById("inventory");
-  if (inventory && window.EventSource) {
+  if (household && inventory && window.EventSource) {
     const marker = inventory.querySelector("[data-last-event]");
     const after = marker ? marker.dataset.lastEvent : "0";
     const source = new EventSource(

@@ -1,0 +1,347 @@
+"""The retailer's page in a real browser (Debian's Chromium through Playwright) against a real cloud
+worker: sign in with the retailer's key, move an order from the queue (checked through the API),
+another retailer sees none of it, household tokens and retailer keys open only their own pages, the
+campaign chart withholds a small arm, and the page stays small. docs/screenshots/retailer.png comes
+from here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from sqlalchemy import insert
+from sqlmodel import Session
+
+from cloud import campaigns, consents, orders
+from cloud.access import issue_token
+from cloud.models import CAMPAIGN_ASSIGNMENTS, HOUSEHOLDS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
+from cloud.retailers import create_retailer, upsert_catalog
+from cloud.service import CloudService
+from shared import topics
+from shared.gtin import make_gtin13
+from shared.messages import ItemAdded, encode
+from tests.support.cloud import cloud_worker
+from tests.support.services import require_chromium
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Response
+
+pytestmark = [pytest.mark.chromium]
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+PAGE_LIMIT = 200_000
+CHOCOLATE, MILK, BREAD, TEA = (make_gtin13(f"40055566600{i}") for i in range(4))
+# Households per campaign arm, and how many of them bought the chocolate: B is too small to show.
+ARMS = {campaigns.CONTROL: (24, 3), "A": (30, 9), "B": (6, 2)}
+
+
+@dataclass
+class Site:
+    cloud: CloudService
+    browser: Browser
+    shop: str
+    key: str
+    other_key: str
+    household: str
+    household_token: str
+    created: str  # an order of the shop's still to accept
+    shop_orders: list[str]
+    other_order: str
+
+    def signed_in(self, key: str) -> BrowserContext:
+        """Return a browser context signed in through the form."""
+        context = self.browser.new_context(base_url=self.cloud.url, viewport={"width": 1200, "height": 900})
+        page = context.new_page()
+        page.goto("/web/sign-in")
+        page.get_by_label("Token").fill(key)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/web/retailer")
+        page.close()
+        return context
+
+
+def item(gtin: str, name: str, price: float, category: str, available: bool = True) -> dict[str, object]:
+    return {
+        "gtin": gtin,
+        "name": name,
+        "price": price,
+        "currency": "EUR",
+        "pack_size": 1,
+        "unit": "unit",
+        "category": category,
+        "available": available,
+    }
+
+
+def seed(cloud: CloudService, browser: Browser) -> Site:
+    """Two retailers; the first with a catalog, orders, a webhook log and a campaign."""
+    now = datetime.now(UTC)
+    suffix = uuid.uuid4().hex[:6]
+    with Session(cloud.engine) as session:
+        shop, key = create_retailer(session, f"Corner Shop {suffix}", now)
+        other, other_key = create_retailer(session, f"Green Grocer {suffix}", now)
+        session.commit()
+        shop_id, other_id = shop.id, other.id
+    households = [f"hh-web-{i}-{suffix}" for i in range(3)]
+    endpoint = str(uuid.uuid4())
+    with cloud.engine.begin() as connection:
+        upsert_catalog(
+            connection,
+            shop_id,
+            [
+                item(CHOCOLATE, "Dark chocolate", 2.5, "sweets"),
+                item(MILK, "Milk 1 l", 1.1, "dairy"),
+                item(BREAD, "Sourdough loaf", 3.9, "bakery"),
+                item(TEA, "Green tea", 4.2, "drinks", available=False),
+            ],
+            now,
+        )
+        upsert_catalog(connection, other_id, [item(MILK, "Organic milk", 1.6, "dairy")], now)
+        connection.execute(
+            insert(WEBHOOK_ENDPOINTS).values(
+                id=endpoint,
+                retailer_id=shop_id,
+                url="https://hooks.example/frigo",
+                secret="s",
+                created_at=now,
+            )
+        )
+        for index, household in enumerate(households):
+            retailer = other_id if index == 2 else shop_id
+            connection.execute(
+                insert(HOUSEHOLDS).values(id=household, name=household, created_at=now, retailer_id=retailer)
+            )
+            consents.grant(connection, household, retailer, "ordering", now)
+        placed = []
+        for minutes, (household, wanted) in enumerate(
+            [
+                (households[0], [orders.Wanted(MILK, 2), orders.Wanted(BREAD, 1)]),
+                (households[1], [orders.Wanted(CHOCOLATE, 3)]),
+                (households[0], [orders.Wanted(BREAD, 1)]),
+            ]
+        ):
+            placed.append(
+                orders.create_order(connection, household, wanted, now + timedelta(minutes=minutes))
+            )
+        orders.retailer_event(connection, shop_id, placed[2], "accepted", now + timedelta(minutes=5))
+        other_order = orders.create_order(connection, households[2], [orders.Wanted(MILK, 1)], now)
+        # The dispatcher sends these in the background; pin one answer for the screenshot.
+        connection.execute(
+            WEBHOOK_DELIVERIES.update()
+            .where(WEBHOOK_DELIVERIES.c.endpoint_id == endpoint)
+            .values(status="delivered", attempts=1, last_status_code=204, next_attempt_at=None)
+        )
+        campaign = campaigns.create(
+            connection,
+            shop_id,
+            "Chocolate week",
+            CHOCOLATE,
+            [campaigns.Variant("A", "Try our chocolate", 0), campaigns.Variant("B", "Treat yourself", 20)],
+            now - timedelta(days=5),
+            now + timedelta(days=25),
+            budget=500,
+            holdout_share=0.2,
+            min_sample=20,
+            now=now,
+        )
+    # Households in each arm, as tests/cloud/test_campaigns.py makes them: one event each, the
+    # converters' a chocolate bought after joining.
+    messages, assignments = [], []
+    for arm, (n, converted) in ARMS.items():
+        for i in range(n):
+            device = f"{arm.lower()}-{i}-{suffix}"
+            event = ItemAdded(
+                event_id=uuid.uuid4(),
+                device_id=device,
+                seq=1,
+                lot_id=1,
+                occurred_at=now - timedelta(days=1),
+                code=CHOCOLATE if i < converted else MILK,
+                quantity=1,
+            )
+            messages.append((topics.events(device), encode(event)))
+            assignments.append(
+                {
+                    "campaign_id": campaign,
+                    "household_id": f"hh-{device}",
+                    "arm": arm,
+                    "assigned_at": now - timedelta(days=3),
+                }
+            )
+    cloud.ingestor.process(messages)
+    with cloud.engine.begin() as connection:
+        connection.execute(insert(CAMPAIGN_ASSIGNMENTS), assignments)
+    with Session(cloud.engine) as session:
+        household_token = issue_token(session, "household", households[0], now)
+        session.commit()
+    return Site(
+        cloud,
+        browser,
+        shop=shop_id,
+        key=key,
+        other_key=other_key,
+        household=households[0],
+        household_token=household_token,
+        created=placed[0],
+        shop_orders=placed,
+        other_order=other_order,
+    )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    chromium = require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    directory = tmp_path_factory.mktemp("retailer-web")
+    with cloud_worker(f"sqlite:///{directory / 'cloud.db'}", None, "retailer-web") as cloud:
+        playwright = sync_playwright().start()
+        try:
+            browser = playwright.chromium.launch(executable_path=chromium)
+            try:
+                yield seed(cloud, browser)
+            finally:
+                browser.close()
+        finally:
+            playwright.stop()
+
+
+def transferred(responses: list[Response]) -> int:
+    return sum(len(response.body()) for response in responses if not 300 <= response.status < 400)
+
+
+def test_the_page_is_small_and_a_screenshot_is_saved(site: Site) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    context = site.signed_in(site.key)
+    page = context.new_page()
+    responses: list[Response] = []
+    page.on("response", lambda response: responses.append(response))
+    page.goto("/web/retailer", wait_until="networkidle")
+    size = transferred(responses)
+    assert 0 < size < PAGE_LIMIT, size
+    # Every request went to the cloud itself: no CDN.
+    assert all(response.url.startswith(site.cloud.url) for response in responses)
+    page.screenshot(path=str(SCREENSHOTS / "retailer.png"), full_page=True)
+    context.close()
+    assert (SCREENSHOTS / "retailer.png").stat().st_size > 10_000
+
+
+def test_an_order_accepted_from_the_queue_is_accepted_in_the_api(site: Site) -> None:
+    context = site.signed_in(site.key)
+    page = context.new_page()
+    page.goto("/web/retailer")
+    row = page.locator(f'tr[data-order="{site.created}"]')
+    # Only the moves the order's status allows: from created, accept, reject or cancel.
+    assert sorted(row.get_by_role("button").all_inner_texts()) == ["Accept", "Cancel", "Reject"]
+    row.get_by_role("button", name="Accept").click()
+    page.get_by_role("status").filter(has_text=f"Order {site.created[:8]}: accepted").wait_for()
+    # The queue was reloaded: the order now offers the moves from accepted.
+    moved = page.locator(f'table[data-status="accepted"] tr[data-order="{site.created}"]')
+    moved.get_by_role("button", name="Start picking").wait_for()
+    assert sorted(moved.get_by_role("button").all_inner_texts()) == ["Cancel", "Start picking"]
+    context.close()
+    headers = {"Authorization": f"Bearer {site.key}"}
+    with httpx.Client(base_url=site.cloud.url, timeout=10, headers=headers) as api:
+        answer = api.get(f"/retailer/orders/{site.created}")
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "accepted"
+    assert answer.json()["version"] == 2
+    assert answer.headers["etag"] == '"2"'
+
+
+def test_the_buttons_can_be_reached_from_the_keyboard(site: Site) -> None:
+    context = site.signed_in(site.key)
+    page = context.new_page()
+    page.goto("/web")
+    assert page.url.endswith("/web/retailer")
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.matches('#orders button[data-url]')"):
+            break
+    else:
+        pytest.fail("no order button can be reached with Tab")
+    context.close()
+
+
+def test_another_retailer_sees_none_of_the_orders(site: Site) -> None:
+    context = site.signed_in(site.other_key)
+    page = context.new_page()
+    page.goto("/web/retailer")
+    html = page.content()
+    assert site.other_order in html
+    for order in site.shop_orders:
+        assert order not in html
+        assert order[:8] not in html
+    for secret in ("Dark chocolate", "Chocolate week", "hooks.example", site.household):
+        assert secret not in html
+    # Its key in the cookie moves none of them either.
+    answer = context.request.post(
+        f"/retailer/orders/{site.shop_orders[1]}/events",
+        data={"type": "rejected"},
+        headers={"X-Frigo-Web": "1"},
+    )
+    assert answer.status == 404
+    context.close()
+
+
+def test_household_tokens_and_retailer_keys_open_only_their_own_pages(site: Site) -> None:
+    household = site.browser.new_context(base_url=site.cloud.url)
+    page = household.new_page()
+    page.goto("/web/sign-in")
+    page.get_by_label("Token").fill(site.household_token)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"**/web/households/{site.household}")
+    response = page.goto("/web/retailer")
+    assert response is not None
+    assert response.status == 403
+    assert "Dark chocolate" not in page.content()
+    assert household.request.get("/retailer/orders").status == 401
+    household.close()
+
+    retailer = site.signed_in(site.key)
+    page = retailer.new_page()
+    for path in (f"/web/households/{site.household}", f"/web/households/{site.household}/inventory"):
+        response = page.goto(path)
+        assert response is not None
+        assert response.status == 403, path
+    assert retailer.request.get(f"/households/{site.household}/inventory").status == 401
+    retailer.close()
+
+    # The cookie stands for the key only when no Authorization header came, and a change needs the
+    # dashboard's header; without a cookie the page sends to the sign-in form.
+    with httpx.Client(base_url=site.cloud.url, timeout=10, cookies={"frigo_token": site.key}) as raw:
+        assert raw.get("/retailer/orders").status_code == 200
+        assert raw.get("/retailer/orders", headers={"Authorization": "Bearer frk_wrong"}).status_code == 401
+        event = {"type": "cancelled"}
+        assert raw.post(f"/retailer/orders/{site.shop_orders[1]}/events", json=event).status_code == 401
+    with httpx.Client(base_url=site.cloud.url, timeout=10) as anonymous:
+        assert anonymous.get("/web/retailer").headers["location"] == "/web/sign-in"
+
+
+def test_campaign_results_chart_withholds_the_small_arm(site: Site) -> None:
+    context = site.signed_in(site.key)
+    page = context.new_page()
+    page.goto("/web/retailer")
+    campaign = page.locator("article.campaign").filter(has_text="Chocolate week")
+    chart = campaign.locator("svg.ab")
+    assert chart.get_attribute("role") == "img"
+    for arm in ("control", "A"):
+        row = chart.locator(f'g[data-arm="{arm}"]')
+        assert row.locator("rect.interval").count() == 1
+        assert row.locator("rect.point").count() == 1
+    withheld = chart.locator('g[data-arm="B"]')
+    assert withheld.locator("rect").count() == 0
+    assert "withheld: fewer than 20 households" in (withheld.text_content() or "")
+    table = campaign.locator("table")
+    # A: 9 of 30 converted; 30 % with its Wilson interval.
+    assert "30.0 % (16.7–47.9)" in table.locator('tr[data-arm="A"]').inner_text()
+    assert "withheld: fewer than 20 households" in table.locator('tr[data-arm="B"]').inner_text()
+    assert "no winner yet" in campaign.locator(".verdict").inner_text()
+    context.close()
