@@ -117,6 +117,15 @@ class Inventory:
         return sum(len(lots) for lots in self.by_location.values())
 
 
+# What each kind of alert is called on the page.
+ALERT_NAMES = {
+    "expiring": "About to expire",
+    "expired": "Expired",
+    "temperature_high": "Fridge too warm",
+    "door_open": "Door left open",
+}
+
+
 def expiry(best_before: date | None, today: date) -> tuple[str, str]:
     """Return the badge (expired, soon, ok or none) and its text for a best-before date."""
     if best_before is None:
@@ -307,6 +316,30 @@ def baskets(connection: Connection, household_id: str, now: datetime) -> list[di
     return result
 
 
+def alerts(connection: Connection, household_id: str) -> list[dict[str, Any]]:
+    """Return the alerts the household's fridges raised and have not cleared, newest first."""
+    rows = connection.execute(
+        select(EVENTS.c.type, EVENTS.c.payload)
+        .where(EVENTS.c.household_id == household_id, EVENTS.c.type.in_(["alert_raised", "alert_cleared"]))
+        .order_by(EVENTS.c.occurred_at, EVENTS.c.id)
+    ).all()
+    holding: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for kind, payload in rows:
+        body = json.loads(payload)
+        key = (str(body["device_id"]), str(body["kind"]), str(body["subject"]))
+        if kind == "alert_cleared":
+            holding.pop(key, None)
+        else:
+            holding[key] = {
+                "kind": ALERT_NAMES.get(str(body["kind"]), str(body["kind"])),
+                "severity": "expired" if body["kind"] in ("expired", "temperature_high") else "soon",
+                "detail": str(body["detail"]),
+                "since": datetime.fromisoformat(str(body["since"])),
+                "fridge": str(body["device_id"]),
+            }
+    return sorted(holding.values(), key=lambda alert: alert["since"], reverse=True)
+
+
 def dashboard(connection: Connection, household_id: str, now: datetime) -> dict[str, Any]:
     """Return everything the household's page shows."""
     orders = connection.execute(
@@ -329,6 +362,7 @@ def dashboard(connection: Connection, household_id: str, now: datetime) -> dict[
     scale, soonest = running_out(connection, household_id, now)
     return {
         "inventory": inventory(connection, household_id, now),
+        "alerts": alerts(connection, household_id),
         "running_out": soonest,
         "chart_width": CHART_WIDTH,
         "chart_days": scale,

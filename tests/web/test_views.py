@@ -4,7 +4,9 @@ and its campaign chart's scale."""
 from __future__ import annotations
 
 import math
-from datetime import date
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +51,51 @@ def test_the_campaign_chart_ends_at_the_tenth_above_every_interval() -> None:
     assert campaign_chart_scale([0.03, 0.1]) == 0.1
     assert campaign_chart_scale([0.31, 0.479]) == 0.5
     assert campaign_chart_scale([1.0]) == 1.0
+
+
+def test_alerts_are_those_raised_and_not_cleared(tmp_path: Path) -> None:
+    from cloud.database import create_db_engine, create_schema
+    from cloud.ingest import Ingestor
+    from cloud.web import alerts
+    from shared import topics
+    from shared.clock import ManualClock
+    from shared.messages import AlertCleared, AlertRaised, encode
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'cloud.db'}")
+    create_schema(engine)
+    at = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+
+    def raised(seq: int, kind: str, subject: str, detail: str) -> AlertRaised:
+        return AlertRaised(
+            event_id=uuid.uuid4(),
+            device_id="fridge-x",
+            seq=seq,
+            occurred_at=at + timedelta(minutes=seq),
+            kind=kind,
+            subject=subject,
+            detail=detail,
+            since=at + timedelta(minutes=seq),
+        )
+
+    events = [
+        raised(1, "door_open", "door", "The door has been open for 3 minutes"),
+        raised(2, "expiring", "lot:4", "Milk expires tomorrow"),
+        AlertCleared(
+            event_id=uuid.uuid4(),
+            device_id="fridge-x",
+            seq=3,
+            occurred_at=at + timedelta(minutes=3),
+            kind="door_open",
+            subject="door",
+        ),
+        raised(4, "temperature_high", "probe:fridge", "The fridge is at 9 °C"),
+    ]
+    ingestor = Ingestor(engine, lambda _ack: None, ManualClock(at))
+    ingestor.process([(topics.events("fridge-x"), encode(event)) for event in events])
+    with engine.connect() as connection:
+        shown = alerts(connection, "hh-fridge-x")
+    assert [(a["kind"], a["severity"], a["detail"]) for a in shown] == [
+        ("Fridge too warm", "expired", "The fridge is at 9 °C"),
+        ("About to expire", "soon", "Milk expires tomorrow"),
+    ]
+    engine.dispose()
