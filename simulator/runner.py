@@ -39,7 +39,7 @@ from simulator.retailer import Order, OrderStatus
 from simulator.scenario import Scenario
 from simulator.world import DayReport, World, WorldReport, fridge_id
 
-# Wall seconds a fridge may take to hear of an offer through the cloud.
+# Wall seconds a fridge may take to hear of an offer, or a retailer of an order, through the cloud.
 OFFER_NEWS_S = 10.0
 
 if TYPE_CHECKING:
@@ -147,6 +147,8 @@ def run_scenario(
                     on_day(day)
 
             report = world.run(scenario.days, day_done)
+        if shop is not None:
+            _await_webhooks(cloud)
         with cloud.engine.connect() as connection:
             stored = int(connection.execute(select(func.count()).select_from(EVENTS)).scalar_one())
             through = _through_api(connection, shop) if shop is not None else None
@@ -296,6 +298,23 @@ def _offer_to(cloud: CloudService, world: World, scenario: Scenario, retailer_id
 
     world.on_noon = noon
     return tally
+
+
+def _await_webhooks(cloud: CloudService) -> None:
+    """Wait until the last day's webhooks are sent (the dispatcher sends within a tick)."""
+    from cloud.models import WEBHOOK_DELIVERIES
+
+    deadline = time.monotonic() + OFFER_NEWS_S
+    while time.monotonic() < deadline:
+        with cloud.engine.connect() as connection:
+            pending = connection.execute(
+                select(func.count())
+                .select_from(WEBHOOK_DELIVERIES)
+                .where(WEBHOOK_DELIVERIES.c.status == "pending")
+            ).scalar_one()
+        if not pending:
+            return
+        time.sleep(0.05)
 
 
 def _through_api(connection: Connection, shop: ApiRetailer) -> dict[str, Any]:
