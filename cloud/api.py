@@ -24,6 +24,7 @@ from cloud.deadletters import list_dead_letters, payload_text
 from cloud.dependencies import (
     BAD_BODY,
     HOUSEHOLD_ERRORS,
+    MAX_PAGE,
     OPERATOR_ERRORS,
     RETAILER_ERRORS,
     RetailerDep,
@@ -66,8 +67,6 @@ from shared.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
-# Largest page of events one request returns.
-MAX_PAGE = 1000
 # The largest id a table holds (a signed 64-bit integer in SQLite and PostgreSQL): a larger one in a
 # query cannot even be compared with them.
 MAX_ID = 2**63 - 1

@@ -17,13 +17,13 @@ arm has ``min_sample`` households.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, select
 
@@ -103,15 +103,11 @@ def create(
             ends_at=ends_at,
             holdout_share=holdout_share,
             min_sample=min_sample,
-            variants=json.dumps([_variant_dict(v) for v in variants]),
+            variants=json.dumps([dataclasses.asdict(v) for v in variants]),
             created_at=now,
         )
     )
     return campaign_id
-
-
-def _variant_dict(variant: Variant) -> dict[str, Any]:
-    return {"name": variant.name, "message": variant.message, "discount_percent": variant.discount_percent}
 
 
 def active(connection: Connection, retailer_id: str, now: datetime) -> list[Active]:

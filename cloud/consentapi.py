@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query
 
 from cloud import consents
 from cloud.database import as_utc
@@ -12,14 +12,12 @@ from cloud.dependencies import (
     BAD_BODY,
     HOUSEHOLD_ERRORS,
     INVALID_REQUEST,
+    OWN,
     SessionDep,
-    household_access,
     household_or_404,
 )
 from cloud.schemas import ConsentGrant, ConsentPublic, ConsentWithdrawal
 from shared.clock import Clock
-
-OWN = [Depends(household_access)]
 
 
 def register(app: FastAPI, clock: Clock) -> None:

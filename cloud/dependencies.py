@@ -142,6 +142,8 @@ def household_access(household_id: str, who: CallerDep) -> None:
 
 # Routes of one household: its own token, or an operator's.
 OWN = [Depends(household_access)]
+# Largest page a listing route returns.
+MAX_PAGE = 1000
 
 
 def admin_only(who: CallerDep) -> None:

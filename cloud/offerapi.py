@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query
 from sqlalchemy import select
 
 from cloud import offers
 from cloud.database import as_utc
-from cloud.dependencies import BAD_BODY, HOUSEHOLD_ERRORS, SessionDep, household_access, household_or_404
+from cloud.dependencies import BAD_BODY, HOUSEHOLD_ERRORS, MAX_PAGE, OWN, SessionDep, household_or_404
 from cloud.models import OFFERS
 from cloud.schemas import ErrorPublic, OfferAnswerIn, OfferPublic
 from shared.clock import Clock
-
-OWN = [Depends(household_access)]
-MAX_PAGE = 1000
 
 
 def offer_public(row: Any) -> OfferPublic:

@@ -33,7 +33,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Engine, insert, select, update
@@ -54,7 +54,7 @@ from cloud.models import (
     PLANNED_ORDERS,
     RETAILERS,
 )
-from cloud.planner import plan_households
+from cloud.planner import HouseholdPlan, plan_households
 from shared.clock import Clock
 from shared.messages import OfferSent
 
@@ -165,12 +165,15 @@ def run_offers(
         if not grants:
             return run
         lift = _lift(connection, now)
+        catalogs: dict[str, dict[str, Any]] = {}  # each retailer's, read once a run
         by_household: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for (household, retailer), consent_id in sorted(grants.items()):
             by_household[household].append((retailer, consent_id))
         for household, recipients in by_household.items():
             run.households += 1
-            made = _offer_household(connection, household, recipients, lift, now, weekly_cap, run, strategy)
+            made = _offer_household(
+                connection, household, recipients, lift, now, weekly_cap, run, strategy, catalogs
+            )
             run.offers += made
             if made:
                 run.sent_to.append(household)
@@ -186,17 +189,20 @@ def candidates(
     lift: Lift,
     now: datetime,
     strategy: Strategy = "frigo",
+    *,
+    catalog: dict[str, Any] | None = None,
+    plan: HouseholdPlan | None = None,
 ) -> list[Candidate]:
-    """Return the household's candidates from the retailer, best first, after every filter."""
-    catalog = {
-        str(row.gtin): row
-        for row in connection.execute(
-            select(CATALOG_ITEMS).where(CATALOG_ITEMS.c.retailer_id == retailer, CATALOG_ITEMS.c.available)
-        ).all()
-    }
+    """Return the household's candidates from the retailer, best first, after every filter.
+
+    ``catalog`` (the retailer's, from :func:`sold_by`) and ``plan`` (the household's) save a run
+    that offers for several households or retailers from reading them again.
+    """
+    catalog = catalog if catalog is not None else sold_by(connection, retailer)
     if not catalog:
         return []
-    (plan,) = plan_households(connection, [household], now)
+    if plan is None:
+        (plan,) = plan_households(connection, [household], now)
     items = {item.code: item for item in plan.items}
     history = _bought(connection, household, now - LOOKBACK)
     just = _bought(connection, household, now - JUST_BOUGHT)
@@ -307,6 +313,14 @@ def candidates(
     return sorted(kept, key=lambda c: (-c.score, c.gtin))
 
 
+def sold_by(connection: Connection, retailer: str) -> dict[str, Any]:
+    """Return the retailer's available products by GTIN (catalog rows)."""
+    rows = connection.execute(
+        select(CATALOG_ITEMS).where(CATALOG_ITEMS.c.retailer_id == retailer, CATALOG_ITEMS.c.available)
+    ).all()
+    return {str(row.gtin): row for row in rows}
+
+
 def answer(connection: Connection, household: str, offer_id: str, given: str, now: datetime) -> str:
     """Record the household's answer to an offer; return the offer's new status."""
     if given not in ANSWERS:
@@ -339,7 +353,8 @@ def _offer_household(
     now: datetime,
     weekly_cap: int,
     run: OfferRun,
-    strategy: Strategy = "frigo",
+    strategy: Strategy,
+    catalogs: dict[str, dict[str, Any]],
 ) -> int:
     row = connection.execute(select(HOUSEHOLDS.c.timezone).where(HOUSEHOLDS.c.id == household)).first()
     if row is None:
@@ -357,9 +372,14 @@ def _offer_household(
         run.capped += 1
         return 0
     pool = []
+    (plan,) = plan_households(connection, [household], now)  # once, whatever the retailers
     for retailer, consent_id in recipients:
-        for candidate in candidates(connection, household, retailer, lift, now, strategy):
-            pool.append((candidate, retailer, consent_id))
+        if retailer not in catalogs:
+            catalogs[retailer] = sold_by(connection, retailer)
+        found = candidates(
+            connection, household, retailer, lift, now, strategy, catalog=catalogs[retailer], plan=plan
+        )
+        pool += [(candidate, retailer, consent_id) for candidate in found]
     pool.sort(key=lambda entry: (-entry[0].score, entry[0].gtin, entry[1]))
     made, seen = 0, set()
     for candidate, retailer, consent_id in pool:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Response
+from fastapi import FastAPI, Header, HTTPException, Query, Response
 from pydantic import WithJsonSchema
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -24,11 +24,12 @@ from cloud.dependencies import (
     BAD_BODY,
     HOUSEHOLD_ERRORS,
     INVALID_REQUEST,
+    MAX_PAGE,
+    OWN,
     RETAILER_ERRORS,
     Responses,
     RetailerDep,
     SessionDep,
-    household_access,
     household_or_404,
 )
 from cloud.egress import EgressRefused, check_url
@@ -54,7 +55,6 @@ from cloud.schemas import (
 from cloud.webhooks import new_secret
 from shared.clock import Clock
 
-MAX_PAGE = 1000
 # While a secret is rotated, the old one still signs for this long, so receivers can switch over.
 ROTATION_OVERLAP = timedelta(hours=24)
 
@@ -68,7 +68,6 @@ IfMatch = Annotated[
     # A header is a string or absent, never null.
     WithJsonSchema({"type": "string", "pattern": ETAG}),
 ]
-OWN = [Depends(household_access)]
 ORDER_ERRORS: Responses = {
     404: {"model": ErrorPublic, "description": "No such order for this caller."},
     409: {"model": ErrorPublic, "description": "The order's state forbids this; the message names it."},

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from cloud import privacy
-from cloud.dependencies import HOUSEHOLD_ERRORS, SessionDep, household_access, household_or_404
+from cloud.dependencies import HOUSEHOLD_ERRORS, OWN, SessionDep, household_or_404
 from cloud.schemas import ErasurePublic
 from shared.clock import Clock
-
-OWN = [Depends(household_access)]
 
 
 def register(app: FastAPI, clock: Clock) -> None:

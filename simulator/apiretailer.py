@@ -65,6 +65,22 @@ SLOT_DAYS_AHEAD = 7
 SLOT_CAPACITY = 100_000
 
 
+def catalog_items(catalog: Sequence[Product]) -> list[dict[str, object]]:
+    """Return the simulated shop's catalog as a retailer uploads it (``PUT /retailer/catalog``)."""
+    return [
+        {
+            "gtin": product.code,
+            "name": product.name,
+            "price": PRICES.get(product.category, DEFAULT_PRICE),
+            "currency": "EUR",
+            "pack_size": product.pack_size,
+            "unit": product.unit,
+            "category": product.category.value,
+        }
+        for product in catalog
+    ]
+
+
 class RetailerApiError(SimulatorError):
     """The order API answered the simulated retailer or a household in a way it cannot go on from."""
 
@@ -155,19 +171,7 @@ class ApiRetailer:
         url = f"http://127.0.0.1:{self._server.server_address[1]}/webhooks"
         endpoint = self._call("POST", "/retailer/webhooks", json={"url": url})
         self._secret = endpoint["secret"]
-        items = [
-            {
-                "gtin": product.code,
-                "name": product.name,
-                "price": PRICES.get(product.category, DEFAULT_PRICE),
-                "currency": "EUR",
-                "pack_size": product.pack_size,
-                "unit": product.unit,
-                "category": product.category.value,
-            }
-            for product in self._catalog
-        ]
-        self._call("PUT", "/retailer/catalog", json={"items": items})
+        self._call("PUT", "/retailer/catalog", json={"items": catalog_items(self._catalog)})
         self._publish_slots(self._clock.now().date())
 
     def stop(self) -> None:

@@ -243,23 +243,12 @@ def _offer_to(cloud: CloudService, world: World, scenario: Scenario, retailer_id
     from cloud.models import OFFERS
     from cloud.offers import run_offers
     from cloud.retailers import upsert_catalog
-    from simulator.apiretailer import DEFAULT_PRICE, PRICES
+    from simulator.apiretailer import catalog_items
 
     settings = scenario.offers
     assert settings is not None
     clock = world.clock
-    items: list[dict[str, object]] = [
-        {
-            "gtin": p.code,
-            "name": p.name,
-            "price": PRICES.get(p.category, DEFAULT_PRICE),
-            "currency": "EUR",
-            "pack_size": p.pack_size,
-            "unit": p.unit,
-            "category": p.category.value,
-        }
-        for p in CATALOG
-    ]
+    items = catalog_items(CATALOG)
     choosing = random.Random(scenario.seed * 337)
     answering = random.Random(scenario.seed * 911)
     with cloud.engine.begin() as connection:

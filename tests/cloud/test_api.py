@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlmodel import Session
 
-from cloud.api import MAX_PAGE
+from cloud.dependencies import MAX_PAGE
 from cloud.models import Device
 from cloud.service import CloudService
 from cloud.settings import CloudSettings

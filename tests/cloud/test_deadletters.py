@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from cloud.api import MAX_PAGE
 from cloud.database import create_db_engine, create_schema
 from cloud.deadletters import MAX_DEAD_LETTER_BYTES, MAX_TOPIC_CHARS
+from cloud.dependencies import MAX_PAGE
 from cloud.ingest import Ingestor, RejectReason
 from cloud.models import DEAD_LETTERS, DEVICES, EVENTS, Device, Household
 from cloud.service import CloudService
