@@ -318,8 +318,14 @@ def create_app(
         )
 
     def planned_order(session: Session, household_id: str, order_id: str) -> PlannedOrderPublic:
+        # The placed order's id comes in the same statement as the status: on PostgreSQL each
+        # statement sees its own snapshot, and an approval committing in between would show a
+        # proposed basket that already has an order.
+        placed_id = (
+            select(ORDERS.c.id).where(ORDERS.c.planned_order_id == PLANNED_ORDERS.c.id).scalar_subquery()
+        )
         order = session.execute(
-            select(PLANNED_ORDERS).where(
+            select(PLANNED_ORDERS, placed_id.label("placed_id")).where(
                 PLANNED_ORDERS.c.id == order_id, PLANNED_ORDERS.c.household_id == household_id
             )
         ).first()
@@ -330,10 +336,9 @@ def create_app(
             .where(PLANNED_ORDER_LINES.c.order_id == order_id)
             .order_by(PLANNED_ORDER_LINES.c.code)
         ).all()
-        placed = session.execute(select(ORDERS.c.id).where(ORDERS.c.planned_order_id == order_id)).scalar()
         return PlannedOrderPublic(
             id=order.id,
-            order_id=placed,
+            order_id=order.placed_id,
             household_id=household_id,
             cycle=order.cycle,
             status=order.status,
