@@ -353,7 +353,7 @@ class Offer(SQLModel, table=True):
     status: str = Field(max_length=24, description="sent, accepted, dismissed, not_this_category or ordered")
     answered_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     planned_order_id: str | None = Field(default=None, foreign_key="planned_orders.id", max_length=36)
-    campaign_id: str | None = Field(default=None, max_length=36)
+    campaign_id: str | None = Field(default=None, max_length=36, index=True)
     arm: str | None = Field(default=None, max_length=16)
 
 

@@ -1,6 +1,7 @@
 """What the retailer's dashboard page (``/web/retailer``, ``cloud/web.py``) shows: its order queue
 with the moves each order allows, a summary of its catalog, its campaigns' A/B results with a chart
 of conversion, and its webhook endpoints with their delivery logs. Only the retailer's own rows.
+``marks`` tells the page's live stream which sections changed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ from sqlalchemy import Connection, case, func, select
 from cloud import campaigns
 from cloud.campaignapi import campaign_public
 from cloud.database import as_utc
-from cloud.models import CAMPAIGNS, CATALOG_ITEMS, ORDERS, RETAILERS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
+from cloud.models import (
+    CAMPAIGN_ASSIGNMENTS,
+    CAMPAIGNS,
+    CATALOG_ITEMS,
+    OFFERS,
+    ORDERS,
+    RETAILERS,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_ENDPOINTS,
+)
 from cloud.orders import RETAILER_MOVES
 
 # The queue's statuses in the order the page shows them: work to do first, finished last.
@@ -184,10 +194,61 @@ def webhook_log(connection: Connection, retailer_id: str) -> list[dict[str, Any]
     ]
 
 
+def marks(connection: Connection, retailer_id: str) -> dict[str, str]:
+    """Return a mark per live section of the page that changes whenever what the section shows does.
+
+    Orders: every move raises an order's version, so their count and the versions' sum. Webhooks:
+    the endpoints' states and the deliveries' attempts and outcomes. Campaigns: their stops, the
+    households assigned and the offers made and answered (conversions, which come from the fridges'
+    events, show at the next of these or on reload).
+    """
+    orders = connection.execute(
+        select(func.count(), func.coalesce(func.sum(ORDERS.c.version), 0)).where(
+            ORDERS.c.retailer_id == retailer_id
+        )
+    ).one()
+    endpoints = WEBHOOK_ENDPOINTS.c
+    mine = select(endpoints.id).where(endpoints.retailer_id == retailer_id).scalar_subquery()
+    hooks = connection.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((endpoints.disabled_at.is_(None), 0), else_=1)), 0),
+            func.max(endpoints.previous_until),
+        ).where(endpoints.retailer_id == retailer_id)
+    ).one()
+    sent = connection.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(WEBHOOK_DELIVERIES.c.attempts), 0),
+            func.coalesce(func.sum(case((WEBHOOK_DELIVERIES.c.status == "pending", 0), else_=1)), 0),
+        ).where(WEBHOOK_DELIVERIES.c.endpoint_id.in_(mine))
+    ).one()
+    theirs = select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.retailer_id == retailer_id).scalar_subquery()
+    stops = connection.execute(
+        select(
+            func.count(), func.coalesce(func.sum(case((CAMPAIGNS.c.stopped_at.is_(None), 0), else_=1)), 0)
+        ).where(CAMPAIGNS.c.retailer_id == retailer_id)
+    ).one()
+    assigned = connection.execute(
+        select(func.count()).where(CAMPAIGN_ASSIGNMENTS.c.campaign_id.in_(theirs))
+    ).scalar_one()
+    answered = connection.execute(
+        select(func.count(), func.count(OFFERS.c.answered_at)).where(OFFERS.c.campaign_id.in_(theirs))
+    ).one()
+    return {
+        "orders": "-".join(str(part) for part in orders),
+        "webhooks": "-".join(str(part) for part in (*hooks, *sent)),
+        "campaigns": "-".join(str(part) for part in (*stops, assigned, *answered)),
+    }
+
+
 def retailer_dashboard(connection: Connection, retailer_id: str) -> dict[str, Any]:
-    """Return everything the retailer's page shows."""
+    """Return everything the retailer's page shows, and its marks, taken first: a change made while
+    the page is read then reaches the page through its stream."""
+    found = marks(connection, retailer_id)
     name = connection.execute(select(RETAILERS.c.name).where(RETAILERS.c.id == retailer_id)).scalar()
     return {
+        "marks": found,
         "retailer_id": retailer_id,
         "retailer_name": str(name or retailer_id),
         "queue": order_queue(connection, retailer_id),

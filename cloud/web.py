@@ -16,6 +16,9 @@ Pages (left out of the OpenAPI schema; every asset ships in the package, nothing
 - ``/households/{id}/stream``: server-sent events, one ``events`` event whenever new events of the
   household are stored (the events table is polled every 0.3 s); the page then reloads its
   inventory section.
+- ``/retailer/stream``: server-sent events for the retailer's page, one ``changed`` event naming
+  the sections (orders, webhooks, campaigns) whose marks (``retailerpages.marks``, polled every
+  second) moved; the page then reloads those sections.
 
 A page for a household the cookie's token may not see answers 403 with no data of it, and so do a
 household's pages under a retailer's key and the retailer's page under a household's token; without
@@ -28,7 +31,7 @@ import asyncio
 import json
 import math
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -58,7 +61,7 @@ from cloud.models import (
     RETAILERS,
 )
 from cloud.planner import plan_households
-from cloud.retailerpages import retailer_dashboard
+from cloud.retailerpages import marks, retailer_dashboard
 from cloud.retailers import KEY_PREFIX, retailer_of
 from shared.clock import Clock
 
@@ -67,6 +70,8 @@ TEMPLATES = Jinja2Templates(directory=HERE / "templates")
 # How often a stream looks for new events, how often it says it is alive, and how long it lasts
 # before the browser reconnects (EventSource does by itself, from the last event id).
 POLL_S = 0.3
+RETAILER_POLL_S = 1.0
+MARK_LENGTH = 400
 HEARTBEAT_S = 15.0
 STREAM_S = 300.0
 MAX_ID = 2**63 - 1
@@ -445,8 +450,48 @@ def _newer(engine: Engine, household_id: str, after: int) -> tuple[int, int]:
     return (int(newest), int(count)) if newest is not None else (after, 0)
 
 
+def _format_marks(found: dict[str, str]) -> str:
+    return "~".join(f"{section}={mark}" for section, mark in sorted(found.items()))
+
+
+def _parse_marks(text: str) -> dict[str, str]:
+    """Read what ``_format_marks`` wrote; anything else is no marks (every section is then new)."""
+    pairs = (part.partition("=") for part in text.split("~") if part)
+    return {section: mark for section, sep, mark in pairs if sep}
+
+
+def _event_stream(
+    request: Request, closing: threading.Event, poll: Callable[[], str | None], every_s: float
+) -> StreamingResponse:
+    """Answer with server-sent events: what ``poll`` (run in a thread every ``every_s``) returns, a
+    comment when nothing came for a while, until the client leaves, the worker stops or
+    STREAM_S passed (the browser then reconnects by itself, from the last event id)."""
+
+    async def events() -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        quiet_since, ends = loop.time(), loop.time() + STREAM_S
+        yield "retry: 1000\n\n"
+        while not closing.is_set() and loop.time() < ends:
+            if await request.is_disconnected():
+                return
+            message = await run_in_threadpool(poll)
+            if message is not None:
+                quiet_since = loop.time()
+                yield message
+            elif loop.time() - quiet_since > HEARTBEAT_S:
+                quiet_since = loop.time()
+                yield ": still here\n\n"
+            await asyncio.sleep(every_s)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
 def register(app: FastAPI, clock: Clock) -> None:
-    """Add the dashboard's pages, its static files and the household's event stream to ``app``."""
+    """Add the dashboard's pages, their static files and their live streams to ``app``."""
     closing = threading.Event()
     # Set when the worker stops, so that open streams end and the server can shut down.
     app.state.web_closing = closing
@@ -571,7 +616,9 @@ def register(app: FastAPI, clock: Clock) -> None:
             )
         with engine.connect() as connection:
             context = retailer_dashboard(connection, retailer)
-        context.update(title=f"Retailer {context['retailer_name']}")
+        context.update(
+            title=f"Retailer {context['retailer_name']}", marks_text=_format_marks(context["marks"])
+        )
         return _page(request, "retailer.html", context)
 
     @app.get("/web/households/{household_id}/inventory", include_in_schema=False)
@@ -599,27 +646,40 @@ def register(app: FastAPI, clock: Clock) -> None:
         if not await run_in_threadpool(_exists, engine, household_id):
             raise HTTPException(404, f"no household {household_id!r}")
         resumed = request.headers.get("last-event-id", "")
-        start = int(resumed) if resumed.isdigit() and int(resumed) <= MAX_ID else after
+        last = int(resumed) if resumed.isdigit() and int(resumed) <= MAX_ID else after
 
-        async def events() -> AsyncIterator[str]:
-            loop = asyncio.get_running_loop()
-            last, quiet_since, ends = start, loop.time(), loop.time() + STREAM_S
-            yield "retry: 1000\n\n"
-            while not closing.is_set() and loop.time() < ends:
-                if await request.is_disconnected():
-                    return
-                newest, count = await run_in_threadpool(_newer, engine, household_id, last)
-                if newest > last:
-                    last, quiet_since = newest, loop.time()
-                    data = json.dumps({"last_id": newest, "new": count})
-                    yield f"event: events\nid: {newest}\ndata: {data}\n\n"
-                elif loop.time() - quiet_since > HEARTBEAT_S:
-                    quiet_since = loop.time()
-                    yield ": still here\n\n"
-                await asyncio.sleep(POLL_S)
+        def poll() -> str | None:
+            nonlocal last
+            newest, count = _newer(engine, household_id, last)
+            if newest <= last:
+                return None
+            last = newest
+            return f"event: events\nid: {newest}\ndata: {json.dumps({'last_id': newest, 'new': count})}\n\n"
 
-        return StreamingResponse(
-            events(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
+        return _event_stream(request, closing, poll, POLL_S)
+
+    @app.get("/retailer/stream", include_in_schema=False)
+    async def retailer_stream(
+        request: Request,
+        since: Annotated[str, Query(max_length=MARK_LENGTH, description="The page's marks.")] = "",
+    ) -> StreamingResponse:
+        """Send a ``changed`` event naming the page's sections whenever what they show changes."""
+        engine = engine_of(request)
+        retailer = await run_in_threadpool(_retailer, engine, request)
+        if retailer is None:
+            raise HTTPException(401, "send a retailer's API key", headers={"WWW-Authenticate": "Bearer"})
+        resumed = request.headers.get("last-event-id", "")[:MARK_LENGTH]
+        seen = _parse_marks(resumed if resumed else since)
+
+        def poll() -> str | None:
+            nonlocal seen
+            with engine.connect() as connection:
+                now = marks(connection, retailer)
+            changed = sorted(section for section, mark in now.items() if seen.get(section) != mark)
+            if not changed:
+                return None
+            seen = now
+            data = json.dumps({"sections": changed})
+            return f"event: changed\nid: {_format_marks(now)}\ndata: {data}\n\n"
+
+        return _event_stream(request, closing, poll, RETAILER_POLL_S)

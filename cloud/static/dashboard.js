@@ -1,6 +1,7 @@
 // Frigo's dashboards (a household's, a retailer's): buttons call the JSON API (the sign-in cookie
-// stands for the token or key; data-if-match sends If-Match), the household's inventory follows the
-// fridges' events through server-sent events. No dependencies.
+// stands for the token or key; data-if-match sends If-Match, data-confirm asks first, data-reveal
+// shows a field of the answer), the household's inventory follows the fridges' events and the
+// retailer's sections their data, through server-sent events. No dependencies.
 "use strict";
 
 (function () {
@@ -40,17 +41,19 @@
     return response;
   }
 
-  // Fetch this page again and swap in the fresh copy of one section.
-  async function refresh(sectionId) {
+  // Fetch this page again and swap in the fresh copies of some of its sections.
+  async function refresh(sectionIds) {
     const response = await fetch(window.location.pathname, { credentials: "same-origin" });
     if (!response.ok) {
       return;
     }
     const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-    const replacement = fresh.getElementById(sectionId);
-    const current = document.getElementById(sectionId);
-    if (replacement && current) {
-      current.replaceWith(document.importNode(replacement, true));
+    for (const sectionId of sectionIds) {
+      const replacement = fresh.getElementById(sectionId);
+      const current = document.getElementById(sectionId);
+      if (replacement && current) {
+        current.replaceWith(document.importNode(replacement, true));
+      }
     }
   }
 
@@ -59,13 +62,26 @@
     if (!button) {
       return;
     }
+    if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) {
+      return;
+    }
     const section = button.closest("section");
     button.disabled = true;
     try {
-      await call(button.dataset.method, button.dataset.url, button.dataset.body, button.dataset.ifMatch);
-      say(button.dataset.done || "Done");
+      const response = await call(
+        button.dataset.method,
+        button.dataset.url,
+        button.dataset.body,
+        button.dataset.ifMatch
+      );
+      let done = button.dataset.done || "Done";
+      if (button.dataset.reveal) {
+        // A value the server shows once (a new signing secret): into the status line, not the page.
+        done += ": " + (await response.json())[button.dataset.reveal];
+      }
+      say(done);
       if (section) {
-        await refresh(section.id);
+        await refresh([section.id]);
       }
     } catch (error) {
       button.disabled = false;
@@ -110,6 +126,20 @@
         document.getElementById("inventory").innerHTML = await response.text();
         inventory.dataset.updated = String(Date.now());
       }
+    });
+    window.addEventListener("pagehide", function () {
+      source.close();
+    });
+  }
+
+  // Live retailer page: the stream names the sections whose data moved; reload those.
+  if (root.dataset.retailer && window.EventSource) {
+    const source = new EventSource(
+      "/retailer/stream?since=" + encodeURIComponent(root.dataset.marks || "")
+    );
+    source.addEventListener("changed", async function (event) {
+      await refresh(JSON.parse(event.data).sections);
+      root.dataset.updated = String(Date.now());
     });
     window.addEventListener("pagehide", function () {
       source.close();

@@ -32,6 +32,7 @@ from edge.settings import EdgeSettings
 from shared import topics
 from shared.gtin import make_gtin13
 from shared.messages import ItemAdded, ItemConsumed, ItemMoved, Location, encode
+from tests.support.pages import PAGE_LIMIT, transferred
 from tests.support.services import require_chromium, running_mosquitto
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.chromium, pytest.mark.mosquitto]
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-PAGE_LIMIT = 200_000
 MILK, YOGURT, HAM, PEAS, BUTTER, PASTA, BREAD = (make_gtin13(f"40011122200{i}") for i in range(7))
 SECRET = make_gtin13("400999888777")  # only the other household has it
 CATALOG = [
@@ -267,17 +267,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             playwright.stop()
             agent.stop()
             cloud.stop()
-
-
-def transferred(responses: list[Response]) -> int:
-    """Return the bytes of the responses' bodies, read before the page navigates away."""
-    return sum(
-        len(response.body())
-        for response in responses
-        # Redirects have no body; the live stream never ends (it sends a few bytes a minute).
-        if not 300 <= response.status < 400
-        and "text/event-stream" not in response.headers.get("content-type", "")
-    )
 
 
 def test_pages_are_small_and_screenshots_are_saved(site: Site) -> None:

@@ -1,12 +1,14 @@
 """The retailer's page in a real browser (Debian's Chromium through Playwright) against a real cloud
 worker: sign in with the retailer's key, move an order from the queue (checked through the API),
-another retailer sees none of it, household tokens and retailer keys open only their own pages, the
-campaign chart withholds a small arm, and the page stays small. docs/screenshots/retailer.png comes
-from here.
+new orders and moves show without a reload, stop a campaign, disable, enable and rotate a webhook
+endpoint (each checked through the API), another retailer sees none of it, household tokens and
+retailer keys open only their own pages, the campaign chart withholds a small arm, and the page
+stays small. docs/screenshots/retailer.png comes from here.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlmodel import Session
 
 from cloud import campaigns, consents, orders
@@ -28,15 +30,15 @@ from shared import topics
 from shared.gtin import make_gtin13
 from shared.messages import ItemAdded, encode
 from tests.support.cloud import cloud_worker
+from tests.support.pages import PAGE_LIMIT, transferred
 from tests.support.services import require_chromium
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Response
+    from playwright.sync_api import Browser, BrowserContext, Dialog, Response
 
 pytestmark = [pytest.mark.chromium]
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-PAGE_LIMIT = 200_000
 CHOCOLATE, MILK, BREAD, TEA = (make_gtin13(f"40055566600{i}") for i in range(4))
 # Households per campaign arm, and how many of them bought the chocolate: B is too small to show.
 ARMS = {campaigns.CONTROL: (24, 3), "A": (30, 9), "B": (6, 2)}
@@ -213,10 +215,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             playwright.stop()
 
 
-def transferred(responses: list[Response]) -> int:
-    return sum(len(response.body()) for response in responses if not 300 <= response.status < 400)
-
-
 def test_the_page_is_small_and_a_screenshot_is_saved(site: Site) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     context = site.signed_in(site.key)
@@ -344,4 +342,129 @@ def test_campaign_results_chart_withholds_the_small_arm(site: Site) -> None:
     assert "30.0 % (16.7–47.9)" in table.locator('tr[data-arm="A"]').inner_text()
     assert "withheld: fewer than 20 households" in table.locator('tr[data-arm="B"]').inner_text()
     assert "no winner yet" in campaign.locator(".verdict").inner_text()
+    context.close()
+
+
+def test_a_new_order_shows_in_the_open_queue_without_a_reload(site: Site) -> None:
+    context = site.signed_in(site.key)
+    page = context.new_page()
+    page.goto("/web/retailer")
+    page.evaluate("window.notReloaded = true")
+    page.wait_for_timeout(300)  # the event stream is open
+    with site.cloud.engine.begin() as connection:
+        placed = orders.create_order(
+            connection, site.household, [orders.Wanted(CHOCOLATE, 2)], datetime.now(UTC)
+        )
+    started = time.monotonic()
+    row = page.locator(f'table[data-status="created"] tr[data-order="{placed}"]')
+    row.wait_for(timeout=5000)
+    # The stream looks once a second; the section is fetched again after that.
+    assert time.monotonic() - started < 3.0
+    assert sorted(row.get_by_role("button").all_inner_texts()) == ["Accept", "Cancel", "Reject"]
+    # A move made elsewhere (the retailer's own system, through the API) shows too.
+    headers = {"Authorization": f"Bearer {site.key}", "If-Match": '"1"'}
+    with httpx.Client(base_url=site.cloud.url, timeout=10, headers=headers) as api:
+        moved = api.post(f"/retailer/orders/{placed}/events", json={"type": "rejected"})
+    assert moved.status_code == 200, moved.text
+    page.locator(f'table[data-status="rejected"] tr[data-order="{placed}"]').wait_for(timeout=5000)
+    assert page.evaluate("window.notReloaded") is True
+    context.close()
+
+
+def test_the_retailer_stream_wants_a_retailer_key(site: Site) -> None:
+    with httpx.Client(base_url=site.cloud.url, timeout=10) as api:
+        assert api.get("/retailer/stream").status_code == 401
+        household = {"Authorization": f"Bearer {site.household_token}"}
+        assert api.get("/retailer/stream", headers=household).status_code == 401
+        key = {"Authorization": f"Bearer {site.key}"}
+        too_long = "orders=1-1~webhooks=" + "9" * 400
+        assert api.get("/retailer/stream", params={"since": too_long}, headers=key).status_code == 422
+
+
+def test_a_campaign_stopped_from_the_page_is_stopped_in_the_api(site: Site) -> None:
+    now = datetime.now(UTC)
+    with site.cloud.engine.begin() as connection:
+        campaign = campaigns.create(
+            connection,
+            site.shop,
+            "Tea fortnight",
+            TEA,
+            [campaigns.Variant("A", "Green tea for the afternoon", 10)],
+            now - timedelta(days=1),
+            now + timedelta(days=13),
+            budget=100,
+            holdout_share=0.2,
+            min_sample=20,
+            now=now,
+        )
+    context = site.signed_in(site.key)
+    page = context.new_page()
+    page.goto("/web/retailer")
+    asked: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if len(asked) > 1 else dialog.dismiss()
+
+    page.on("dialog", answer)
+    article = page.locator("article.campaign").filter(has_text="Tea fortnight")
+    stop = article.get_by_role("button", name="Stop campaign Tea fortnight")
+    # Dismissed the first time: nothing happens.
+    stop.click()
+    headers = {"Authorization": f"Bearer {site.key}"}
+    with httpx.Client(base_url=site.cloud.url, timeout=10, headers=headers) as api:
+        assert (
+            next(c for c in api.get("/retailer/campaigns").json() if c["id"] == campaign)["stopped_at"]
+            is None
+        )
+        stop.click()
+        page.get_by_role("status").filter(has_text="Campaign Tea fortnight stopped").wait_for()
+        found = next(c for c in api.get("/retailer/campaigns").json() if c["id"] == campaign)
+    assert found["stopped_at"] is not None
+    assert asked == ["Stop the campaign Tea fortnight? No more of its offers go out."] * 2
+    fresh = page.locator("article.campaign").filter(has_text="Tea fortnight")
+    fresh.locator(".tag", has_text="stopped").wait_for()
+    assert fresh.get_by_role("button", name="Stop campaign Tea fortnight").count() == 0
+    context.close()
+
+
+def test_a_webhook_endpoint_disabled_enabled_and_rotated_from_the_page(site: Site) -> None:
+    endpoint = str(uuid.uuid4())
+    url = f"https://hooks.example/{endpoint[:8]}"
+    with site.cloud.engine.begin() as connection:
+        connection.execute(
+            insert(WEBHOOK_ENDPOINTS).values(
+                id=endpoint, retailer_id=site.shop, url=url, secret="s" * 32, created_at=datetime.now(UTC)
+            )
+        )
+    context = site.signed_in(site.key)
+    page = context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto("/web/retailer")
+    headers = {"Authorization": f"Bearer {site.key}"}
+    with httpx.Client(base_url=site.cloud.url, timeout=10, headers=headers) as api:
+
+        def state() -> dict[str, object]:
+            return next(e for e in api.get("/retailer/webhooks").json() if e["id"] == endpoint)
+
+        page.get_by_role("button", name=f"Disable webhooks to {url}").click()
+        page.get_by_role("status").filter(has_text="Disabled").wait_for()
+        assert state()["disabled_at"] is not None
+        page.get_by_role("button", name=f"Enable webhooks to {url}").click()
+        page.get_by_role("status").filter(has_text="Enabled again").wait_for()
+        assert state()["disabled_at"] is None
+        page.get_by_role("button", name=f"Rotate the signing secret of {url}").click()
+        status = page.get_by_role("status").filter(has_text="New signing secret")
+        status.wait_for()
+    shown = status.inner_text().rsplit(": ", 1)[-1]
+    with site.cloud.engine.connect() as connection:
+        secret, previous = connection.execute(
+            select(WEBHOOK_ENDPOINTS.c.secret, WEBHOOK_ENDPOINTS.c.previous_secret).where(
+                WEBHOOK_ENDPOINTS.c.id == endpoint
+            )
+        ).one()
+    assert shown == secret
+    assert previous == "s" * 32
+    # The secret is in the status line only, never in the page's HTML.
+    assert secret not in page.content().replace(status.inner_html(), "")
     context.close()
