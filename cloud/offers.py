@@ -75,6 +75,10 @@ MIN_LIFT = 1.5
 CAMPAIGN_SCORE = 0.8  # below an item about to run out, above most complements
 EXPLORE_K = 20  # new items per household from cloud.explore
 EXPLORE_NEIGHBOURS = 100
+# What households buy together moves slowly, and fitting it is the run's costliest part (every
+# analytics-consenting household's baskets): refit at most this often, and at once when a household
+# it was fitted on stops consenting.
+LIFT_MAX_AGE = timedelta(hours=6)
 DISMISSED_FACTOR = 0.5
 ACCEPTED_FACTOR = 1.2
 OPEN_ORDER = ("created", "accepted", "picking", "substitution_proposed", "dispatched")
@@ -150,13 +154,51 @@ def co_purchases(baskets: Iterable[Iterable[str]]) -> Lift:
     return Lift(dict(support), dict(count), total, dict(partners))
 
 
+@dataclass
+class LiftCache:
+    """The co-purchase statistics of an earlier run, kept for the next runs of a worker.
+
+    They are fitted again when older than ``max_age`` (or from a clock that went back), and at once
+    when a household they were fitted on no longer consents to analytics: a withdrawal takes effect
+    at the next run. Households that start consenting wait for the next fit.
+    """
+
+    max_age: timedelta = LIFT_MAX_AGE
+    fits: int = 0
+    _lift: Lift | None = None
+    _fitted_at: datetime | None = None
+    _households: frozenset[str] = frozenset()
+
+    def get(self, connection: Connection, now: datetime) -> Lift:
+        """Return the statistics for a run at ``now``, fitting them again if they are due."""
+        consenting = consents.consenting(connection, "analytics", now)
+        fresh = (
+            self._lift is not None
+            and self._fitted_at is not None
+            and self._fitted_at <= now < self._fitted_at + self.max_age
+            and self._households <= consenting
+        )
+        if not fresh:
+            self._lift, self._households = _lift(connection, now, consenting)
+            self._fitted_at = now
+            self.fits += 1
+        assert self._lift is not None
+        return self._lift
+
+
 def run_offers(
-    engine: Engine, clock: Clock, *, weekly_cap: int = WEEKLY_CAP, strategy: Strategy = "frigo"
+    engine: Engine,
+    clock: Clock,
+    *,
+    weekly_cap: int = WEEKLY_CAP,
+    strategy: Strategy = "frigo",
+    lift_cache: LiftCache | None = None,
 ) -> OfferRun:
     """Make the offers due now, for every household with a consent to offers; return what was done.
 
     ``strategy`` "popular" is the baseline evaluations compare with: the most bought items the
-    household never bought, under the same consents, filters and caps.
+    household never bought, under the same consents, filters and caps. ``lift_cache`` keeps the
+    co-purchase statistics between runs; without it they are fitted every run.
     """
     now = clock.now()
     run = OfferRun()
@@ -164,7 +206,7 @@ def run_offers(
         grants = consents.active_grants(connection, "offers", now)
         if not grants:
             return run
-        lift = _lift(connection, now)
+        lift = (lift_cache or LiftCache()).get(connection, now)
         catalogs: dict[str, dict[str, Any]] = {}  # each retailer's, read once a run
         by_household: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for (household, retailer), consent_id in sorted(grants.items()):
@@ -450,11 +492,11 @@ def _quiet(now: datetime, zone: str) -> bool:
     return local >= start or local < end
 
 
-def _lift(connection: Connection, now: datetime) -> Lift:
-    """Return co-purchase statistics over the baskets of households that consented to analytics."""
-    households = consents.consenting(connection, "analytics", now)
+def _lift(connection: Connection, now: datetime, households: set[str]) -> tuple[Lift, frozenset[str]]:
+    """Return co-purchase statistics over the baskets of ``households`` (those that consent to
+    analytics), and the households whose baskets went into them."""
     if not households:
-        return Lift({}, {}, 0)
+        return Lift({}, {}, 0), frozenset()
     rows = connection.execute(
         select(EVENTS.c.household_id, EVENTS.c.code, EVENTS.c.occurred_at).where(
             EVENTS.c.type == "item_added",
@@ -465,8 +507,13 @@ def _lift(connection: Connection, now: datetime) -> Lift:
     baskets: dict[tuple[str, str], set[str]] = defaultdict(set)
     for household, code, occurred in rows:
         baskets[(str(household), as_utc(occurred).date().isoformat())].add(str(code))
-    stats = co_purchases(baskets.values())
-    return dataclasses.replace(stats, explore=_explore(baskets))
+    return fit(baskets), frozenset(household for household, _day in baskets)
+
+
+def fit(baskets: dict[tuple[str, str], set[str]]) -> Lift:
+    """Return co-purchase statistics and cloud.explore's new items per household, fitted on
+    baskets keyed by (household, ISO day)."""
+    return dataclasses.replace(co_purchases(baskets.values()), explore=_explore(baskets))
 
 
 def _explore(

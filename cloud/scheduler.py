@@ -18,7 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, exists, select, update
 
 from cloud.models import DEVICES, HOUSEHOLDS, PLANNED_ORDERS
-from cloud.offers import OfferRun, run_offers
+from cloud.offers import LiftCache, OfferRun, run_offers
 from cloud.planner import PlanningRun, cycle_of, plan_cycle
 from cloud.replenishment import PolicyParams
 from shared.clock import Clock
@@ -47,6 +47,7 @@ class PlanningSchedule:
         # After each planning run, the offers (cloud/offers.py): the baskets they must not echo are made.
         self.offers = True
         self.last_offers: OfferRun | None = None
+        self.lift_cache = LiftCache()
 
     def start(self) -> None:
         """Schedule the first run one interval from now, and every interval after it."""
@@ -82,7 +83,7 @@ class PlanningSchedule:
             raise
         if self.offers:
             try:
-                self.last_offers = run_offers(self._engine, self._clock)
+                self.last_offers = run_offers(self._engine, self._clock, lift_cache=self.lift_cache)
             except Exception:
                 log.exception("offer run failed; the next interval tries again")
         return self.last

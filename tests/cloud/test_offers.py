@@ -143,7 +143,7 @@ class World:
 
     def candidates(self, household: str) -> list[offers.Candidate]:
         with self.engine.connect() as connection:
-            lift = offers._lift(connection, self.clock.now())
+            lift = offers.LiftCache().get(connection, self.clock.now())
             return candidates(connection, household, self.shop, lift, self.clock.now())
 
 
@@ -222,6 +222,40 @@ def test_complements_come_from_consenting_households_and_name_the_signal(world: 
         "households that buy what you buy also buy Parmesan",
         "Parmesan is what households are taking up lately",
     ) or explored.reason.startswith("households who buy Pasta go on to buy Parmesan")
+
+
+def test_the_statistics_are_kept_between_runs_and_fitted_again_when_a_household_withdraws(
+    world: World,
+) -> None:
+    cooks = [world.home(f"cook{i}", pasta=True, parmesan=True) for i in range(4)]
+    household = world.home("pastalover", milk=False, pasta=True)
+    world.consent(household)
+    for cook in cooks:
+        world.consent(cook, "analytics")
+    cache, now = offers.LiftCache(), world.clock.now()
+    with world.engine.connect() as connection:
+        first = cache.get(connection, now)
+        assert first.lift(PASTA, PARMESAN) > offers.MIN_LIFT
+        assert cache.get(connection, now + timedelta(hours=5)) is first
+    # The scheduler's runs use what the cache holds.
+    run_offers(world.engine, world.clock, lift_cache=cache)
+    assert cache.fits == 1
+    # A withdrawal takes effect at the next run: fitted again without that household's baskets.
+    with world.engine.begin() as connection:
+        consents.withdraw(connection, cooks[0], world.shop, "analytics", now)
+    with world.engine.connect() as connection:
+        second = cache.get(connection, now + timedelta(hours=5))
+        assert cache.fits == 2
+        assert second.count[PASTA] < first.count[PASTA]
+        # A household that starts consenting waits for the next fit, at most LIFT_MAX_AGE later.
+        world.consent(household, "analytics")
+        assert cache.get(connection, now + timedelta(hours=5)) is second
+        third = cache.get(connection, now + timedelta(hours=5) + offers.LIFT_MAX_AGE)
+        assert cache.fits == 3
+        assert third.count[PASTA] > second.count[PASTA]
+        # A clock that went back (a restored snapshot) fits again too.
+        cache.get(connection, now)
+        assert cache.fits == 4
 
 
 def test_never_an_echo(world: World) -> None:
