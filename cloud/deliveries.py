@@ -21,6 +21,7 @@ from typing import Any, Literal
 import httpx
 from sqlalchemy import Connection, Engine, insert, or_, select, update
 
+from cloud import egress
 from cloud.database import as_utc
 from cloud.egress import EgressRefused, check_url
 from cloud.models import WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
@@ -93,7 +94,7 @@ class WebhookSender:
         self._engine = engine
         self._clock = clock
         self._allow_private = allow_private
-        self._client = client or httpx.Client(timeout=TIMEOUT_S, follow_redirects=False)
+        self._client = client or egress.client(allow_private=allow_private, timeout=TIMEOUT_S)
         self._rng = rng or random.Random()
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import threading
 import uuid
 from collections import Counter
@@ -25,7 +26,7 @@ import pytest
 from sqlalchemy import Engine, insert, select, text, update
 from sqlmodel import Session
 
-from cloud import deliveries
+from cloud import deliveries, egress
 from cloud.database import as_utc, create_db_engine, create_schema
 from cloud.deliveries import BACKOFF_S, JITTER, LEASE, WebhookSender, backoff
 from cloud.egress import EgressRefused, check_url
@@ -558,6 +559,65 @@ def test_a_private_address_is_refused_recorded_and_retried_but_never_called(
     advance_to_next_attempt(clock, only(engine, endpoint_id))
     assert senders(engine).send_due() == 1
     assert [r.message_id for r in receiver.got()] == [row.id]
+
+
+def test_a_name_that_turns_private_after_the_check_reaches_nothing(
+    engine: Engine,
+    clock: ManualClock,
+    receiver: Receiver,
+    senders: SenderFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # DNS rebinding: the name resolves to a public address for the check, then to loopback. The
+    # resolver is the one thing faked here; the sender, its HTTP client and the receiver are real.
+    real = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "rebind.test":
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        return real("93.184.216.34" if len(lookups) == 1 else "127.0.0.1", port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    retailer = add_retailer(engine)
+    endpoint_id, _ = add_endpoint(engine, retailer, receiver.url().replace("127.0.0.1", "rebind.test"))
+    enqueue(engine, clock, retailer)
+    assert senders(engine, allow_private=False).send_due() == 1
+    row = only(engine, endpoint_id)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert "resolves to 127.0.0.1, a private, loopback or reserved address" in row.last_error
+    # Checked before the delivery, looked up again at the connection and refused there.
+    assert len(lookups) == 2
+    assert receiver.got() == []
+
+
+def test_the_egress_client_connects_to_a_checked_address_and_keeps_the_host_name() -> None:
+    # Loopback allowed: a request by name reaches the receiver with the name in its Host header.
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers["Host"])
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        with egress.client(allow_private=True, timeout=5) as allowed:
+            assert allowed.get(f"http://localhost:{port}/").status_code == 204
+        with egress.client(allow_private=False, timeout=5) as strict, pytest.raises(EgressRefused):
+            strict.get(f"http://localhost:{port}/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [f"localhost:{port}"]
 
 
 @pytest.mark.parametrize(
