@@ -34,6 +34,7 @@ from shared.messages import (
     Event,
     ItemAdded,
     ItemConsumed,
+    ItemOpened,
     OfferSent,
     OrderUpdated,
     TelemetryReported,
@@ -194,6 +195,8 @@ class Agent:
                 if isinstance(event, ItemAdded):
                     product = self.recorder.inventory.product(event.code)
                     self.tracker.scanned_in(event.lot_id, event.code, product.unit_grams, self._clock.now())
+                elif isinstance(event, ItemOpened):
+                    self.tracker.opened(event.lot_id, self._clock.now())
         self.uplink.notify()
         return events
 

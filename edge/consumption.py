@@ -15,8 +15,11 @@ from :class:`ConsumptionConfig`:
   else explains. A scan not placed within the window is dropped without a decision: the lot is in
   the fridge but not on a weighing shelf.
 - Taking out: a drop on a shelf is the lot on that shelf whose current weight is closest to the
-  drop, if within 5 % (at least ``noise_grams``) of it; ties go to the lot that has sat there
-  longest. Nothing is emitted yet: the return window starts, and the drop is the taken weight.
+  drop, if within 5 % (at least ``noise_grams``) of it. Lots within ``noise_grams`` of the closest
+  are a tie, which the scale cannot settle: it goes to the lot opened last (announced with
+  :meth:`ShelfTracker.opened`; people pour from the bottle they opened, not from the full one
+  beside it), then to the lot that has sat there longest. Nothing is emitted yet: the return
+  window starts, and the drop is the taken weight.
 - Putting back: an increase on any shelf, at most ``return_window`` after the take-out (inclusive),
   no larger than the taken weight plus ``noise_grams``, is that lot put back. It prefers a lot taken
   from the same shelf, then the smallest taken weight that fits, then the earliest taken. The lot is
@@ -51,6 +54,8 @@ _PLACEMENT_TOLERANCE = 0.25
 # The same shelf weighed this lot when it went in, so a take-out repeats that weight closely;
 # 5 % allows for condensation and a hand brushing the shelf.
 _TAKE_TOLERANCE = 0.05
+# Opened lots remembered before those no longer on a shelf are forgotten.
+_OPENED_KEPT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,11 +143,21 @@ class ShelfTracker:
         self._shelved: dict[int, _Item] = {}
         self._out: dict[int, _Out] = {}
         self._load: dict[str, float] = {}
+        self._opened: dict[int, datetime] = {}  # lot -> when it was opened
         self._next_item = 1
 
     def scanned_in(self, lot_id: int, code: str, unit_grams: float | None, now: datetime) -> None:
         """Expect the lot on a shelf within the placement window."""
         self._scans.append(_Scan(lot_id=lot_id, code=code, unit_grams=unit_grams, at=now))
+
+    def opened(self, lot_id: int, now: datetime) -> None:
+        """Note that the lot was opened: a take-out the scale cannot tell apart goes to it."""
+        self._opened[lot_id] = now
+        if len(self._opened) > _OPENED_KEPT:  # forget lots no longer on a shelf or taken out
+            present = {item.lot_id for item in self._shelved.values()}
+            present |= {out.item.lot_id for out in self._out.values()}
+            present |= {scan.lot_id for scan in self._scans}
+            self._opened = {lot: at for lot, at in self._opened.items() if lot in present or lot == lot_id}
 
     def weight(self, shelf_id: str, grams: float, now: datetime) -> list[Decision]:
         """Take a stable reading of a shelf; return what it and the time passed decided."""
@@ -184,7 +199,6 @@ class ShelfTracker:
 
     def _drop(self, shelf_id: str, grams: float, now: datetime) -> Unmatched | None:
         """Start the return window of the lot on the shelf that weighs what was taken."""
-        # min() keeps the first of equal keys, and dicts iterate in the order items were set down.
         candidates = [
             (abs(item.grams - grams), key)
             for key, item in self._shelved.items()
@@ -193,7 +207,11 @@ class ShelfTracker:
         ]
         if not candidates:
             return Unmatched(shelf_id=shelf_id, delta_grams=-grams, at=now)
-        _, key = min(candidates, key=lambda candidate: candidate[0])
+        closest = min(distance for distance, _key in candidates)
+        tied = {key for distance, key in candidates if distance <= closest + self._config.noise_grams}
+        # Opened last first; then the longest on the shelf (dicts keep the order items were set down).
+        order = [key for key in self._shelved if key in tied]
+        key = min(order, key=lambda k: (-self._opened_at(self._shelved[k].lot_id), order.index(k)))
         item = self._shelved.pop(key)
         # The shelf measured the drop; it is a better figure for this lot than the old reading.
         self._out[key] = _Out(item=replace(item, grams=grams), taken_at=now)
@@ -253,6 +271,11 @@ class ShelfTracker:
             decided_at=now,
             returned=True,
         )
+
+    def _opened_at(self, lot_id: int) -> float:
+        """Return when the lot was opened as a timestamp, or minus infinity if it was not."""
+        at = self._opened.get(lot_id)
+        return at.timestamp() if at is not None else float("-inf")
 
     def _tolerance(self, grams: float, fraction: float) -> float:
         return max(self._config.noise_grams, fraction * grams)

@@ -522,6 +522,32 @@ def test_weight_use_with_consumption_detail(make_agent: AgentFactory, clock: Man
     assert agent.inventory() == {}
 
 
+def test_a_pour_the_shelf_cannot_tell_apart_goes_to_the_bottle_opened(
+    make_agent: AgentFactory, clock: ManualClock
+) -> None:
+    juice = "2000000000022"
+    shelf = SimulatedShelf("door")
+    agent = make_agent(Sensors(shelves=[shelf]), consent=ConsentSettings(share=ALL_CATEGORIES))
+    shelve_milk(agent, shelf, clock)
+    agent.handle_command(
+        CatalogUpdated(
+            device_id=DEVICE,
+            products=(ProductInfo(code=juice, name="Juice 1 l", unit_grams=1000, opened_shelf_life_days=5),),
+        )
+    )
+    agent.scan(f"+{juice}")
+    shelf.put(1000)  # as heavy as the milk beside it, which has stood there longer
+    step(agent, clock, 5)
+    agent.scan(f"open {juice}")
+    shelf.take(1000)
+    step(agent, clock, 5)
+    shelf.put(700)
+    (used,) = step(agent, clock, 60)
+    assert isinstance(used, ItemConsumed)
+    assert (used.code, used.lot_id, used.quantity) == (juice, 2, 0.3)
+    assert (agent.quantity(MILK), agent.quantity(juice)) == (1.0, 0.7)
+
+
 def test_weight_use_is_withheld_without_consumption_detail(
     make_agent: AgentFactory, clock: ManualClock
 ) -> None:

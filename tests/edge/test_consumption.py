@@ -327,6 +327,41 @@ def test_identical_lots_take_the_one_placed_first() -> None:
     assert [decision.lot_id for decision in tracker.tick(at(401)) if isinstance(decision, Consumed)] == [1]
 
 
+def test_a_tie_goes_to_the_lot_opened_last() -> None:
+    # Two full bottles the scale cannot tell apart: the household pours from the one it opened.
+    tracker = tracker_with_milk(1030.0)
+    tracker.scanned_in(2, JUICE, 1000.0, at(20))
+    tracker.weight("top", 2060.0, at(25))
+    tracker.opened(2, at(30))
+    tracker.weight("top", 1030.0, at(100))
+    assert tracker.weight("top", 1830.0, at(130)) == [
+        consumed(2, JUICE, 230.0, taken=100, decided=130, returned=True)
+    ]
+    # Opened later, the milk is the one poured from next, though the juice is lighter by a glass.
+    tracker.opened(1, at(200))
+    tracker.weight("top", 830.0, at(300))  # 1000 g off: 30 g from the milk's 1030, 200 from the juice's
+    assert tracker.weight("top", 1630.0, at(330)) == [
+        consumed(1, MILK, 200.0, taken=300, decided=330, returned=True)
+    ]
+
+
+def test_within_noise_of_the_closest_is_a_tie_and_beyond_it_weight_decides() -> None:
+    tracker = tracker_with_milk(1030.0)
+    tracker.scanned_in(2, JUICE, 1000.0, at(20))
+    tracker.weight("top", 2064.0, at(25))  # the juice weighs 1034 g: 4 g off the milk, within noise
+    tracker.opened(2, at(30))
+    tracker.weight("top", 1034.0, at(100))  # 1030 g off: the milk exactly, but the juice is a tie
+    # (the drop is what the shelf measured: 1030 g taken, 800 g put back)
+    assert tracker.weight("top", 1834.0, at(130)) == [
+        consumed(2, JUICE, 230.0, taken=100, decided=130, returned=True)
+    ]
+    # The juice now weighs 800 g: a 1030 g drop is the milk, whatever was opened.
+    tracker.weight("top", 804.0, at(200))
+    assert tracker.weight("top", 1634.0, at(230)) == [
+        consumed(1, MILK, 200.0, taken=200, decided=230, returned=True)
+    ]
+
+
 def test_put_back_on_another_shelf_moves_the_lot() -> None:
     tracker = tracker_with_milk(1030.0)
     tracker.weight("bottom", 0.0, at(0))
