@@ -53,7 +53,12 @@ class StoredEvent(SQLModel, table=True):
     """An event as committed, stored once per (device, seq)."""
 
     __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("device_id", "seq", name="uq_events_device_seq"),)
+    # AUTOINCREMENT: SQLite otherwise gives a new row the id of the newest row deleted (an erasure's),
+    # and readers that keep their place by id (cloud/answers.py, the live pages) would skip it.
+    __table_args__ = (
+        UniqueConstraint("device_id", "seq", name="uq_events_device_seq"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: uuid.UUID = Field(unique=True)
@@ -296,6 +301,9 @@ class DeviceCommand(SQLModel, table=True):
     """A command for a fridge, kept until the broker has taken it (QoS 1)."""
 
     __tablename__ = "device_commands"
+    # AUTOINCREMENT: an erasure deletes a fridge's pending commands and queues its wipe; with a reused
+    # id, a dispatcher that read a deleted command marked the wipe sent without publishing it.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, primary_key=True)
     device_id: str = Field(foreign_key="devices.id", index=True, max_length=64)

@@ -1,0 +1,97 @@
+"""Erasure against the ids others keep their place by, on SQLite (migrated, as deployed) and
+PostgreSQL: the rows stored after an erasure get ids never used before, and a wipe is never marked
+sent by a dispatcher that read, before the erasure, a command the erasure deleted."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, func, insert, select
+from sqlmodel import Session
+
+from cloud import commands, devices, migrate, privacy
+from cloud.database import create_db_engine
+from cloud.models import DEVICE_COMMANDS, EVENTS
+from shared.messages import CatalogUpdated, ProductInfo, decode_command
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+STAYS, GOES = "fridge-stays", "fridge-goes"
+MILK = ProductInfo(code="4006381333931", name="Milk 1 l")
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    made = create_db_engine(database_url)
+    migrate.upgrade(made)
+    with Session(made) as session:
+        devices.provision(session, STAYS)
+        devices.provision(session, GOES)
+        session.commit()
+    yield made
+    made.dispose()
+
+
+def store_event(engine: Engine, device: str, seq: int) -> int:
+    """Store one event of the device's household; return its id."""
+    with engine.begin() as connection:
+        return int(
+            connection.execute(
+                insert(EVENTS)
+                .values(
+                    event_id=uuid.uuid4(),
+                    device_id=device,
+                    seq=seq,
+                    household_id=f"hh-{device}",
+                    type="item_added",
+                    code="4006381333931",
+                    quantity_delta=1.0,
+                    occurred_at=NOW,
+                    received_at=NOW,
+                    payload="{}",
+                )
+                .returning(EVENTS.c.id)
+            ).scalar_one()
+        )
+
+
+def queue_command(engine: Engine, device: str) -> None:
+    with engine.begin() as connection:
+        commands.enqueue_for_household(
+            connection, f"hh-{device}", lambda to: CatalogUpdated(device_id=to, products=(MILK,)), NOW
+        )
+
+
+def test_rows_stored_after_an_erasure_get_ids_never_used_before(engine: Engine) -> None:
+    store_event(engine, STAYS, 1)
+    queue_command(engine, STAYS)
+    newest = max(store_event(engine, GOES, seq) for seq in (1, 2, 3))
+    queue_command(engine, GOES)
+    with engine.connect() as connection:
+        newest_command = connection.execute(select(func.max(DEVICE_COMMANDS.c.id))).scalar_one()
+    with engine.begin() as connection:
+        privacy.erase(connection, f"hh-{GOES}", NOW)
+    # The next event (the cursor of cloud/answers.py is past the erased ones) and command.
+    assert store_event(engine, STAYS, 2) > newest
+    queue_command(engine, STAYS)
+    with engine.connect() as connection:
+        ids = connection.execute(
+            select(DEVICE_COMMANDS.c.id).where(DEVICE_COMMANDS.c.id > newest_command)
+        ).scalars()
+        assert len(list(ids)) == 2  # the erased fridge's wipe and the new command
+
+
+def test_a_command_read_before_an_erasure_does_not_mark_the_wipe_sent(engine: Engine) -> None:
+    queue_command(engine, GOES)
+    with engine.connect() as connection:
+        read = commands.pending(connection)  # a dispatcher's pass, publishing these...
+    with engine.begin() as connection:
+        privacy.erase(connection, f"hh-{GOES}", NOW)  # ...when the household is erased
+    with engine.begin() as connection:
+        commands.mark_sent(connection, [command_id for command_id, _device, _payload in read], NOW)
+    with engine.connect() as connection:
+        (wipe,) = commands.pending(connection)
+    assert wipe[1] == GOES
+    assert decode_command(wipe[2].encode()).type == "wipe_requested"
