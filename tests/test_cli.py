@@ -7,11 +7,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from paho.mqtt.client import MQTTv311
 
+from tests.support.connack import connack
 from tests.support.services import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,28 +183,6 @@ def test_edge_reports_bad_scanner_lines_and_keeps_reading(tmp_path: Path) -> Non
     assert (data / "edge.db").is_file()
 
 
-def _connect(port: int, username: str, password: str) -> int:
-    """Return the broker's CONNACK reason (0 accepted) for an MQTT 3.1.1 login."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv311)
-    client.username_pw_set(username, password)
-    answers: list[int] = []
-    client.on_connect = lambda _c, _u, _f, reason, _p: answers.append(reason.value)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        deadline = time.monotonic() + 15
-        while not answers and time.monotonic() < deadline:
-            time.sleep(0.02)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    assert answers, "the broker never answered CONNECT"
-    return answers[0]
-
-
 def test_the_embedded_broker_admits_only_provisioned_devices_and_the_cloud_user(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'cloud.db'}"
     provisioned = frigo("devices", "provision", "kitchen", "--database-url", database, cwd=tmp_path)
@@ -237,14 +216,19 @@ def test_the_embedded_broker_admits_only_provisioned_devices_and_the_cloud_user(
         stderr=subprocess.PIPE,
         text=True,
     )
+
+    def login(username: str, password: str) -> int:
+        # As a fridge logs in: its device id as client id, MQTT 3.1.1.
+        return connack(port, username, password, client_id=username, protocol=MQTTv311)
+
     try:
         assert broker.stdout is not None
         assert "devices authenticated, ACLs enforced" in broker.stdout.readline()
-        assert _connect(port, "kitchen", secret) == 0
-        assert _connect(port, "frigo-cloud", "cloud-secret-for-this-test") == 0
-        assert _connect(port, "kitchen", secret[:-1]) != 0
-        assert _connect(port, "garage", secret) != 0
-        assert _connect(port, "frigo-cloud", "guess") != 0
+        assert login("kitchen", secret) == 0
+        assert login("frigo-cloud", "cloud-secret-for-this-test") == 0
+        assert login("kitchen", secret[:-1]) != 0
+        assert login("garage", secret) != 0
+        assert login("frigo-cloud", "guess") != 0
     finally:
         broker.terminate()
         broker.communicate(timeout=30)

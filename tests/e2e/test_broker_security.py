@@ -174,6 +174,11 @@ class Probe:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        # After a refused CONNACK paho may keep the socket the broker hung up on until the client is
+        # collected, in a later test, where its ResourceWarning fails that test: close it here.
+        sock = self.client.socket()
+        if isinstance(sock, socket.socket):
+            sock.close()
 
     def _on_connect(self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
         if self.connack is None:

@@ -5,18 +5,14 @@ retention, the fridge wipes itself, and its credential is then refused by the br
 from __future__ import annotations
 
 import secrets
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, String, Text, func, or_, select
 from sqlmodel import Session, SQLModel
 
@@ -39,6 +35,7 @@ from edge.settings import EdgeSettings
 from shared.gtin import make_gtin13
 from shared.mqtt import MqttSettings
 from tests.support.auth import bearer
+from tests.support.connack import connack
 from tests.support.services import Mosquitto, require_mosquitto
 
 DEVICE = "fridge-gone"
@@ -54,31 +51,6 @@ def eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:
             pytest.fail(f"not true within {timeout} s: {check}")
         time.sleep(0.05)
     return result
-
-
-def connack(port: int, username: str, password: str) -> int:
-    """Return the broker's CONNACK reason code (0: accepted) for a login."""
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
-    )
-    client.username_pw_set(username, password)
-    answers: list[int] = []
-    answered = threading.Event()
-
-    def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        answers.append(reason.value)
-        answered.set()
-
-    client.on_connect = on_connect
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        answered.wait(15)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    assert answers, "the broker never answered"
-    return answers[0]
 
 
 @pytest.mark.mosquitto
