@@ -34,6 +34,8 @@ from enum import StrEnum
 import numpy as np
 from numpy.typing import NDArray
 
+from cloud.rowarrays import FloatArray, IntArray, chunks, row_pointers, sum_by, top_columns
+
 __all__ = ["ExploreEngine", "ExploreParams", "ExploreSignals", "Histories", "Recommendation", "Signal"]
 
 # The defaults were chosen by the validation search of `frigo eval offers` on Ta Feng (each household's
@@ -52,8 +54,6 @@ SIMILAR_ITEMS = 100
 # Dense work arrays hold at most this many cells (rows of households times items or households).
 CHUNK_CELLS = 8_000_000
 
-IntArray = NDArray[np.int64]
-FloatArray = NDArray[np.float64]
 Float32Array = NDArray[np.float32]
 BoolArray = NDArray[np.bool_]
 # Each household's baskets, oldest first; a basket is a sequence of item ids.
@@ -119,29 +119,6 @@ def _ragged(ptr: IntArray, rows: IntArray) -> tuple[IntArray, IntArray]:
     return starts[place] + offsets, place
 
 
-def _row_pointers(sorted_rows: IntArray, n_rows: int) -> IntArray:
-    """Return CSR pointers of row indices sorted ascending."""
-    return np.searchsorted(sorted_rows, np.arange(n_rows + 1)).astype(np.int64)
-
-
-def _sum_by(cells: IntArray, weights: FloatArray, size: int) -> FloatArray:
-    """Return the sum of ``weights`` per cell, for cells 0 to ``size - 1``."""
-    return np.bincount(cells, weights=weights, minlength=size).astype(np.float64, copy=False)
-
-
-def _chunks(n_rows: int, row_cells: int) -> list[IntArray]:
-    """Split ``range(n_rows)`` into runs small enough for dense rows of ``row_cells`` cells."""
-    size = max(1, CHUNK_CELLS // max(1, row_cells))
-    return [np.arange(s, min(s + size, n_rows), dtype=np.int64) for s in range(0, n_rows, size)]
-
-
-def _bottom_columns(scores: FloatArray, count: int) -> IntArray:
-    """Return, per row, the columns of the ``count`` lowest scores (in no order)."""
-    if count >= scores.shape[1]:
-        return np.broadcast_to(np.arange(scores.shape[1], dtype=np.int64), scores.shape).copy()
-    return np.argpartition(scores, count, axis=1)[:, :count].astype(np.int64, copy=False)
-
-
 def _best_columns(scores: NDArray[np.floating], count: int) -> IntArray:
     """Return, per row, the columns of the ``count`` highest scores, best first; ties go to the smaller
     column, so the best ``n`` are the first ``n`` of the best ``count`` for any ``n < count``."""
@@ -195,7 +172,7 @@ class _Pairs:
         np.maximum.at(first_age, inverse, age)
         user = pair_keys // n_items
         pairs = _Pairs(
-            user, pair_keys % n_items, last_age, first_age, _row_pointers(user, n_users), n_baskets, n_items
+            user, pair_keys % n_items, last_age, first_age, row_pointers(user, n_users), n_baskets, n_items
         )
         return pairs, vocab
 
@@ -235,8 +212,8 @@ class _Copurchase:
         share = together / np.maximum(could[j], 1).astype(np.float64)
         order = np.lexsort((i, -share, j))
         j, i, share = j[order], i[order], share[order]
-        keep = np.arange(len(j)) - _row_pointers(j, n_items)[j] < SIMILAR_ITEMS
-        return _Copurchase(_row_pointers(j[keep], n_items), i[keep], share[keep])
+        keep = np.arange(len(j)) - row_pointers(j, n_items)[j] < SIMILAR_ITEMS
+        return _Copurchase(row_pointers(j[keep], n_items), i[keep], share[keep])
 
 
 def _neighbours(pairs: _Pairs, count: int) -> tuple[IntArray, FloatArray]:
@@ -248,12 +225,12 @@ def _neighbours(pairs: _Pairs, count: int) -> tuple[IntArray, FloatArray]:
         return np.zeros((n_users, 0), np.int64), np.zeros((n_users, 0))
     by_item = np.lexsort((pairs.user, pairs.item))
     item_users = pairs.user[by_item]
-    item_ptr = _row_pointers(pairs.item[by_item], n_items)
+    item_ptr = row_pointers(pairs.item[by_item], n_items)
     sizes = np.diff(pairs.ptr).astype(np.float64)
     norms = np.sqrt(sizes)
     found = np.zeros((n_users, count), np.int64)
     similarity = np.zeros((n_users, count))
-    for rows in _chunks(n_users, n_users):
+    for rows in chunks(n_users, n_users, CHUNK_CELLS):
         entries, place = _ragged(pairs.ptr, rows)
         partners, source = _ragged(item_ptr, pairs.item[entries])
         shared = np.bincount(
@@ -271,7 +248,7 @@ def _adoption(pairs: _Pairs, decay: float) -> FloatArray:
     """Return each item's rate of first purchases per basket after a household's first, decayed."""
     taken_up = pairs.first_age < pairs.n_baskets[pairs.user] - 1
     weights = decay ** pairs.first_age[taken_up].astype(np.float64)
-    adoptions = _sum_by(pairs.item[taken_up], weights, pairs.n_items)
+    adoptions = sum_by(pairs.item[taken_up], weights, pairs.n_items)
     later_baskets = np.maximum(pairs.n_baskets - 1, 0)
     ages = np.arange(int(later_baskets.max(initial=0)), dtype=np.float64)
     chances = np.concatenate([[0.0], np.cumsum(decay**ages)])[later_baskets].sum()
@@ -396,9 +373,9 @@ class _Entries:
     def total(self, n_candidates: int, powers: FloatArray, count: int | None = None) -> FloatArray:
         """Sum the entries times ``powers[age]`` (of the first ``count`` neighbours) per candidate."""
         if count is None:
-            return _sum_by(self.candidate, self.weight * powers[self.age], n_candidates)
+            return sum_by(self.candidate, self.weight * powers[self.age], n_candidates)
         inside = self.rank < count
-        return _sum_by(self.candidate[inside], self.weight[inside] * powers[self.age[inside]], n_candidates)
+        return sum_by(self.candidate[inside], self.weight[inside] * powers[self.age[inside]], n_candidates)
 
 
 def _popular_picks(owned: BoolArray, popular_first: IntArray) -> tuple[IntArray, IntArray]:
@@ -426,7 +403,7 @@ def _build_pool(base: _Base, counts: Sequence[int], decays: Sequence[float]) -> 
     items_out: list[IntArray] = []
     co_out: dict[float, list[FloatArray]] = {d: [] for d in decays}
     nb_out: dict[tuple[float, int], list[FloatArray]] = {(d, c): [] for d in decays for c in counts}
-    for rows in _chunks(n_users, n_items):
+    for rows in chunks(n_users, n_items, CHUNK_CELLS):
         first, n_rows = int(rows[0]), len(rows)
         shape, size = (n_rows, n_items), n_rows * n_items
         lo, hi = int(pairs.ptr[first]), int(pairs.ptr[first + n_rows])
@@ -448,16 +425,16 @@ def _build_pool(base: _Base, counts: Sequence[int], decays: Sequence[float]) -> 
         owned[own_row, own_item] = True
         picked = np.zeros(shape, bool)
         row_index = np.arange(n_rows)[:, None]
-        co_plain = _sum_by(co_cells, co_share, size).reshape(shape)
+        co_plain = sum_by(co_cells, co_share, size).reshape(shape)
         if picking < most:
             inside = nb_rank < picking
-            nb_plain = _sum_by(nb_cells[inside], nb_similarity[inside], size).reshape(shape)
+            nb_plain = sum_by(nb_cells[inside], nb_similarity[inside], size).reshape(shape)
         else:
-            nb_plain = _sum_by(nb_cells, nb_similarity, size).reshape(shape)
+            nb_plain = sum_by(nb_cells, nb_similarity, size).reshape(shape)
         if picking:
             nb_plain /= np.maximum(similarity_sums[:, picking - 1], 1e-12)[:, None]
         for signal in (co_plain, nb_plain):
-            picked[row_index, _bottom_columns(np.where(owned, 1.0, -signal), POOL)] = True
+            picked[row_index, top_columns(np.where(owned, -1.0, signal), POOL)] = True
         picked &= (co_plain > 0) | (nb_plain > 0)
         del co_plain, nb_plain
         picked[_popular_picks(owned, popular_first)] = True
@@ -474,7 +451,7 @@ def _build_pool(base: _Base, counts: Sequence[int], decays: Sequence[float]) -> 
         nb = _Entries.keep(lookup, nb_cells, nb_similarity, nb_age, nb_rank)
         del lookup
         for d in decays:
-            own_weight = _sum_by(own_row, powers[d][own_age], n_rows)
+            own_weight = sum_by(own_row, powers[d][own_age], n_rows)
             co_out[d].append(co.total(len(cells), powers[d]) / np.maximum(own_weight[row], 1e-12))
             for c in counts:
                 reach = min(c, most)
@@ -489,7 +466,7 @@ def _build_pool(base: _Base, counts: Sequence[int], decays: Sequence[float]) -> 
     # Padded households × candidates, each row in the order ties are broken (taken up, buyers, id).
     order = np.lexsort((popular_rank[item], row))
     row, item = row[order], item[order]
-    ptr = _row_pointers(row, n_users)
+    ptr = row_pointers(row, n_users)
     column = np.arange(len(row)) - ptr[row]
     width = int(np.diff(ptr).max(initial=0))
 
@@ -600,7 +577,7 @@ class ExploreEngine:
         because = np.full(items.shape, -1, np.int64)
         lift = np.zeros(items.shape)
         take_up = signals.take_up()
-        for rows in _chunks(n_users, n_items):
+        for rows in chunks(n_users, n_items, CHUNK_CELLS):
             first, n_rows = int(rows[0]), len(rows)
             row, slot = np.nonzero(wanted[rows])
             if len(row) == 0:

@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from numpy.typing import NDArray
+
+from cloud.rowarrays import FloatArray, IntArray, chunks, row_pointers, sum_by, top_columns
 
 __all__ = ["BasketFeatures", "Histories", "NextBasketModel", "NextBasketParams"]
 
@@ -56,8 +57,6 @@ POSITIVES_PER_WEIGHT = 10
 REPEAT_PRIOR_WEIGHT = 5.0
 REBUY_PRIOR_USERS = 5.0
 
-IntArray = NDArray[np.int64]
-FloatArray = NDArray[np.float64]
 # Each household's baskets, oldest first; a basket is a sequence of item ids.
 Histories = Sequence[Sequence[Sequence[int]]]
 # Called with the name of each long step as it starts.
@@ -192,29 +191,6 @@ def _ragged(ptr: IntArray, rows: IntArray) -> tuple[IntArray, IntArray]:
     return starts[place] + offsets, place
 
 
-def _sum_by(cells: IntArray, weights: FloatArray, size: int) -> FloatArray:
-    """Return the sum of ``weights`` per cell, for cells 0 to ``size - 1``."""
-    return np.bincount(cells, weights=weights, minlength=size).astype(np.float64, copy=False)
-
-
-def _row_pointers(sorted_rows: IntArray, n_rows: int) -> IntArray:
-    """Return CSR pointers of row indices sorted ascending."""
-    return np.searchsorted(sorted_rows, np.arange(n_rows + 1)).astype(np.int64)
-
-
-def _chunks(n_rows: int, row_cells: int) -> list[IntArray]:
-    """Split ``range(n_rows)`` into runs small enough for dense rows of ``row_cells`` cells."""
-    size = max(1, CHUNK_CELLS // max(1, row_cells))
-    return [np.arange(s, min(s + size, n_rows), dtype=np.int64) for s in range(0, n_rows, size)]
-
-
-def _top_columns(scores: FloatArray, count: int) -> IntArray:
-    """Return, per row, the columns of the ``count`` highest scores (in no order)."""
-    if count >= scores.shape[1]:
-        return np.broadcast_to(np.arange(scores.shape[1], dtype=np.int64), scores.shape).copy()
-    return np.argpartition(-scores, count, axis=1)[:, :count].astype(np.int64)
-
-
 class _PurchaseStats:
     """Per household-item pair, per item and per household statistics of one set of histories."""
 
@@ -227,12 +203,12 @@ class _PurchaseStats:
         # Pairs sorted by household, then item.
         self.pair_user = pair_keys // n_items
         self.pair_item = pair_keys % n_items
-        self.ptr = _row_pointers(self.pair_user, n_users)
+        self.ptr = row_pointers(self.pair_user, n_users)
         # Personal vector: recency-weighted share of the household's baskets holding the item.
         weights = decay ** p.age.astype(np.float64)
         total = np.cumsum(decay ** np.arange(max(1, int(p.n_baskets.max(initial=1))), dtype=np.float64))
         norm = total[np.maximum(p.n_baskets[p.user], 1) - 1]
-        self.personal = _sum_by(inverse, weights / norm, len(pair_keys))
+        self.personal = sum_by(inverse, weights / norm, len(pair_keys))
         self.count = np.bincount(inverse, minlength=len(pair_keys)).astype(np.float64)
         self.last_age = np.full(len(pair_keys), np.iinfo(np.int64).max)
         np.minimum.at(self.last_age, inverse, p.age)
@@ -276,19 +252,19 @@ class _PurchaseStats:
         by_item = np.lexsort((self.pair_user, self.pair_item))
         item_users = self.pair_user[by_item]
         item_values = self.personal[by_item]
-        item_ptr = _row_pointers(self.pair_item[by_item], self.n_items)
+        item_ptr = row_pointers(self.pair_item[by_item], self.n_items)
         norms = np.bincount(self.pair_user, weights=self.personal**2, minlength=n_users)
         result = np.zeros((n_users, k), np.int64)
-        for rows in _chunks(n_users, n_users):
+        for rows in chunks(n_users, n_users, CHUNK_CELLS):
             entries, place = _ragged(self.ptr, rows)
             partners, source = _ragged(item_ptr, self.pair_item[entries])
             cells = place[source] * n_users + item_users[partners]
             products = self.personal[entries][source] * item_values[partners]
-            dots = _sum_by(cells, products, len(rows) * n_users).reshape(len(rows), -1)
+            dots = sum_by(cells, products, len(rows) * n_users).reshape(len(rows), -1)
             # Ranking by -|a-b|² = 2a·b - |b|² (|a|² is the same along a row).
             closeness = 2 * dots - norms[None, :]
             closeness[np.arange(len(rows)), rows] = -np.inf
-            result[rows] = _top_columns(closeness, k)
+            result[rows] = top_columns(closeness, k)
         return result
 
     def similar_items(self) -> tuple[IntArray, IntArray, FloatArray]:
@@ -304,10 +280,10 @@ class _PurchaseStats:
         cosine = together / np.sqrt(buyers[first] * buyers[second])
         order = np.lexsort((-cosine, first))
         first, second, cosine = first[order], second[order], cosine[order]
-        ptr = _row_pointers(first, n_items)
+        ptr = row_pointers(first, n_items)
         keep = np.arange(len(first)) - ptr[first] < SIMILAR_ITEMS
         first, second, cosine = first[keep], second[keep], cosine[keep]
-        return _row_pointers(first, n_items), second, cosine
+        return row_pointers(first, n_items), second, cosine
 
 
 def _shared_features(
@@ -346,7 +322,7 @@ def _build_level(histories: Histories, index: dict[int, int], params: NextBasket
     popular = stats.latest_popular[: min(EXPLORE_POPULAR, n_items)]
     repeats: list[_Candidates] = []
     explores: list[_Candidates] = []
-    for rows in _chunks(n_users, n_items):
+    for rows in chunks(n_users, n_items, CHUNK_CELLS):
         first, n_rows = int(rows[0]), len(rows)
         lo, hi = int(stats.ptr[first]), int(stats.ptr[first + n_rows])
         own_user, own_item = stats.pair_user[lo:hi], stats.pair_item[lo:hi]
@@ -355,21 +331,21 @@ def _build_level(histories: Histories, index: dict[int, int], params: NextBasket
         flat = neighbours[rows].ravel()
         entries, place = _ragged(stats.ptr, flat)
         owner = place // max(1, neighbours.shape[1])
-        neighbour = _sum_by(
+        neighbour = sum_by(
             owner * n_items + stats.pair_item[entries],
             stats.personal[entries] / max(1, neighbours.shape[1]),
             n_rows * n_items,
         ).reshape(n_rows, n_items)
         # Co-occurrence with all own items (weighted by personal share) and with the last basket.
         entries, place = _ragged(sim_ptr, own_item)
-        cooc = _sum_by(
+        cooc = sum_by(
             own_row[place] * n_items + sim_item[entries],
             personal_share[lo:hi][place] * sim_value[entries],
             n_rows * n_items,
         ).reshape(n_rows, n_items)
         last = in_last[lo:hi]
         entries, place = _ragged(sim_ptr, own_item[last])
-        cooc_last = _sum_by(
+        cooc_last = sum_by(
             own_row[last][place] * n_items + sim_item[entries],
             sim_value[entries],
             n_rows * n_items,
@@ -398,8 +374,8 @@ def _build_level(histories: Histories, index: dict[int, int], params: NextBasket
         owned[own_row, own_item] = True
         chosen = np.zeros((n_rows, n_items), bool)
         row_index = np.arange(n_rows)[:, None]
-        chosen[row_index, _top_columns(np.where(owned, -1.0, neighbour), EXPLORE_FROM_NEIGHBOURS)] = True
-        chosen[row_index, _top_columns(np.where(owned, -1.0, cooc), EXPLORE_FROM_COOCCURRENCE)] = True
+        chosen[row_index, top_columns(np.where(owned, -1.0, neighbour), EXPLORE_FROM_NEIGHBOURS)] = True
+        chosen[row_index, top_columns(np.where(owned, -1.0, cooc), EXPLORE_FROM_COOCCURRENCE)] = True
         chosen &= (neighbour > 0) | (cooc > 0)
         chosen[:, popular] = True
         chosen &= ~owned
@@ -570,7 +546,7 @@ class NextBasketModel:
         prior = np.concatenate([level.repeat.prior, level.explore.prior])
         order = np.lexsort((item, -prior, -probability, user))
         user, item = user[order], item[order]
-        starts = _row_pointers(user, level.n_users)
+        starts = row_pointers(user, level.n_users)
         fill = level.popular[: k + k].tolist()
         result: list[list[int]] = []
         for u in range(level.n_users):

@@ -63,6 +63,18 @@ def _progress() -> Iterator[Callable[[str], None]]:
         yield lambda step: bar.update(task, description=step)
 
 
+def _next_baskets(path: Path, option: str, step: Callable[[str], None]) -> dict[str, list[list[int]]]:
+    """Load the next-basket file given as ``option``; a bad file is a usage error that names it."""
+    from cloud.errors import EvaluationDataError
+    from cloud.evaluation.datasets import load_next_baskets
+
+    step(f"loading {path}")
+    try:
+        return load_next_baskets(path)
+    except EvaluationDataError as exc:
+        raise _fail(f"{option}: {exc}") from None
+
+
 def _params(
     decay: float | None, neighbours: int | None, degree: int | None, l2: float | None
 ) -> NextBasketParams:
@@ -112,25 +124,15 @@ def baskets(
     Prints JSON: recall@k, NDCG@k, PHR@k (share of users with a hit), and recall on repeat items (bought
     before) and explore items (new to the user), averaged over users. docs/EVALUATION.md defines them.
     """
-    from cloud.errors import EvaluationDataError
     from cloud.evaluation.baskets import evaluate_baskets, tune_baskets
-    from cloud.evaluation.datasets import load_next_baskets
 
     if future is None and not tune:
         raise _fail("--future: give the baskets to predict (or --tune alone to search the parameters)")
     params = _params(decay, neighbours, degree, l2)
     report: dict[str, object] = {}
     with _progress() as step:
-        try:
-            step(f"loading {history}")
-            past = load_next_baskets(history)
-        except EvaluationDataError as exc:
-            raise _fail(f"--history: {exc}") from None
-        try:
-            step(f"loading {future}")
-            coming = load_next_baskets(future) if future is not None else None
-        except EvaluationDataError as exc:
-            raise _fail(f"--future: {exc}") from None
+        past = _next_baskets(history, "--history", step)
+        coming = _next_baskets(future, "--future", step) if future is not None else None
         try:
             if tune:
                 report["tuning"] = tuning = tune_baskets(past, k, on_step=step)
@@ -235,7 +237,7 @@ def offers(
     Example: `frigo eval offers --transactions member_baskets.csv --format member-baskets --k 10`
     """
     from cloud.errors import EvaluationDataError
-    from cloud.evaluation.datasets import hold_out_last, load_next_baskets, load_transactions
+    from cloud.evaluation.datasets import hold_out_last, load_transactions
     from cloud.evaluation.offers import evaluate_offers, tune_offers
     from cloud.explore import ExploreParams
 
@@ -251,16 +253,8 @@ def offers(
         elif history is None or future is None:
             raise _fail("give --history and --future (next-basket JSON), or --transactions (a CSV)")
         else:
-            try:
-                step(f"loading {history}")
-                past = load_next_baskets(history)
-            except EvaluationDataError as exc:
-                raise _fail(f"--history: {exc}") from None
-            try:
-                step(f"loading {future}")
-                coming = load_next_baskets(future)
-            except EvaluationDataError as exc:
-                raise _fail(f"--future: {exc}") from None
+            past = _next_baskets(history, "--history", step)
+            coming = _next_baskets(future, "--future", step)
         try:
             tuning = tune_offers(past, k, on_step=step)
             chosen = tuning["chosen"]
