@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 from sqlmodel import Session
 
-from cloud.retailers import create_retailer
+from cloud.identity.retailers import create_retailer
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
 from shared import gtin

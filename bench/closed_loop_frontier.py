@@ -1,7 +1,7 @@
 """Service against waste: each closed-loop policy at several settings, on the same households.
 
 One setting per policy hides the trade between stockouts and waste; this runs Grocy's minimum
-stock, Dash's threshold and ours at stronger and weaker settings (``cloud/evaluation/closedloop.py``)
+stock, Dash's threshold and ours at stronger and weaker settings (``evaluation/closedloop.py``)
 and prints one JSON line per run, then a table. Figures in docs/EVALUATION.md.
 
     .venv/bin/python -m bench.closed_loop_frontier [--households 200] [--days 90] [--seed 1]
@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from cloud.evaluation.closedloop import FixedThreshold, Frigo, MinimumStock, Policy, run_policy
-from cloud.replenishment import PolicyParams
+from cloud.planning.replenishment import PolicyParams
+from evaluation.closedloop import FixedThreshold, Frigo, MinimumStock, Policy, run_policy
 from simulator.catalog import CATALOG
 
 GROCY_MINIMUMS = (1, 2, 3, 4)

@@ -1,7 +1,7 @@
 """What an offer run spends on its statistics, and what the scheduler's cache saves.
 
-Each offer run needs co-purchase statistics and cloud.explore's new items per household, fitted on
-the baskets of every household that consents to analytics (``cloud.offers.fit``). This times that
+Each offer run needs co-purchase statistics and cloud.commerce.explore's new items per household, fitted on
+the baskets of every household that consents to analytics (``cloud.commerce.offers.fit``). This times that
 fit on real baskets (Ta Feng's history, one basket a day per household), for fleets of growing
 size, and a run's lookup in a ``LiftCache`` that holds it (the scheduler's: refitted every 6 hours
 or when a household withdraws). Prints one JSON object.
@@ -21,8 +21,8 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from cloud.evaluation.datasets import load_next_baskets
-from cloud.offers import fit
+from cloud.commerce.offers import fit
+from evaluation.datasets import load_next_baskets
 
 FIRST_DAY = date(2026, 1, 1)
 

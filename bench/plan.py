@@ -1,8 +1,8 @@
 """Planning at fleet scale: forecast and reorder decision for every household's items at once.
 
 Builds ``--households`` × ``--items`` items with ``--days`` of daily use (intermittent, seeded),
-then times what a planning run does with them: the forecast (``cloud.forecast.forecast``, TSB over
-the days) and the policy (``cloud.replenishment.plan``: due items, consolidated baskets, waste
+then times what a planning run does with them: the forecast (``cloud.planning.forecast.forecast``, TSB over
+the days) and the policy (``cloud.planning.replenishment.plan``: due items, consolidated baskets, waste
 cap, days until empty p10/p50/p90). Prints one JSON object; the target (issue 6) is 100,000
 households × 30 items in 60 s or less.
 
@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from cloud.forecast import forecast
-from cloud.replenishment import PlanItems, PolicyParams, plan
+from cloud.planning.forecast import forecast
+from cloud.planning.replenishment import PlanItems, PolicyParams, plan
 
 # Items are forecast and planned in chunks of this many: memory stays near 1 GB whatever the fleet.
 CHUNK = 500_000

@@ -3,8 +3,9 @@
 Each of these is a table the API and the planner write in the same transaction as the change they
 carry (an outbox), and this loop drains: pending fridge commands are published at QoS 1 and
 marked sent once the broker acknowledges them; due webhooks are sent and retried
-(``cloud/deliveries.py``); order answers that fridges sent are applied (``cloud/answers.py``). A
-pass that fails (the database restarting) is logged and tried again on the next tick.
+(``cloud/outbox/deliveries.py``); order answers that fridges sent are applied
+(``cloud/commerce/answers.py``). A pass that fails (the database restarting) is logged and tried
+again on the next tick.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
-from cloud import commands
-from cloud.answers import apply_answers
-from cloud.deliveries import WebhookSender
+from cloud.commerce.answers import apply_answers
+from cloud.outbox import commands
+from cloud.outbox.deliveries import WebhookSender
 from shared.clock import Clock
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The planning schedule: APScheduler runs a planning cycle every ``planning_interval_s``.
 
-The job itself is :func:`cloud.planner.plan_cycle`; this module only wires it to a background
+The job itself is :func:`cloud.planning.planner.plan_cycle`; this module only wires it to a background
 scheduler (one job, never two at once in a worker, a missed run coalesced into the next) and lets
 callers ask for a run soon, e.g. after a burst of events. Several workers may each run the
 schedule: on PostgreSQL they share the households through row leases, and a cycle's basket has one
@@ -17,10 +17,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, exists, select, update
 
-from cloud.models import DEVICES, HOUSEHOLDS, PLANNED_ORDERS
-from cloud.offers import LiftCache, OfferRun, run_offers
-from cloud.planner import PlanningRun, cycle_of, plan_cycle
-from cloud.replenishment import PolicyParams
+from cloud.commerce.offers import LiftCache, OfferRun, run_offers
+from cloud.db.tables import DEVICES, HOUSEHOLDS, PLANNED_ORDERS
+from cloud.planning.planner import PlanningRun, cycle_of, plan_cycle
+from cloud.planning.replenishment import PolicyParams
 from shared.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ class PlanningSchedule:
         self.last: PlanningRun | None = None
         self._lock = threading.Lock()
         self._active: set[str] = set()  # devices that stored events since the last run
-        # After each planning run, the offers (cloud/offers.py): the baskets they must not echo are made.
+        # After each planning run, the offers (cloud/commerce/offers.py): the baskets they must not
+        # echo are made.
         self.offers = True
         self.last_offers: OfferRun | None = None
         self.lift_cache = LiftCache()

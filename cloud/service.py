@@ -9,15 +9,15 @@ import time
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from cloud.api import create_app
-from cloud.database import create_db_engine, create_schema
+from cloud.api.metrics import create_registry
+from cloud.app import create_app
+from cloud.db.engine import create_db_engine, create_schema
 from cloud.dispatcher import Dispatcher
-from cloud.ingest import Ingestor
-from cloud.metrics import create_registry
+from cloud.ingest.ingestor import Ingestor
+from cloud.ingest.writer import WriterConfig, WriterProcess
+from cloud.mqtt.subscriber import Subscriber
 from cloud.scheduler import PlanningSchedule
 from cloud.settings import CloudSettings
-from cloud.subscriber import Subscriber
-from cloud.writer import WriterConfig, WriterProcess
 from shared.clock import Clock, SystemClock
 from shared.messages import EventsAcknowledged
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cloud.deadletters import DEFAULT_MAX_DEAD_LETTERS
+from cloud.ingest.deadletters import DEFAULT_MAX_DEAD_LETTERS
 from shared.mqtt import MqttSettings
 
 

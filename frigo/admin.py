@@ -50,7 +50,7 @@ def _session(database_url: str | None, needs: str = "devices") -> Iterator[Sessi
     from sqlalchemy import inspect, make_url
     from sqlmodel import Session
 
-    from cloud.database import create_db_engine
+    from cloud.db.engine import create_db_engine
     from cloud.settings import CloudSettings
 
     url = database_url or CloudSettings().database_url
@@ -70,7 +70,7 @@ def _session(database_url: str | None, needs: str = "devices") -> Iterator[Sessi
 def _write_files(
     session: Session, password_file: Path, acl_file: Path, cloud_users: dict[str, str] | None
 ) -> None:
-    from cloud.devices import write_mosquitto_files
+    from cloud.identity.devices import write_mosquitto_files
 
     written = write_mosquitto_files(session, password_file, acl_file, cloud_users)
     typer.echo(
@@ -113,7 +113,7 @@ def provision(
     mosquitto_acl: AclFile = None,
 ) -> None:
     """Issue a device its secret (a known device gets a new one; the old one stops working)."""
-    from cloud.devices import DeviceAdminError, provision
+    from cloud.identity.devices import DeviceAdminError, provision
     from shared.errors import InvalidTopic
 
     files = _paired(mosquitto_passwd, mosquitto_acl)
@@ -147,7 +147,7 @@ def revoke(
     mosquitto_acl: AclFile = None,
 ) -> None:
     """Revoke a device's credential; provisioning it again issues a new one."""
-    from cloud.devices import revoke
+    from cloud.identity.devices import revoke
 
     files = _paired(mosquitto_passwd, mosquitto_acl)
     with _session(database_url) as session:
@@ -166,7 +166,7 @@ def revoke(
 @devices_app.command("list")
 def list_(database_url: DatabaseUrl = None) -> None:
     """List every device and the state of its credential."""
-    from cloud.devices import list_devices
+    from cloud.identity.devices import list_devices
 
     with _session(database_url) as session:
         rows = [
@@ -207,7 +207,7 @@ def write_mosquitto(
                 f"${cloud_password_env} is unset or empty", param_hint="--cloud-password-env"
             )
         cloud_users = {cloud_user: password}
-    from cloud.devices import DeviceAdminError
+    from cloud.identity.devices import DeviceAdminError
 
     with _session(database_url) as session:
         try:
@@ -229,7 +229,7 @@ def init(
 ) -> None:
     """Make a CA (kept if it exists) and a server certificate for HOSTs; print Mosquitto's lines."""
     from cloud.errors import ConfigurationError
-    from cloud.pki import CA_CERT, make_ca, make_server_cert
+    from cloud.mqtt.pki import CA_CERT, make_ca, make_server_cert
 
     if (directory / CA_CERT).exists():
         typer.echo(f"using the existing CA in {directory}")
@@ -255,7 +255,7 @@ def retailers_create(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create a retailer and print its API key (shown once; only its hash is stored)."""
-    from cloud.retailers import RetailerError, create_retailer
+    from cloud.identity.retailers import RetailerError, create_retailer
 
     with _session(database_url, needs="retailers") as session:
         try:
@@ -278,7 +278,7 @@ def retailers_key(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Give a retailer one more API key (for rotation: the old keys keep working until revoked)."""
-    from cloud.retailers import RetailerError, new_key
+    from cloud.identity.retailers import RetailerError, new_key
 
     with _session(database_url, needs="retailers") as session:
         try:
@@ -294,7 +294,7 @@ def retailers_list(database_url: DatabaseUrl = None) -> None:
     """List the retailers with their keys' prefixes."""
     from sqlmodel import select
 
-    from cloud.models import Retailer, RetailerKey
+    from cloud.db.tables import Retailer, RetailerKey
 
     with _session(database_url, needs="retailers") as session:
         for retailer in session.exec(select(Retailer).order_by(Retailer.id)):
@@ -328,7 +328,7 @@ def tokens_admin(database_url: DatabaseUrl = None) -> None:
 
 
 def _issue(role: Literal["household", "admin"], household_id: str | None, database_url: str | None) -> None:
-    from cloud.access import AccessError, issue_token
+    from cloud.identity.tokens import AccessError, issue_token
 
     with _session(database_url, needs="access_tokens") as session:
         try:

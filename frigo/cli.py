@@ -130,7 +130,7 @@ def broker(
     ] = None,
 ) -> None:
     """Run the embedded MQTT broker (amqtt, MQTT 3.1.1) until Ctrl-C or SIGTERM."""
-    from cloud.broker import EmbeddedBroker
+    from cloud.mqtt.broker import EmbeddedBroker
 
     if (cloud_user is None) != (cloud_password_env is None):
         raise typer.BadParameter("give both --cloud-user and --cloud-password-env, or neither")
@@ -139,8 +139,8 @@ def broker(
     engine = None
     auth = None
     if database_url is not None:
-        from cloud.brokerauth import BrokerAuth
-        from cloud.database import create_db_engine, create_schema
+        from cloud.db.engine import create_db_engine, create_schema
+        from cloud.mqtt.auth import BrokerAuth
 
         cloud_users: dict[str, str] = {}
         if cloud_user is not None and cloud_password_env is not None:
@@ -215,8 +215,8 @@ def cloud(
 @cloud_app.command("migrate")
 def cloud_migrate(ctx: typer.Context) -> None:
     """Bring the database schema up to date (workers also do it when they start)."""
-    from cloud import migrate
-    from cloud.database import create_db_engine
+    from cloud.db import migrate
+    from cloud.db.engine import create_db_engine
 
     engine = create_db_engine(ctx.obj.database_url)
     try:

@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from cloud.broker import EmbeddedBroker
+from cloud.mqtt.broker import EmbeddedBroker
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
 from shared.mqtt import MqttSettings
@@ -163,7 +163,7 @@ def _admin_token(cloud: CloudService, path: Path) -> str:
 
     from sqlmodel import Session
 
-    from cloud.access import issue_token
+    from cloud.identity.tokens import issue_token
     from shared.files import replace_file
 
     with Session(cloud.engine) as session:

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cloud.evaluation.datasets import TransactionFormat
+from evaluation.datasets import TransactionFormat
 
 if TYPE_CHECKING:
-    from cloud.nextbasket import NextBasketParams
+    from evaluation.nextbasket import NextBasketParams
 
 eval_app = typer.Typer(
     help="Measure the cloud's predictions: next baskets, reorder days and offers of new items on real "
@@ -66,7 +66,7 @@ def _progress() -> Iterator[Callable[[str], None]]:
 def _next_baskets(path: Path, option: str, step: Callable[[str], None]) -> dict[str, list[list[int]]]:
     """Load the next-basket file given as ``option``; a bad file is a usage error that names it."""
     from cloud.errors import EvaluationDataError
-    from cloud.evaluation.datasets import load_next_baskets
+    from evaluation.datasets import load_next_baskets
 
     step(f"loading {path}")
     try:
@@ -79,7 +79,7 @@ def _params(
     decay: float | None, neighbours: int | None, degree: int | None, l2: float | None
 ) -> NextBasketParams:
     """Return the model's default parameters with the options given on the command line."""
-    from cloud.nextbasket import NextBasketParams
+    from evaluation.nextbasket import NextBasketParams
 
     params = NextBasketParams()
     return NextBasketParams(
@@ -124,7 +124,7 @@ def baskets(
     Prints JSON: recall@k, NDCG@k, PHR@k (share of users with a hit), and recall on repeat items (bought
     before) and explore items (new to the user), averaged over users. docs/EVALUATION.md defines them.
     """
-    from cloud.evaluation.baskets import evaluate_baskets, tune_baskets
+    from evaluation.baskets import evaluate_baskets, tune_baskets
 
     if future is None and not tune:
         raise _fail("--future: give the baskets to predict (or --tune alone to search the parameters)")
@@ -175,8 +175,8 @@ def reorder(
     PHR@k, repeat and explore recall of our model, P-TopFreq and G-TopFreq.
     """
     from cloud.errors import EvaluationDataError
-    from cloud.evaluation.datasets import load_transactions
-    from cloud.evaluation.reorder import evaluate_reorder
+    from evaluation.datasets import load_transactions
+    from evaluation.reorder import evaluate_reorder
 
     params = _params(decay, neighbours, degree, l2)
     with _progress() as step:
@@ -226,7 +226,7 @@ def offers(
     basket holds at least one. The baseline offers the items in most baskets that the household never
     bought.
 
-    The engine's parameters (`cloud/explore.py`: weights of co-purchase, neighbours and popularity,
+    The engine's parameters (`cloud/commerce/explore.py`: weights of co-purchase, neighbours and popularity,
     number of neighbours, recency decay) are searched first on a validation split of the history (each
     household's last history basket predicted from the ones before); the best explore recall there is
     refitted on the full history and scored once on the baskets to predict.
@@ -236,10 +236,10 @@ def offers(
 
     Example: `frigo eval offers --transactions member_baskets.csv --format member-baskets --k 10`
     """
+    from cloud.commerce.explore import ExploreParams
     from cloud.errors import EvaluationDataError
-    from cloud.evaluation.datasets import hold_out_last, load_transactions
-    from cloud.evaluation.offers import evaluate_offers, tune_offers
-    from cloud.explore import ExploreParams
+    from evaluation.datasets import hold_out_last, load_transactions
+    from evaluation.offers import evaluate_offers, tune_offers
 
     if transactions is not None and (history is not None or future is not None):
         raise _fail("give either --transactions or --history with --future, not both")
@@ -286,8 +286,8 @@ def closed_loop(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from cloud.evaluation.closedloop import closed_loop as run
-    from cloud.evaluation.closedloop import default_policies
+    from evaluation.closedloop import closed_loop as run
+    from evaluation.closedloop import default_policies
     from simulator.catalog import CATALOG
 
     policies = default_policies({p.code: p for p in CATALOG})

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from cloud.webhooks import WebhookVerificationError, verify
+from cloud.outbox.signing import WebhookVerificationError, verify
 from shared.clock import Clock
 from simulator.catalog import CATALOG, Category, Product
 from simulator.errors import SimulatorError

@@ -6,7 +6,7 @@ own device with its own secret, ramps up at ``connect_rate`` a second and publis
 events at ``rate`` a second for the whole swarm for ``duration_s`` (the ramp included). The run
 starts its own Mosquitto with a password file of every device (Mosquitto's ``$7$`` hash, written
 directly: the argon2 hash that provisioning computes would take minutes for 10,000 devices) and the
-ACL file of :mod:`cloud.devices`; with ``cloud = true`` a ``frigo cloud`` worker in a process of
+ACL file of :mod:`cloud.identity.devices`; with ``cloud = true`` a ``frigo cloud`` worker in a process of
 its own (SQLite) stores and acknowledges the events. The result says how many devices were
 connected at once, the events a second, the errors, and the memory and CPU of each process.
 """

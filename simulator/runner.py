@@ -68,7 +68,7 @@ def run_scenario(
     Without ``mqtt``, the run has a broker of its own: Mosquitto if installed, else the embedded
     one (which cannot be restarted). With ``mqtt``, broker restarts need ``restart_broker``.
     """
-    from cloud.models import EVENTS
+    from cloud.db.tables import EVENTS
     from cloud.service import CloudService
     from cloud.settings import CloudSettings
 
@@ -196,8 +196,8 @@ def _shop_account(cloud: CloudService, scenario: Scenario, clock: ManualClock) -
     """Make the run's retailer account and its households in the cloud; return (retailer id, key)."""
     from sqlmodel import Session
 
-    from cloud.devices import provision
-    from cloud.retailers import create_retailer
+    from cloud.identity.devices import provision
+    from cloud.identity.retailers import create_retailer
 
     with Session(cloud.engine) as session:
         retailer, key = create_retailer(session, f"Simulated shop {scenario.name}", clock.now())
@@ -215,8 +215,8 @@ def _api_retailer(
     """Return the retailer that works through the order API, on the run's shop account."""
     from sqlmodel import Session
 
-    from cloud.access import issue_token
-    from cloud.ingest import household_id_for
+    from cloud.identity.tokens import issue_token
+    from cloud.ingest.ingestor import household_id_for
 
     assert scenario.retailer is not None
     retailer_id, key = account
@@ -238,11 +238,11 @@ def _offer_to(cloud: CloudService, world: World, scenario: Scenario, retailer_id
     import random
     import uuid
 
-    from cloud import consents
-    from cloud.ingest import household_id_for
-    from cloud.models import OFFERS
-    from cloud.offers import run_offers
-    from cloud.retailers import upsert_catalog
+    from cloud.commerce import consents
+    from cloud.commerce.offers import run_offers
+    from cloud.db.tables import OFFERS
+    from cloud.identity.retailers import upsert_catalog
+    from cloud.ingest.ingestor import household_id_for
     from simulator.apiretailer import catalog_items
 
     settings = scenario.offers
@@ -291,7 +291,7 @@ def _offer_to(cloud: CloudService, world: World, scenario: Scenario, retailer_id
 
 def _await_webhooks(cloud: CloudService) -> None:
     """Wait until the last day's webhooks are sent (the dispatcher sends within a tick)."""
-    from cloud.models import WEBHOOK_DELIVERIES
+    from cloud.db.tables import WEBHOOK_DELIVERIES
 
     deadline = time.monotonic() + OFFER_NEWS_S
     while time.monotonic() < deadline:
@@ -308,7 +308,7 @@ def _await_webhooks(cloud: CloudService) -> None:
 
 def _through_api(connection: Connection, shop: ApiRetailer) -> dict[str, Any]:
     """Return what went through the order API: orders by status, webhooks, packs matched on fridges."""
-    from cloud.models import EVENTS, ORDER_LINES, ORDERS, WEBHOOK_DELIVERIES
+    from cloud.db.tables import EVENTS, ORDER_LINES, ORDERS, WEBHOOK_DELIVERIES
 
     statuses = connection.execute(select(ORDERS.c.status, func.count()).group_by(ORDERS.c.status)).all()
     webhooks = connection.execute(
@@ -335,7 +335,7 @@ def _through_api(connection: Connection, shop: ApiRetailer) -> dict[str, Any]:
 
 def _forecast_rows(engine: Engine, devices: Sequence[str], now: datetime) -> list[list[object]]:
     """Return forecast.csv's rows: each watched fridge's stock at the end of the coming day, in packs."""
-    from cloud.planner import plan_households
+    from cloud.planning.planner import plan_households
 
     with engine.connect() as connection:
         plans = plan_households(connection, [f"hh-{device}" for device in devices], now)
@@ -376,7 +376,7 @@ def _own_broker(stack: ExitStack, report_dir: Path) -> tuple[MqttSettings, Calla
         mosquitto.start()
         stack.callback(mosquitto.stop)
         return mosquitto.mqtt(), mosquitto.restart
-    from cloud.broker import EmbeddedBroker
+    from cloud.mqtt.broker import EmbeddedBroker
 
     broker = EmbeddedBroker("127.0.0.1", free_port())
     broker.start()

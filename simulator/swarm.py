@@ -708,7 +708,7 @@ def write_broker_files(
 
     Hashed for Mosquitto directly, without provisioning: argon2 for 10,000 devices takes minutes.
     """
-    from cloud.devices import acl_text, mosquitto_hash
+    from cloud.identity.devices import acl_text, mosquitto_hash
 
     password_file, acl_file = directory / "passwd", directory / "acl"
     users = {c.device_id: c.secret for c in credentials} | dict(cloud_users)

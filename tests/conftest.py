@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud.broker import EmbeddedBroker
+from cloud.mqtt.broker import EmbeddedBroker
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
 from shared.mqtt import MqttSettings

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlmodel import Session
 
-from cloud.access import AccessError, issue_token
+from cloud.identity.tokens import AccessError, issue_token
 from cloud.service import CloudService
 from shared.clock import ManualClock
 from tests.support.auth import bearer

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from sqlmodel import Session
 
-from cloud.dependencies import MAX_PAGE
-from cloud.models import Device
+from cloud.api.dependencies import MAX_PAGE
+from cloud.db.tables import Device
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
 from shared import topics

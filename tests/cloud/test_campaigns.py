@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import Engine, insert, select
 from sqlmodel import Session
 
-from cloud import campaigns, consents
-from cloud.campaigns import CONTROL, Active, Variant, arm_of, two_proportion_p, wilson
-from cloud.models import CAMPAIGN_ASSIGNMENTS, OFFERS
-from cloud.offers import run_offers
-from cloud.retailers import create_retailer, upsert_catalog
+from cloud.commerce import campaigns, consents
+from cloud.commerce.campaigns import CONTROL, Active, Variant, arm_of, two_proportion_p, wilson
+from cloud.commerce.offers import run_offers
+from cloud.db.tables import CAMPAIGN_ASSIGNMENTS, OFFERS
+from cloud.identity.retailers import create_retailer, upsert_catalog
 from cloud.service import CloudService
 from shared import topics
 from shared.clock import ManualClock

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
-from cloud import consents
-from cloud.models import HOUSEHOLDS, Household
-from cloud.retailers import create_retailer
+from cloud.commerce import consents
+from cloud.db.tables import HOUSEHOLDS, Household
+from cloud.identity.retailers import create_retailer
 from cloud.service import CloudService
 from shared.clock import ManualClock
 from shared.gtin import make_gtin13

@@ -18,11 +18,11 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from cloud.database import create_db_engine, create_schema
-from cloud.deadletters import MAX_DEAD_LETTER_BYTES, MAX_TOPIC_CHARS
-from cloud.dependencies import MAX_PAGE
-from cloud.ingest import Ingestor, RejectReason
-from cloud.models import DEAD_LETTERS, DEVICES, EVENTS, Device, Household
+from cloud.api.dependencies import MAX_PAGE
+from cloud.db.engine import create_db_engine, create_schema
+from cloud.db.tables import DEAD_LETTERS, DEVICES, EVENTS, Device, Household
+from cloud.ingest.deadletters import MAX_DEAD_LETTER_BYTES, MAX_TOPIC_CHARS
+from cloud.ingest.ingestor import Ingestor, RejectReason
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
 from shared import topics
@@ -281,7 +281,7 @@ def test_failing_dead_letter_write_is_logged_and_ingestion_goes_on(
 ) -> None:
     harness = Harness(engine)
     DEAD_LETTERS.drop(engine)
-    caplog.set_level(logging.ERROR, logger="cloud.deadletters")
+    caplog.set_level(logging.ERROR, logger="cloud.ingest.deadletters")
 
     acks = harness.process((topics.events("fridge-1"), b"junk"), msg(added("fridge-1", 1)))
     alone = harness.process(("x/y", b"{}"))
@@ -291,7 +291,7 @@ def test_failing_dead_letter_write_is_logged_and_ingestion_goes_on(
     assert count_events(engine) == 1
     stats = harness.ingestor.stats
     assert (stats.dead_letters, stats.dead_letter_failures, stats.rejected_total) == (0, 2, 2)
-    errors = [r for r in caplog.records if r.name == "cloud.deadletters"]
+    errors = [r for r in caplog.records if r.name == "cloud.ingest.deadletters"]
     assert [r.getMessage() for r in errors] == [
         "could not store 1 dead letters; ingestion goes on without them"
     ] * 2

@@ -13,9 +13,9 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from cloud import devices
-from cloud.database import create_db_engine, create_schema
-from cloud.models import Device, Household
+from cloud.db.engine import create_db_engine, create_schema
+from cloud.db.tables import Device, Household
+from cloud.identity import devices
 from frigo.admin import devices_app
 from shared import topics
 from shared.errors import InvalidTopic

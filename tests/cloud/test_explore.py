@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cloud.evaluation import metrics
-from cloud.evaluation.baskets import validation_split
-from cloud.evaluation.datasets import (
+from cloud.commerce.explore import ExploreEngine, ExploreParams, ExploreSignals, Signal
+from evaluation import metrics
+from evaluation.baskets import validation_split
+from evaluation.datasets import (
     TransactionFormat,
     hold_out_last,
     load_next_baskets,
     load_transactions,
 )
-from cloud.evaluation.offers import evaluate_offers, explore_scores, popular_unseen, tune_offers
-from cloud.explore import ExploreEngine, ExploreParams, ExploreSignals, Signal
+from evaluation.offers import evaluate_offers, explore_scores, popular_unseen, tune_offers
 from frigo.evaluate import eval_app
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"

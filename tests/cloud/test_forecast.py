@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cloud.forecast import ForecastParams, days_until_empty, forecast, reorder_point, z_score
+from cloud.planning.forecast import ForecastParams, days_until_empty, forecast, reorder_point, z_score
 
 
 def one(usage: list[float], prior: float = 0.3, **kwargs: object) -> tuple[float, float]:

@@ -18,9 +18,9 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from cloud.database import create_db_engine, create_schema
-from cloud.ingest import Ingestor, household_id_for
-from cloud.models import DEVICES, EVENTS, HOUSEHOLDS, Device, Household
+from cloud.db.engine import create_db_engine, create_schema
+from cloud.db.tables import DEVICES, EVENTS, HOUSEHOLDS, Device, Household
+from cloud.ingest.ingestor import Ingestor, household_id_for
 from shared import topics
 from shared.clock import ManualClock
 from shared.messages import (
@@ -362,13 +362,15 @@ INVALID: list[Any] = [
 def test_invalid_message_is_rejected_logged_and_does_not_stop_ingestion(
     harness: Harness, caplog: pytest.LogCaptureFixture, topic: str, payload: bytes, reason: str
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="cloud.ingest")
+    caplog.set_level(logging.WARNING, logger="cloud.ingest.ingestor")
 
     acks = harness.process((topic, payload), msg(added("fridge-1", 1)))
 
     assert acks == [ack("fridge-1", (1, 1))]
     assert harness.ingestor.stats.rejected == Counter({reason: 1})
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "cloud.ingest"]
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and r.name == "cloud.ingest.ingestor"
+    ]
     assert len(warnings) == 1
     assert warnings[0].getMessage().startswith(f"rejected message on {topic} ({reason}): ")
 
@@ -391,7 +393,7 @@ def test_batch_of_only_invalid_messages_touches_nothing(harness: Harness) -> Non
 def test_seq_conflict_is_rejected_and_not_acknowledged(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="cloud.ingest")
+    caplog.set_level(logging.WARNING, logger="cloud.ingest.ingestor")
     original = added("fridge-1", 1, code="MILK")
     assert harness.process(msg(original)) == [ack("fridge-1", (1, 1))]
 

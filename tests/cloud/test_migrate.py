@@ -15,8 +15,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 from sqlmodel import SQLModel
 
-from cloud import migrate
-from cloud.database import create_db_engine
+from cloud.db import migrate
+from cloud.db.engine import create_db_engine
 
 TABLES = {
     "households",

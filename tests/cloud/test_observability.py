@@ -23,10 +23,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cloud.database import create_db_engine, create_schema
-from cloud.ingest import BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS, Ingestor, RejectReason
+from cloud.api.metrics import CONTENT_TYPE, create_registry
+from cloud.db.engine import create_db_engine, create_schema
+from cloud.ingest.ingestor import BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS, Ingestor, RejectReason
 from cloud.logs import JsonFormatter, configure_logging
-from cloud.metrics import CONTENT_TYPE, create_registry
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
 from shared import topics
@@ -363,17 +363,17 @@ def test_json_formatter_writes_one_object_per_line_with_extras() -> None:
 def test_ingest_rejections_carry_topic_reason_and_device(
     service: CloudService, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="cloud.ingest")
+    caplog.set_level(logging.WARNING, logger="cloud.ingest.ingestor")
 
     service.ingestor.process([(topics.events("fridge-3"), b"{}"), ("nowhere", b"{}")])
 
-    records = [r for r in caplog.records if r.name == "cloud.ingest"]
+    records = [r for r in caplog.records if r.name == "cloud.ingest.ingestor"]
     documents = [json.loads(JsonFormatter().format(r)) for r in records]
     assert [(d["topic"], d["reason"], d["device_id"]) for d in documents] == [
         (topics.events("fridge-3"), "invalid_payload", "fridge-3"),
         ("nowhere", "invalid_topic", None),
     ]
-    assert all(d["level"] == "WARNING" and d["logger"] == "cloud.ingest" for d in documents)
+    assert all(d["level"] == "WARNING" and d["logger"] == "cloud.ingest.ingestor" for d in documents)
 
 
 @pytest.mark.parametrize("as_json", [True, False])

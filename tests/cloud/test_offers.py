@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import Engine, insert, select, update
 from sqlmodel import Session
 
-from cloud import consents, offers
-from cloud.database import as_utc
-from cloud.models import DEVICE_COMMANDS, HOUSEHOLDS, OFFERS, ORDER_LINES, ORDERS, PLANNED_ORDER_LINES
-from cloud.offers import candidates, run_offers
-from cloud.planner import plan_cycle
-from cloud.retailers import create_retailer, upsert_catalog
+from cloud.commerce import consents, offers
+from cloud.commerce.offers import candidates, run_offers
+from cloud.db.engine import as_utc
+from cloud.db.tables import DEVICE_COMMANDS, HOUSEHOLDS, OFFERS, ORDER_LINES, ORDERS, PLANNED_ORDER_LINES
+from cloud.identity.retailers import create_retailer, upsert_catalog
+from cloud.planning.planner import plan_cycle
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
 from shared import topics
@@ -214,7 +214,7 @@ def test_complements_come_from_consenting_households_and_name_the_signal(world: 
     assert complement.gtin == PARMESAN
     assert complement.reason.startswith("households who buy Pasta often buy Parmesan")
     assert complement.data == ("purchases",)
-    # A household that lets its purchases count too is in cloud.explore's fit: the engine that
+    # A household that lets its purchases count too is in cloud.commerce.explore's fit: the engine that
     # `frigo eval offers` measures ranks its new items, and names its signal.
     world.consent(household, "analytics")
     explored = {c.gtin: c for c in world.candidates(household) if c.kind == "complement"}[PARMESAN]
@@ -395,7 +395,7 @@ def test_dismissals_lower_a_category_and_an_accepted_offer_goes_into_the_next_ba
 
 
 def test_an_answer_on_the_fridge_is_applied_like_one_through_the_api(world: World) -> None:
-    from cloud.answers import apply_answers
+    from cloud.commerce.answers import apply_answers
     from shared.messages import OfferAnswered
 
     household = world.home("fridgeside")

@@ -20,10 +20,10 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlmodel import Session
 
-from cloud.models import ORDERS, PLANNED_ORDER_LINES, PLANNED_ORDERS, Household
-from cloud.orders import fridge_lines
-from cloud.retailers import create_retailer
-from cloud.schemas import OrderPublic
+from cloud.api.schemas import OrderPublic
+from cloud.commerce.orders import fridge_lines
+from cloud.db.tables import ORDERS, PLANNED_ORDER_LINES, PLANNED_ORDERS, Household
+from cloud.identity.retailers import create_retailer
 from cloud.service import CloudService
 from shared.clock import ManualClock
 from shared.gtin import make_gtin13

@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from typer.testing import CliRunner
 
 from cloud.errors import ConfigurationError
-from cloud.pki import CaFiles, ServerFiles, make_ca, make_server_cert
+from cloud.mqtt.pki import CaFiles, ServerFiles, make_ca, make_server_cert
 from frigo.admin import pki_app
 from tests.support.services import require_tool
 

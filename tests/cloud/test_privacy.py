@@ -12,9 +12,12 @@ import pytest
 from sqlalchemy import Engine, func, insert, select
 from sqlmodel import Session
 
-from cloud import commands, devices, migrate, privacy
-from cloud.database import create_db_engine
-from cloud.models import DEVICE_COMMANDS, EVENTS
+from cloud.commerce import privacy
+from cloud.db import migrate
+from cloud.db.engine import create_db_engine
+from cloud.db.tables import DEVICE_COMMANDS, EVENTS
+from cloud.identity import devices
+from cloud.outbox import commands
 from shared.messages import CatalogUpdated, ProductInfo, decode_command
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -73,7 +76,7 @@ def test_rows_stored_after_an_erasure_get_ids_never_used_before(engine: Engine) 
         newest_command = connection.execute(select(func.max(DEVICE_COMMANDS.c.id))).scalar_one()
     with engine.begin() as connection:
         privacy.erase(connection, f"hh-{GOES}", NOW)
-    # The next event (the cursor of cloud/answers.py is past the erased ones) and command.
+    # The next event (the cursor of cloud/commerce/answers.py is past the erased ones) and command.
     assert store_event(engine, STAYS, 2) > newest
     queue_command(engine, STAYS)
     with engine.connect() as connection:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cloud.forecast import Forecast
-from cloud.replenishment import PlanItems, PolicyParams, plan
+from cloud.planning.forecast import Forecast
+from cloud.planning.replenishment import PlanItems, PolicyParams, plan
 
 
 def fc(rate: list[float], sd: list[float] | None = None) -> Forecast:

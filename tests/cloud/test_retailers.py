@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from cloud.models import RETAILER_KEYS
-from cloud.retailers import RetailerError, create_retailer, key_hash, new_key, slug
+from cloud.db.tables import RETAILER_KEYS
+from cloud.identity.retailers import RetailerError, create_retailer, key_hash, new_key, slug
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
 from frigo.cli import app

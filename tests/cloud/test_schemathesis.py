@@ -34,12 +34,12 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from sqlmodel import Session
 
-from cloud.api import create_app
-from cloud.broker import EmbeddedBroker
-from cloud.database import create_db_engine
-from cloud.ingest import IngestStats
-from cloud.planner import plan_cycle
-from cloud.retailers import create_retailer
+from cloud.app import create_app
+from cloud.db.engine import create_db_engine
+from cloud.identity.retailers import create_retailer
+from cloud.ingest.ingestor import IngestStats
+from cloud.mqtt.broker import EmbeddedBroker
+from cloud.planning.planner import plan_cycle
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
 from shared import gtin, topics

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from cloud import subscriber
-from cloud.subscriber import Subscriber
+from cloud.mqtt import subscriber
+from cloud.mqtt.subscriber import Subscriber
 from shared.messages import EventsAcknowledged
 from shared.mqtt import MqttSettings
 from tests.support.services import Mosquitto, free_port

@@ -3,7 +3,7 @@
 The sender is driven directly (``WebhookSender.send_due``) with a :class:`ManualClock`, so a retry is
 tested by moving the clock, never by sleeping. The receiver answers each request with the status
 the test sets and keeps what it got, so every delivery is checked the way a retailer would check
-it: with :func:`cloud.webhooks.verify` and the endpoint's secret.
+it: with :func:`cloud.outbox.signing.verify` and the endpoint's secret.
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ import pytest
 from sqlalchemy import Engine, insert, select, text, update
 from sqlmodel import Session
 
-from cloud import deliveries, egress
-from cloud.database import as_utc, create_db_engine, create_schema
-from cloud.deliveries import BACKOFF_S, JITTER, LEASE, WebhookSender, backoff
-from cloud.egress import EgressRefused, check_url
-from cloud.models import RETAILERS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
-from cloud.retailers import create_retailer
+from cloud.db.engine import as_utc, create_db_engine, create_schema
+from cloud.db.tables import RETAILERS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
+from cloud.identity.retailers import create_retailer
+from cloud.outbox import deliveries, egress
+from cloud.outbox.deliveries import BACKOFF_S, JITTER, LEASE, WebhookSender, backoff
+from cloud.outbox.egress import EgressRefused, check_url
+from cloud.outbox.signing import WebhookVerificationError, new_secret, verify
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
-from cloud.webhooks import WebhookVerificationError, new_secret, verify
 from shared.clock import ManualClock
 from shared.mqtt import MqttSettings
 from tests.support.services import free_port, postgres_database

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cloud.webhooks import TOLERANCE_S, WebhookVerificationError, new_secret, sign, signature, verify
+from cloud.outbox.signing import TOLERANCE_S, WebhookVerificationError, new_secret, sign, signature, verify
 
 BODY = b'{"type": "order.created", "data": {"order_id": "ord_1"}}'
 NOW = 1_764_500_000

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from cloud.database import create_db_engine, create_schema
-from cloud.ingest import household_id_for
-from cloud.models import EVENTS
-from cloud.writer import WriterConfig, WriterError, WriterProcess
+from cloud.db.engine import create_db_engine, create_schema
+from cloud.db.tables import EVENTS
+from cloud.ingest.ingestor import household_id_for
+from cloud.ingest.writer import WriterConfig, WriterError, WriterProcess
 from edge.agent import Agent
 from edge.settings import EdgeSettings
 from shared import topics

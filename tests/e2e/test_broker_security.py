@@ -1,5 +1,5 @@
 """Broker security with provisioned credentials: a real Mosquitto with the files from
-``cloud.devices.write_mosquitto_files``, and the embedded amqtt broker with ``cloud.brokerauth``.
+``cloud.identity.devices.write_mosquitto_files``, and the embedded amqtt broker with ``cloud.mqtt.auth``.
 
 A device may publish only as itself and read only what is meant for it; the cloud user reads every
 device's uplink and writes every device's downlink; connections without a valid, unrevoked
@@ -26,11 +26,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from cloud import devices
-from cloud.broker import EmbeddedBroker
-from cloud.brokerauth import BrokerAuth
-from cloud.database import create_db_engine, create_schema
-from cloud.pki import make_ca, make_server_cert
+from cloud.db.engine import create_db_engine, create_schema
+from cloud.identity import devices
+from cloud.mqtt.auth import BrokerAuth
+from cloud.mqtt.broker import EmbeddedBroker
+from cloud.mqtt.pki import make_ca, make_server_cert
 from shared import topics
 from tests.support.services import Mosquitto, free_port, require_mosquitto
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from cloud.models import EVENTS
+from cloud.db.tables import EVENTS
 from cloud.service import CloudService
 from edge.agent import Agent
 from edge.settings import EdgeSettings

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import Engine, String, Text, func, or_, select
 from sqlmodel import Session, SQLModel
 
-from cloud import consents, devices, privacy
-from cloud.database import create_db_engine, create_schema
-from cloud.models import (
+from cloud.commerce import consents, privacy
+from cloud.db.engine import create_db_engine, create_schema
+from cloud.db.tables import (
     ACCESS_TOKENS,
     CONSENTS,
     DEVICES,
@@ -27,7 +27,8 @@ from cloud.models import (
     ORDER_LINES,
     ORDERS,
 )
-from cloud.retailers import create_retailer
+from cloud.identity import devices
+from cloud.identity.retailers import create_retailer
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
 from edge.agent import Agent

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import insert, select
 from sqlmodel import Session
 
-from cloud.ingest import household_id_for
-from cloud.models import EVENTS, PLANNED_ORDER_LINES, PLANNED_ORDERS
-from cloud.planner import tell_fridges
-from cloud.retailers import create_retailer
+from cloud.db.tables import EVENTS, PLANNED_ORDER_LINES, PLANNED_ORDERS
+from cloud.identity.retailers import create_retailer
+from cloud.ingest.ingestor import household_id_for
+from cloud.planning.planner import tell_fridges
 from edge.agent import Agent
 from edge.settings import EdgeSettings
 from shared import gtin

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from cloud.database import create_db_engine, create_schema
-from cloud.models import EVENTS
+from cloud.db.engine import create_db_engine, create_schema
+from cloud.db.tables import EVENTS
 from edge.agent import Agent
 from edge.settings import EdgeSettings
 from simulator.household import VirtualHousehold

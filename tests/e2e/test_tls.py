@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from cloud.pki import make_ca, make_server_cert
+from cloud.mqtt.pki import make_ca, make_server_cert
 from edge.agent import Agent
 from edge.settings import EdgeSettings
 from shared.mqtt import MqttSettings
@@ -17,7 +17,7 @@ from tests.support.services import Mosquitto, mosquitto_binary, unavailable
 
 
 def make_pki(directory: Path) -> tuple[Path, Path, Path]:
-    """Make a CA and a server certificate for 127.0.0.1 with cloud.pki; return (ca, cert, key)."""
+    """Make a CA and a server certificate for 127.0.0.1 with cloud.mqtt.pki; return (ca, cert, key)."""
     ca = make_ca(directory, "frigo-test-ca", days=2)
     server = make_server_cert(directory, directory, ["127.0.0.1", "localhost"], days=2)
     return ca.cert, server.cert, server.key

@@ -1,7 +1,7 @@
 """The swarm: many devices on one event loop, each logged in to a real Mosquitto as itself.
 
 The broker knows every device's own secret (password and ACL files as ``bench/load_swarm.py``
-writes them, from ``cloud.devices``) and nobody anonymous.
+writes them, from ``cloud.identity.devices``) and nobody anonymous.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from cloud.models import EVENTS
+from cloud.db.tables import EVENTS
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
 from edge.sensors.door import SimulatedDoor

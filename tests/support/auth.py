@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from cloud.access import Role, issue_token
+from cloud.identity.tokens import Role, issue_token
 
 
 def bearer(engine: Engine, role: Role = "admin", household_id: str | None = None) -> dict[str, str]:

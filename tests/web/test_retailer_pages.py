@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import insert, select
 from sqlmodel import Session
 
-from cloud import campaigns, consents, orders
-from cloud.access import issue_token
-from cloud.models import CAMPAIGN_ASSIGNMENTS, HOUSEHOLDS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
-from cloud.retailers import create_retailer, upsert_catalog
+from cloud.commerce import campaigns, consents, orders
+from cloud.db.tables import CAMPAIGN_ASSIGNMENTS, HOUSEHOLDS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
+from cloud.identity.retailers import create_retailer, upsert_catalog
+from cloud.identity.tokens import issue_token
 from cloud.service import CloudService
 from shared import topics
 from shared.gtin import make_gtin13

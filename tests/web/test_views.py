@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cloud.retailerpages import campaign_chart_scale, moves
-from cloud.web import chart_scale, expiry
+from cloud.web.households import chart_scale, expiry
+from cloud.web.retailers import campaign_chart_scale, moves
 
 TODAY = date(2026, 11, 30)
 
@@ -54,9 +54,9 @@ def test_the_campaign_chart_ends_at_the_tenth_above_every_interval() -> None:
 
 
 def test_alerts_are_those_raised_and_not_cleared(tmp_path: Path) -> None:
-    from cloud.database import create_db_engine, create_schema
-    from cloud.ingest import Ingestor
-    from cloud.web import alerts
+    from cloud.db.engine import create_db_engine, create_schema
+    from cloud.ingest.ingestor import Ingestor
+    from cloud.web.households import alerts
     from shared import topics
     from shared.clock import ManualClock
     from shared.messages import AlertCleared, AlertRaised, encode

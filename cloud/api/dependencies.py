@@ -1,0 +1,160 @@
+"""FastAPI dependencies: the database session, and who the bearer token says the caller is."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from cloud.api.schemas import ErrorPublic, InvalidRequestPublic
+from cloud.db.tables import Household
+from cloud.identity.retailers import retailer_of
+from cloud.identity.tokens import Caller, caller_of
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """Yield a database session for one request."""
+    with Session(request.app.state.engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+# The two kinds of bearer secret, declared in the OpenAPI spec (securitySchemes) so that clients and
+# API testers know which routes need which; the secret itself is read by _bearer.
+CALLER_TOKEN = HTTPBearer(
+    scheme_name="token",
+    description="A household's token (frh_...) or an operator's (fra_...): `frigo tokens`.",
+    auto_error=False,
+)
+RETAILER_KEY = HTTPBearer(
+    scheme_name="retailerKey",
+    description="A retailer's API key (frk_...): `frigo retailers create`.",
+    auto_error=False,
+)
+CallerToken = Annotated[HTTPAuthorizationCredentials | None, Depends(CALLER_TOKEN)]
+RetailerKey = Annotated[HTTPAuthorizationCredentials | None, Depends(RETAILER_KEY)]
+
+# The answers of these dependencies, for the routes' ``responses=`` (the OpenAPI spec).
+Responses = dict[int | str, dict[str, Any]]
+UNAUTHORIZED: Responses = {401: {"model": ErrorPublic, "description": "No valid bearer token."}}
+OPERATOR_ERRORS: Responses = {
+    **UNAUTHORIZED,
+    403: {"model": ErrorPublic, "description": "Not an operator's token."},
+}
+HOUSEHOLD_ERRORS: Responses = {
+    **UNAUTHORIZED,
+    403: {"model": ErrorPublic, "description": "A token for another household."},
+    404: {"model": ErrorPublic, "description": "No such household, or nothing of it by that id."},
+}
+RETAILER_ERRORS: Responses = {
+    401: {"model": ErrorPublic, "description": "No valid retailer's API key."},
+}
+# Routes that take a body: FastAPI answers 400 to one it cannot decode (not UTF-8, say), and
+# routes that refuse a request for reasons of their own answer 422 with the reason in words.
+BAD_BODY: Responses = {400: {"model": ErrorPublic, "description": "The body could not be decoded."}}
+INVALID_REQUEST: Responses = {
+    422: {"model": InvalidRequestPublic, "description": "Invalid fields, or why the request cannot be done."}
+}
+
+
+def one_value_per_query_parameter(request: Request) -> None:
+    """Refuse a query parameter given more than once (422): each the API takes is one value, and
+    FastAPI would quietly keep the last."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen:
+            values = request.query_params.getlist(name)
+            raise RequestValidationError(
+                [{"type": "repeated", "loc": ("query", name), "msg": "give it once", "input": values}]
+            )
+        seen.add(name)
+
+
+def _bearer(request: Request) -> str:
+    """Return the request's bearer token, or "" if it sent none."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+# The web dashboard's sign-in cookie (cloud/web/households.py): HttpOnly, SameSite=Strict.
+WEB_COOKIE = "frigo_token"
+# The header the dashboard's scripts send with every request that changes something: a page of
+# another site cannot send it without the browser asking first (CORS), which Frigo never allows.
+WEB_HEADER = "x-frigo-web"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def caller_token(request: Request) -> str:
+    """Return the request's bearer secret (a household's or an operator's token, or a retailer's
+    key): the bearer header's, or else the dashboard's cookie (on a request that changes something,
+    only with the dashboard's header). Without an Authorization header only: a header wins."""
+    token = _bearer(request)
+    if token or "authorization" in request.headers:
+        return token
+    if request.method not in SAFE_METHODS and request.headers.get(WEB_HEADER) != "1":
+        return ""
+    return request.cookies.get(WEB_COOKIE, "").strip()
+
+
+def _unauthorized(what: str) -> HTTPException:
+    return HTTPException(401, f"send {what}", headers={"WWW-Authenticate": "Bearer"})
+
+
+def retailer_id(request: Request, session: SessionDep, _: RetailerKey) -> str:
+    """Return the retailer whose API key came with the request (or in the dashboard's cookie, as
+    ``caller_token`` allows), or answer 401."""
+    found = retailer_of(session.connection(), caller_token(request))
+    if found is None:
+        raise _unauthorized(
+            "the retailer's API key as 'Authorization: Bearer frk_...' (frigo retailers create)"
+        )
+    return found
+
+
+RetailerDep = Annotated[str, Depends(retailer_id)]
+
+
+def caller(request: Request, session: SessionDep, _: CallerToken) -> Caller:
+    """Return who holds the request's bearer token, or answer 401."""
+    found = caller_of(session.connection(), caller_token(request))
+    if found is None:
+        raise _unauthorized(
+            "a household's or an operator's token as 'Authorization: Bearer frh_...' "
+            "(frigo tokens household HOUSEHOLD_ID, or frigo tokens admin)"
+        )
+    return found
+
+
+CallerDep = Annotated[Caller, Depends(caller)]
+
+
+def household_access(household_id: str, who: CallerDep) -> None:
+    """Let through the household's own token and operators' tokens; answer 403 to the rest."""
+    if not who.may_see(household_id):
+        raise HTTPException(403, f"this token is not for household {household_id!r}")
+
+
+# Routes of one household: its own token, or an operator's.
+OWN = [Depends(household_access)]
+# Largest page a listing route returns.
+MAX_PAGE = 1000
+
+
+def admin_only(who: CallerDep) -> None:
+    """Let through operators' tokens only."""
+    if who.role != "admin":
+        raise HTTPException(403, "an operator's token is needed (frigo tokens admin)")
+
+
+def household_or_404(session: Session, household_id: str) -> Household:
+    """Return the household, or answer 404."""
+    household = session.get(Household, household_id)
+    if household is None:
+        raise HTTPException(404, f"no household {household_id!r}; GET /households lists them")
+    return household

@@ -1,0 +1,605 @@
+"""Offers: useful, explained, capped, and only from the companies the household chose.
+
+An offer run goes through the households that consented to offers from a retailer
+(``cloud/commerce/consents.py``; none by default) and, for each, gathers candidates from two signals:
+
+- **need**: an item the household's fridge predicts runs out within :data:`NEED_DAYS`, sold by the
+  retailer ("your milk runs out on Thursday"); it uses the household's inventory and consumption.
+- **complement**: an item the household never bought, from :mod:`cloud.commerce.explore` fitted on the baskets
+  of the households that consented to analytics (directional co-purchase, neighbours, take-up; the
+  engine `frigo eval offers` measures), or, for a household outside that fit, plain co-purchase
+  lift from its items ("households who buy pasta go on to buy parmesan"); it uses the household's
+  purchases and others' in aggregate.
+- **campaign**: the retailer's campaign (``cloud/commerce/campaigns.py``), in the variant the household's arm
+  gives it (none for the holdout); it uses none of the household's data.
+
+Never echoes: no item the household has plenty of, bought in the last :data:`JUST_BOUGHT`, has on
+order or in a basket, or was offered in the last :data:`COOLDOWN`; nothing of a category it turned
+off ("not this category"). Answers teach the ranking: each dismissal in a category halves the
+score of that category's candidates, each acceptance raises it by a fifth. At most
+:data:`WEEKLY_CAP` offers a household a week, none in its quiet hours (its own time zone), at most
+:data:`PER_RUN` a run. Every offer records the consent that allowed it, the signal and the data it
+used, and goes to the household's fridges (``offer_sent``) and its API.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import math
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from cloud.commerce import campaigns, consents
+from cloud.commerce.explore import ExploreEngine, ExploreParams
+from cloud.db.engine import as_utc, insert_ignoring_duplicates
+from cloud.db.tables import (
+    CATALOG_ITEMS,
+    EVENTS,
+    HOUSEHOLDS,
+    OFFER_SUPPRESSIONS,
+    OFFERS,
+    ORDER_LINES,
+    ORDERS,
+    PLANNED_ORDER_LINES,
+    PLANNED_ORDERS,
+    RETAILERS,
+)
+from cloud.errors import CloudError
+from cloud.outbox import commands
+from cloud.planning.planner import HouseholdPlan, plan_households
+from shared.clock import Clock
+from shared.messages import OfferSent
+
+log = logging.getLogger(__name__)
+
+NEED_DAYS = 4.0  # an item running out within this many days is a need
+AMPLE_DAYS = 7.0  # an item lasting longer than this is never offered
+JUST_BOUGHT = timedelta(days=3)
+COOLDOWN = timedelta(days=14)  # the same item is not offered again sooner
+WEEKLY_CAP = 3
+PER_RUN = 1
+QUIET_HOURS = (time(21, 0), time(8, 0))  # local time: from, until
+OFFER_LIFETIME = timedelta(days=3)
+# Co-purchase: baskets of the last LOOKBACK; a pair needs MIN_SUPPORT baskets and MIN_LIFT.
+LOOKBACK = timedelta(days=90)
+MIN_SUPPORT = 3
+MIN_LIFT = 1.5
+CAMPAIGN_SCORE = 0.8  # below an item about to run out, above most complements
+EXPLORE_K = 20  # new items per household from cloud.commerce.explore
+EXPLORE_NEIGHBOURS = 100
+# What households buy together moves slowly, and fitting it is the run's costliest part (every
+# analytics-consenting household's baskets): refit at most this often, and at once when a household
+# it was fitted on stops consenting.
+LIFT_MAX_AGE = timedelta(hours=6)
+DISMISSED_FACTOR = 0.5
+ACCEPTED_FACTOR = 1.2
+OPEN_ORDER = ("created", "accepted", "picking", "substitution_proposed", "dispatched")
+
+Answer = Literal["accepted", "dismissed", "not_this_category"]
+Strategy = Literal["frigo", "popular"]
+ANSWERS: tuple[Answer, ...] = ("accepted", "dismissed", "not_this_category")
+
+
+class OfferError(CloudError, ValueError):
+    """An answer to an offer that cannot be taken; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An item the engine could offer a household, and why."""
+
+    gtin: str
+    name: str
+    category: str | None
+    kind: Literal["need", "complement", "campaign"]
+    reason: str
+    data: tuple[str, ...]
+    score: float
+    campaign_id: str | None = None
+    arm: str | None = None
+
+
+@dataclass
+class OfferRun:
+    """What one offer run did."""
+
+    households: int = 0
+    offers: int = 0
+    quiet: int = 0
+    capped: int = 0
+    sent_to: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Lift:
+    """Co-purchase statistics over consenting households' baskets."""
+
+    support: dict[tuple[str, str], int]  # (a, b) -> baskets with both
+    count: dict[str, int]  # item -> baskets with it
+    baskets: int
+    partners: dict[str, list[str]] = field(default_factory=dict)  # a -> every b bought with it
+    # household -> its new items by cloud.commerce.explore (code, signal, the item behind it,
+    # lift), best first
+    explore: dict[str, list[tuple[str, str, str | None, float | None]]] = field(default_factory=dict)
+
+    def lift(self, a: str, b: str) -> float:
+        """Return how much likelier b is in a basket with a than in any basket."""
+        both = self.support.get((a, b), 0)
+        if both < MIN_SUPPORT or not self.baskets:
+            return 0.0
+        return both * self.baskets / (self.count[a] * self.count[b])
+
+
+def co_purchases(baskets: Iterable[Iterable[str]]) -> Lift:
+    """Count items and ordered pairs over baskets (each a set of item codes)."""
+    support: Counter[tuple[str, str]] = Counter()
+    count: Counter[str] = Counter()
+    total = 0
+    for basket in baskets:
+        items = sorted(set(basket))
+        total += 1
+        count.update(items)
+        for a, b in itertools.permutations(items, 2):
+            support[(a, b)] += 1
+    partners: dict[str, list[str]] = defaultdict(list)
+    for a, b in support:
+        partners[a].append(b)
+    return Lift(dict(support), dict(count), total, dict(partners))
+
+
+@dataclass
+class LiftCache:
+    """The co-purchase statistics of an earlier run, kept for the next runs of a worker.
+
+    They are fitted again when older than ``max_age`` (or from a clock that went back), and at once
+    when a household they were fitted on no longer consents to analytics: a withdrawal takes effect
+    at the next run. Households that start consenting wait for the next fit.
+    """
+
+    max_age: timedelta = LIFT_MAX_AGE
+    fits: int = 0
+    _lift: Lift | None = None
+    _fitted_at: datetime | None = None
+    _households: frozenset[str] = frozenset()
+
+    def get(self, connection: Connection, now: datetime) -> Lift:
+        """Return the statistics for a run at ``now``, fitting them again if they are due."""
+        consenting = consents.consenting(connection, "analytics", now)
+        fresh = (
+            self._lift is not None
+            and self._fitted_at is not None
+            and self._fitted_at <= now < self._fitted_at + self.max_age
+            and self._households <= consenting
+        )
+        if not fresh:
+            self._lift, self._households = _lift(connection, now, consenting)
+            self._fitted_at = now
+            self.fits += 1
+        assert self._lift is not None
+        return self._lift
+
+
+def run_offers(
+    engine: Engine,
+    clock: Clock,
+    *,
+    weekly_cap: int = WEEKLY_CAP,
+    strategy: Strategy = "frigo",
+    lift_cache: LiftCache | None = None,
+) -> OfferRun:
+    """Make the offers due now, for every household with a consent to offers; return what was done.
+
+    ``strategy`` "popular" is the baseline evaluations compare with: the most bought items the
+    household never bought, under the same consents, filters and caps. ``lift_cache`` keeps the
+    co-purchase statistics between runs; without it they are fitted every run.
+    """
+    now = clock.now()
+    run = OfferRun()
+    with engine.begin() as connection:
+        grants = consents.active_grants(connection, "offers", now)
+        if not grants:
+            return run
+        lift = (lift_cache or LiftCache()).get(connection, now)
+        catalogs: dict[str, dict[str, Any]] = {}  # each retailer's, read once a run
+        by_household: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for (household, retailer), consent_id in sorted(grants.items()):
+            by_household[household].append((retailer, consent_id))
+        for household, recipients in by_household.items():
+            run.households += 1
+            made = _offer_household(
+                connection, household, recipients, lift, now, weekly_cap, run, strategy, catalogs
+            )
+            run.offers += made
+            if made:
+                run.sent_to.append(household)
+    if run.offers:
+        log.info("offer run: %d households with consent, %d offers", run.households, run.offers)
+    return run
+
+
+def candidates(
+    connection: Connection,
+    household: str,
+    retailer: str,
+    lift: Lift,
+    now: datetime,
+    strategy: Strategy = "frigo",
+    *,
+    catalog: dict[str, Any] | None = None,
+    plan: HouseholdPlan | None = None,
+) -> list[Candidate]:
+    """Return the household's candidates from the retailer, best first, after every filter.
+
+    ``catalog`` (the retailer's, from :func:`sold_by`) and ``plan`` (the household's) save a run
+    that offers for several households or retailers from reading them again.
+    """
+    catalog = catalog if catalog is not None else sold_by(connection, retailer)
+    if not catalog:
+        return []
+    if plan is None:
+        (plan,) = plan_households(connection, [household], now)
+    items = {item.code: item for item in plan.items}
+    history = _bought(connection, household, now - LOOKBACK)
+    just = _bought(connection, household, now - JUST_BOUGHT)
+    on_order = _on_order(connection, household, now)
+    recent = _offered(connection, household, now - COOLDOWN)
+    suppressed = _suppressed(connection, household)
+    taste = _taste(connection, household)
+
+    found: dict[str, Candidate] = {}
+    if strategy == "popular":
+        ranked = sorted(
+            (n, code) for code, n in lift.count.items() if code in catalog and code not in history
+        )
+        for rank, (_n, code) in enumerate(reversed(ranked)):
+            found[code] = Candidate(
+                code,
+                str(catalog[code].name),
+                catalog[code].category,
+                "complement",
+                f"{catalog[code].name} is popular with other households",
+                ("purchases",),
+                1.0 / (1 + rank),
+            )
+        items = {}
+    for code, item in items.items():
+        p50 = item.days_left[1]
+        if code not in catalog or not math.isfinite(p50) or p50 > NEED_DAYS or item.rate <= 0:
+            continue
+        name = str(catalog[code].name)
+        when = "has run out" if p50 < 0.5 else f"runs out on {(now + timedelta(days=round(p50))):%A}"
+        found[code] = Candidate(
+            code,
+            name,
+            catalog[code].category,
+            "need",
+            f"your {name} {when}, as your fridge sees it used",
+            ("inventory", "consumption"),
+            1.0 + (NEED_DAYS - p50) / NEED_DAYS,
+        )
+    for rank, (code, signal, because, strength) in enumerate(
+        lift.explore.get(household, []) if strategy == "frigo" else []
+    ):
+        if code in history or code in found or code not in catalog:
+            continue
+        name = str(catalog[code].name)
+        if signal == "co-purchase" and because is not None and strength is not None:
+            owned = str(catalog[because].name) if because in catalog else "what you buy"
+            reason = f"households who buy {owned} go on to buy {name} ({strength:.1f}× as often as others)"
+        elif signal == "neighbours":
+            reason = f"households that buy what you buy also buy {name}"
+        else:
+            reason = f"{name} is what households are taking up lately"
+        found[code] = Candidate(
+            code, name, catalog[code].category, "complement", reason, ("purchases",), 0.85 / (1 + rank)
+        )
+    for a in sorted(history) if strategy == "frigo" and household not in lift.explore else ():
+        for b in lift.partners.get(a, ()):
+            if b in history or b in found or b not in catalog:
+                continue
+            strength = lift.lift(a, b)
+            if strength < MIN_LIFT:
+                continue
+            score = min(strength / 10.0, 0.9)
+            known = found.get(b)
+            if known is not None and known.score >= score:
+                continue
+            owned_name = str(catalog[a].name) if a in catalog else "what you buy"
+            found[b] = Candidate(
+                b,
+                str(catalog[b].name),
+                catalog[b].category,
+                "complement",
+                f"households who buy {owned_name} often buy {catalog[b].name} "
+                f"({strength:.1f}× as often as others)",
+                ("purchases",),
+                score,
+            )
+    for campaign in campaigns.active(connection, retailer, now) if strategy == "frigo" else ():
+        if campaign.gtin in found or campaign.gtin not in catalog:
+            continue
+        arm = campaigns.assign(connection, campaign, household, now)
+        if arm == campaigns.CONTROL:
+            continue  # the holdout: no offer, its purchases are the baseline
+        variant = next(v for v in campaign.variants if v.name == arm)
+        off = f" ({variant.discount_percent:g} % off)" if variant.discount_percent else ""
+        found[campaign.gtin] = Candidate(
+            campaign.gtin,
+            str(catalog[campaign.gtin].name),
+            catalog[campaign.gtin].category,
+            "campaign",
+            f"{variant.message}{off}: a campaign of the shop you allow offers from",
+            (),
+            CAMPAIGN_SCORE,
+            campaign.id,
+            arm,
+        )
+    kept = []
+    for candidate in found.values():
+        held = items.get(candidate.gtin)
+        if held is not None and math.isfinite(held.days_left[1]) and held.days_left[1] > AMPLE_DAYS:
+            continue  # plenty of it
+        if candidate.gtin in just or candidate.gtin in on_order or candidate.gtin in recent:
+            continue  # just bought, on its way, or offered lately
+        if candidate.category is not None and candidate.category in suppressed:
+            continue  # the household turned the category off
+        factor = taste.get(candidate.category, 1.0) if candidate.category is not None else 1.0
+        kept.append(dataclasses.replace(candidate, score=candidate.score * factor))
+    return sorted(kept, key=lambda c: (-c.score, c.gtin))
+
+
+def sold_by(connection: Connection, retailer: str) -> dict[str, Any]:
+    """Return the retailer's available products by GTIN (catalog rows)."""
+    rows = connection.execute(
+        select(CATALOG_ITEMS).where(CATALOG_ITEMS.c.retailer_id == retailer, CATALOG_ITEMS.c.available)
+    ).all()
+    return {str(row.gtin): row for row in rows}
+
+
+def answer(connection: Connection, household: str, offer_id: str, given: str, now: datetime) -> str:
+    """Record the household's answer to an offer; return the offer's new status."""
+    if given not in ANSWERS:
+        raise OfferError(f"an answer is one of {', '.join(ANSWERS)}, not {given!r}")
+    offer = connection.execute(
+        select(OFFERS).where(OFFERS.c.id == offer_id, OFFERS.c.household_id == household)
+    ).first()
+    if offer is None:
+        raise LookupError(f"household {household!r} has no offer {offer_id!r}")
+    if offer.status != "sent":
+        raise OfferError(f"offer {offer_id} was answered already: it is {offer.status}")
+    connection.execute(update(OFFERS).where(OFFERS.c.id == offer_id).values(status=given, answered_at=now))
+    if given == "not_this_category" and offer.category is not None:
+        connection.execute(
+            insert_ignoring_duplicates(connection.engine, OFFER_SUPPRESSIONS).values(
+                household_id=household, category=offer.category, created_at=now
+            )
+        )
+    return given
+
+
+# -- one household ---------------------------------------------------------------------------
+
+
+def _offer_household(
+    connection: Connection,
+    household: str,
+    recipients: list[tuple[str, str]],
+    lift: Lift,
+    now: datetime,
+    weekly_cap: int,
+    run: OfferRun,
+    strategy: Strategy,
+    catalogs: dict[str, dict[str, Any]],
+) -> int:
+    row = connection.execute(select(HOUSEHOLDS.c.timezone).where(HOUSEHOLDS.c.id == household)).first()
+    if row is None:
+        return 0
+    if _quiet(now, str(row.timezone)):
+        run.quiet += 1
+        return 0
+    week = connection.execute(
+        select(OFFERS.c.id).where(
+            OFFERS.c.household_id == household, OFFERS.c.created_at > now - timedelta(days=7)
+        )
+    ).all()
+    room = min(weekly_cap - len(week), PER_RUN)
+    if room <= 0:
+        run.capped += 1
+        return 0
+    pool = []
+    (plan,) = plan_households(connection, [household], now)  # once, whatever the retailers
+    for retailer, consent_id in recipients:
+        if retailer not in catalogs:
+            catalogs[retailer] = sold_by(connection, retailer)
+        found = candidates(
+            connection, household, retailer, lift, now, strategy, catalog=catalogs[retailer], plan=plan
+        )
+        pool += [(candidate, retailer, consent_id) for candidate in found]
+    pool.sort(key=lambda entry: (-entry[0].score, entry[0].gtin, entry[1]))
+    made, seen = 0, set()
+    for candidate, retailer, consent_id in pool:
+        if made >= room or candidate.gtin in seen:
+            continue
+        seen.add(candidate.gtin)
+        _send(connection, household, retailer, consent_id, candidate, now)
+        made += 1
+    return made
+
+
+def _send(
+    connection: Connection,
+    household: str,
+    retailer: str,
+    consent_id: str,
+    candidate: Candidate,
+    now: datetime,
+) -> None:
+    offer_id = str(uuid.uuid4())
+    expires = now + OFFER_LIFETIME
+    connection.execute(
+        insert(OFFERS).values(
+            id=offer_id,
+            household_id=household,
+            retailer_id=retailer,
+            consent_id=consent_id,
+            gtin=candidate.gtin,
+            name=candidate.name[:200],
+            category=candidate.category,
+            kind=candidate.kind,
+            reason=candidate.reason[:500],
+            data_categories=",".join(candidate.data),
+            score=round(candidate.score, 4),
+            campaign_id=candidate.campaign_id,
+            arm=candidate.arm,
+            created_at=now,
+            expires_at=expires,
+            status="sent",
+        )
+    )
+    shop = connection.execute(select(RETAILERS.c.name).where(RETAILERS.c.id == retailer)).scalar() or retailer
+    used = f"your {' and '.join(candidate.data)} data" if candidate.data else "none of your data"
+    explanation = (
+        f"{candidate.reason[:1].upper()}{candidate.reason[1:]}. "
+        f"It uses {used}, under the consent you gave {shop} for offers."
+    )
+
+    def message(device_id: str) -> OfferSent:
+        return OfferSent(
+            offer_id=uuid.UUID(offer_id),
+            device_id=device_id,
+            title=f"{candidate.name} from {shop}"[:200],
+            body=f"{candidate.name}: add it to your next order?",
+            explanation=explanation[:2000],
+            expires_at=expires,
+        )
+
+    commands.enqueue_for_household(connection, household, message, now)
+
+
+def _quiet(now: datetime, zone: str) -> bool:
+    try:
+        local = now.astimezone(ZoneInfo(zone)).time()
+    except (ZoneInfoNotFoundError, ValueError):
+        local = now.time()
+    start, end = QUIET_HOURS
+    return local >= start or local < end
+
+
+def _lift(connection: Connection, now: datetime, households: set[str]) -> tuple[Lift, frozenset[str]]:
+    """Return co-purchase statistics over the baskets of ``households`` (those that consent to
+    analytics), and the households whose baskets went into them."""
+    if not households:
+        return Lift({}, {}, 0), frozenset()
+    rows = connection.execute(
+        select(EVENTS.c.household_id, EVENTS.c.code, EVENTS.c.occurred_at).where(
+            EVENTS.c.type == "item_added",
+            EVENTS.c.household_id.in_(sorted(households)),
+            EVENTS.c.occurred_at >= now - LOOKBACK,
+        )
+    ).all()
+    baskets: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for household, code, occurred in rows:
+        baskets[(str(household), as_utc(occurred).date().isoformat())].add(str(code))
+    return fit(baskets), frozenset(household for household, _day in baskets)
+
+
+def fit(baskets: dict[tuple[str, str], set[str]]) -> Lift:
+    """Return co-purchase statistics and cloud.commerce.explore's new items per household, fitted on
+    baskets keyed by (household, ISO day)."""
+    return dataclasses.replace(co_purchases(baskets.values()), explore=_explore(baskets))
+
+
+def _explore(
+    baskets: dict[tuple[str, str], set[str]],
+) -> dict[str, list[tuple[str, str, str | None, float | None]]]:
+    """Return each consenting household's new items from cloud.commerce.explore, fitted on their baskets."""
+    codes = sorted({code for items in baskets.values() for code in items})
+    ids = {code: i for i, code in enumerate(codes)}
+    by_household: dict[str, list[tuple[str, list[int]]]] = defaultdict(list)
+    for (household, day), items in baskets.items():
+        by_household[household].append((day, sorted(ids[c] for c in items)))
+    households = sorted(by_household)
+    if len(households) < 2:
+        return {}
+    histories = [[items for _day, items in sorted(by_household[h])] for h in households]
+    params = ExploreParams(neighbours=min(EXPLORE_NEIGHBOURS, len(households) - 1))
+    try:
+        recommended = ExploreEngine(params).fit(histories).recommend(EXPLORE_K)
+    except (ValueError, IndexError) as exc:  # too little data for the engine: lift alone then
+        log.warning("explore recommendations unavailable this run: %s", exc)
+        return {}
+    return {
+        household: [
+            (
+                codes[r.item],
+                r.signal.value,
+                codes[r.because] if r.because is not None else None,
+                r.lift,
+            )
+            for r in recs
+        ]
+        for household, recs in zip(households, recommended, strict=True)
+    }
+
+
+def _bought(connection: Connection, household: str, since: datetime) -> set[str]:
+    rows = connection.execute(
+        select(EVENTS.c.code).where(
+            EVENTS.c.household_id == household, EVENTS.c.type == "item_added", EVENTS.c.occurred_at >= since
+        )
+    ).scalars()
+    return {str(code) for code in rows if code is not None}
+
+
+def _on_order(connection: Connection, household: str, now: datetime) -> set[str]:
+    ordered = connection.execute(
+        select(ORDER_LINES.c.gtin)
+        .join(ORDERS, ORDERS.c.id == ORDER_LINES.c.order_id)
+        .where(ORDERS.c.household_id == household, ORDERS.c.status.in_(OPEN_ORDER))
+    ).scalars()
+    planned = connection.execute(
+        select(PLANNED_ORDER_LINES.c.code)
+        .join(PLANNED_ORDERS, PLANNED_ORDERS.c.id == PLANNED_ORDER_LINES.c.order_id)
+        .where(
+            PLANNED_ORDERS.c.household_id == household,
+            PLANNED_ORDERS.c.status.in_(["proposed", "approved"]),
+            PLANNED_ORDERS.c.created_at >= now - JUST_BOUGHT,
+        )
+    ).scalars()
+    return {str(code) for code in itertools.chain(ordered, planned)}
+
+
+def _offered(connection: Connection, household: str, since: datetime) -> set[str]:
+    rows = connection.execute(
+        select(OFFERS.c.gtin).where(OFFERS.c.household_id == household, OFFERS.c.created_at >= since)
+    ).scalars()
+    return {str(code) for code in rows}
+
+
+def _suppressed(connection: Connection, household: str) -> set[str]:
+    rows = connection.execute(
+        select(OFFER_SUPPRESSIONS.c.category).where(OFFER_SUPPRESSIONS.c.household_id == household)
+    ).scalars()
+    return {str(category) for category in rows}
+
+
+def _taste(connection: Connection, household: str) -> dict[str | None, float]:
+    """Return a factor per category from the household's answers: dismissals halve, acceptances raise."""
+    rows = connection.execute(
+        select(OFFERS.c.category, OFFERS.c.status).where(
+            OFFERS.c.household_id == household, OFFERS.c.status.in_(["accepted", "ordered", "dismissed"])
+        )
+    ).all()
+    factor: dict[str | None, float] = defaultdict(lambda: 1.0)
+    for category, status in rows:
+        factor[category] *= DISMISSED_FACTOR if status == "dismissed" else ACCEPTED_FACTOR
+    return dict(factor)

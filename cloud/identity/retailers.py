@@ -1,0 +1,115 @@
+"""Retailer accounts and their API keys, and the catalogs they upload.
+
+A key is ``frk_`` and 32 random bytes (URL-safe base64); it is shown once, when it is made, and only
+its SHA-256 is stored (a key has far more entropy than a password, so a fast hash is safe and a
+request needs no argon2). Its first characters are kept as a prefix, so an operator can tell the
+keys of a retailer apart. Each key is scoped to its retailer: every retailer route acts on the
+retailer whose key came with the request, and nothing else.
+
+A catalog upload is a bulk upsert: one statement for the whole batch, keyed by (retailer, GTIN),
+so 10,000 products go in one request.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
+
+from cloud.db.tables import CATALOG_ITEMS, RETAILER_KEYS, Retailer, RetailerKey
+from cloud.errors import CloudError
+from cloud.identity.tokens import token_hash
+
+KEY_PREFIX = "frk_"
+KEY_BYTES = 32
+# Characters of a key kept in the clear, to tell keys apart in listings.
+SHOWN = 12
+# Rows per INSERT statement: well under the parameter limits of SQLite (32,766) and PostgreSQL.
+UPSERT_CHUNK = 2000
+
+
+class RetailerError(CloudError, ValueError):
+    """A retailer name or id that cannot be used; the message says why."""
+
+
+def slug(name: str) -> str:
+    """Return the retailer id made from its name: lower-case words joined by dashes."""
+    words = re.findall(r"[a-z0-9]+", name.lower())
+    if not words:
+        raise RetailerError(f"a retailer's name needs letters or digits, not {name!r}")
+    return "-".join(words)[:64]
+
+
+# An API key is stored like every bearer secret (cloud/identity/tokens.py).
+key_hash = token_hash
+
+
+def create_retailer(session: Session, name: str, now: datetime) -> tuple[Retailer, str]:
+    """Create a retailer with its first API key; return it and the key (shown once, never stored)."""
+    if not name.strip() or len(name) > 200:
+        raise RetailerError("a retailer's name is 1 to 200 characters")
+    retailer_id = slug(name)
+    if session.get(Retailer, retailer_id) is not None:
+        raise RetailerError(
+            f"a retailer {retailer_id!r} exists already: `frigo retailers key` gives it a key"
+        )
+    retailer = Retailer(id=retailer_id, name=name.strip(), created_at=now)
+    session.add(retailer)
+    session.flush()
+    return retailer, new_key(session, retailer_id, now)
+
+
+def new_key(session: Session, retailer_id: str, now: datetime) -> str:
+    """Give the retailer one more API key and return it."""
+    if session.get(Retailer, retailer_id) is None:
+        raise RetailerError(f"no retailer {retailer_id!r}: `frigo retailers list` shows them")
+    key = KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+    session.add(
+        RetailerKey(retailer_id=retailer_id, prefix=key[:SHOWN], key_hash=key_hash(key), created_at=now)
+    )
+    return key
+
+
+def retailer_of(connection: Connection, key: str) -> str | None:
+    """Return the id of the retailer whose live key ``key`` is, or None."""
+    if not key.startswith(KEY_PREFIX):
+        return None
+    keys = RETAILER_KEYS.c
+    found = connection.execute(
+        select(keys.retailer_id).where(keys.key_hash == key_hash(key), keys.revoked_at.is_(None))
+    ).scalar_one_or_none()
+    return None if found is None else str(found)
+
+
+def upsert_catalog(
+    connection: Connection, retailer_id: str, items: Sequence[dict[str, object]], now: datetime
+) -> int:
+    """Insert or update the retailer's products (dicts of the catalog columns); return how many."""
+    dialect_insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    rows = [{"category": None, **item, "retailer_id": retailer_id, "updated_at": now} for item in items]
+    statement = dialect_insert(CATALOG_ITEMS)
+    updated = {
+        column: statement.excluded[column]
+        for column in (
+            "name",
+            "price",
+            "currency",
+            "pack_size",
+            "unit",
+            "available",
+            "category",
+            "updated_at",
+        )
+    }
+    upsert = statement.on_conflict_do_update(index_elements=["retailer_id", "gtin"], set_=updated)
+    # executemany: SQLAlchemy batches the rows into multi-row statements itself ("insertmanyvalues"),
+    # compiling the statement once rather than once per chunk of literal rows.
+    for start in range(0, len(rows), UPSERT_CHUNK):
+        connection.execute(upsert, rows[start : start + UPSERT_CHUNK])
+    return len(rows)

@@ -1,0 +1,207 @@
+"""The writer: a child process that validates, stores and acknowledges a worker's batches.
+
+A cloud worker reads MQTT with paho in one thread and validated and committed batches in another.
+In one CPython process the two share the GIL: the paho thread gives it up at every socket call
+(four or five per message) and then waits for the busy ingest thread to hand it back, so the
+worker read at about half the rate of a bare paho subscriber (the convoy effect; measured in
+docs/BENCHMARKS.md). With the batches validated and committed here, in a process of its own, the
+worker's main process only reads, queues and acknowledges.
+
+The worker's :class:`~cloud.ingest.ingestor.Ingestor` still batches, counts and acknowledges: it sends each
+batch here and gets back the acknowledgements to publish and what the batch did to the counters.
+If this process dies, the worker starts another; the batch it held is not acknowledged, so the
+devices send it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cloud.errors import CloudError
+from shared.messages import EventsAcknowledged
+
+log = logging.getLogger(__name__)
+
+# Integer counters of IngestStats that a batch moves.
+COUNTERS = ("received", "stored", "duplicates", "batches", "dead_letters", "dead_letter_failures")
+START_TIMEOUT_S = 60.0
+
+
+class WriterError(CloudError):
+    """A batch failed in the writer process, or the process died; the devices will resend it."""
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What one batch did: acknowledgements to publish and the counters' changes."""
+
+    acks: list[EventsAcknowledged]
+    counts: dict[str, int]
+    rejected: Counter[str] = field(default_factory=Counter)
+    batch_size: int = 0
+    commit_seconds: float | None = None  # set when the batch committed events or presence
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    """What the writer process needs to build its own Ingestor."""
+
+    database_url: str
+    auto_enroll: bool
+    max_dead_letters: int
+    log_level: int
+    log_json: bool
+
+
+class WriterProcess:
+    """The writer child process, seen from the worker: send a batch, get its outcome."""
+
+    def __init__(self, config: WriterConfig) -> None:
+        self._config = config
+        # spawn, not fork: the worker already runs threads (paho, HTTP) a fork would copy mid-step.
+        self._context = multiprocessing.get_context("spawn")
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._connection: multiprocessing.connection.Connection | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """Return the child's process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start the child and wait until it has connected to the database."""
+        parent, child = self._context.Pipe()
+        process = self._context.Process(
+            target=serve, args=(child, self._config), name="frigo-writer", daemon=True
+        )
+        process.start()
+        child.close()
+        if not parent.poll(START_TIMEOUT_S):
+            process.kill()
+            raise WriterError(f"the writer process did not start in {START_TIMEOUT_S:.0f} s")
+        try:
+            status, detail = parent.recv()
+        except EOFError:
+            process.join(5)
+            raise WriterError(f"the writer process exited at start (code {process.exitcode})") from None
+        if status != "ready":
+            process.join(5)
+            raise WriterError(f"the writer process could not start: {detail}")
+        self._process, self._connection = process, parent
+
+    def process(self, batch: list[tuple[str, bytes]], received_at: datetime) -> BatchOutcome:
+        """Have the child validate, store and acknowledge ``batch``, received at ``received_at``
+        (the worker's clock, virtual in a simulation); restart the child if it died."""
+        if self._connection is None:
+            self.start()
+        assert self._connection is not None
+        try:
+            self._connection.send((batch, received_at))
+            outcome: BatchOutcome = self._connection.recv()
+        except (EOFError, OSError) as exc:
+            code = self._process.exitcode if self._process is not None else None
+            self._discard()
+            log.error("the writer process died (exit code %s); starting another", code)
+            self.start()
+            raise WriterError(f"the writer process died with a batch of {len(batch)} messages") from exc
+        return outcome
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Let the child finish and exit; kill it if it does not."""
+        if self._connection is not None:
+            with contextlib.suppress(OSError):  # the child is already gone
+                self._connection.send(None)
+        if self._process is not None:
+            self._process.join(timeout)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(5)
+        self._discard()
+
+    def _discard(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        if self._process is not None and not self._process.is_alive():
+            self._process.close()
+        self._process, self._connection = None, None
+
+
+def serve(connection: multiprocessing.connection.Connection, config: WriterConfig) -> None:
+    """Run in the child: process batches from ``connection`` until it sends None or closes."""
+    from cloud.db.engine import create_db_engine
+    from cloud.ingest.ingestor import Ingestor
+    from cloud.logs import configure_logging
+
+    configure_logging(config.log_level, json=config.log_json)
+    try:
+        engine = create_db_engine(config.database_url)
+        with engine.connect():
+            pass
+    except Exception as exc:
+        connection.send(("failed", str(exc)))
+        return
+    acks: list[EventsAcknowledged] = []
+    clock = _BatchClock()
+    ingestor = Ingestor(
+        engine,
+        acks.append,
+        clock,
+        auto_enroll=config.auto_enroll,
+        max_dead_letters=config.max_dead_letters,
+    )
+    connection.send(("ready", None))
+    try:
+        while True:
+            try:
+                batch = connection.recv()
+            except EOFError:
+                return  # the worker is gone
+            if batch is None:
+                return
+            messages, clock.at = batch
+            connection.send(_run_batch(ingestor, messages, acks))
+    finally:
+        engine.dispose()
+
+
+class _BatchClock:
+    """The child's clock: the time the worker received the batch being processed."""
+
+    def __init__(self) -> None:
+        self.at = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        """Return the batch's time of receipt."""
+        return self.at
+
+
+def _run_batch(ingestor: Any, batch: list[tuple[str, bytes]], acks: list[EventsAcknowledged]) -> BatchOutcome:
+    stats = ingestor.stats
+    before = {name: getattr(stats, name) for name in COUNTERS}
+    rejected_before = Counter(stats.rejected)
+    acks.clear()
+    error = None
+    try:
+        ingestor.process(batch)
+    except Exception as exc:
+        log.exception("batch of %d messages failed; devices will resend them", len(batch))
+        error = f"{type(exc).__name__}: {exc}"
+    counts = {name: getattr(stats, name) - before[name] for name in COUNTERS}
+    rejected = Counter(stats.rejected)
+    rejected.subtract(rejected_before)
+    return BatchOutcome(
+        acks=list(acks),  # only ever sent after a commit
+        counts=counts,
+        rejected=+rejected,
+        batch_size=len(batch),
+        commit_seconds=stats.last_commit_ms / 1000 if counts["batches"] else None,
+        error=error,
+    )
