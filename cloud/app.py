@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlmodel import Session
 
+from cloud import web
 from cloud.api import metrics
 from cloud.api.dependencies import (
     BAD_BODY,
@@ -74,9 +75,8 @@ from cloud.db.tables import (
 from cloud.errors import OrderStateError
 from cloud.identity.retailers import upsert_catalog
 from cloud.ingest.deadletters import list_dead_letters, payload_text
-from cloud.ingest.ingestor import IngestStats, RejectReason
+from cloud.ingest.stats import IngestStats, RejectReason
 from cloud.planning.planner import approve_order, cancel_order, plan_households, skip_order
-from cloud.web import households as web
 from shared.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -114,13 +114,14 @@ def create_app(
 
     app.state.engine = engine
     clock = clock or SystemClock()
+    app.state.clock = clock
     app.add_middleware(IdempotencyMiddleware, engine=engine, clock=clock)
     orderapi.register(app, clock, allow_private_webhooks=allow_private_webhooks)
     consentapi.register(app, clock)
     offerapi.register(app, clock)
     campaignapi.register(app, clock)
     privacyapi.register(app, clock)
-    web.register(app, clock)
+    web.install(app)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

@@ -215,8 +215,8 @@ def _api_retailer(
     """Return the retailer that works through the order API, on the run's shop account."""
     from sqlmodel import Session
 
+    from cloud.identity.devices import household_id_for
     from cloud.identity.tokens import issue_token
-    from cloud.ingest.ingestor import household_id_for
 
     assert scenario.retailer is not None
     retailer_id, key = account
@@ -241,8 +241,8 @@ def _offer_to(cloud: CloudService, world: World, scenario: Scenario, retailer_id
     from cloud.commerce import consents
     from cloud.commerce.offers import run_offers
     from cloud.db.tables import OFFERS
+    from cloud.identity.devices import household_id_for
     from cloud.identity.retailers import upsert_catalog
-    from cloud.ingest.ingestor import household_id_for
     from simulator.apiretailer import catalog_items
 
     settings = scenario.offers

@@ -1,4 +1,7 @@
-"""FastAPI dependencies: the database session, and who the bearer token says the caller is."""
+"""FastAPI dependencies: the clock, the database, and who the bearer token says the caller is.
+
+``create_app`` (``cloud/app.py``) keeps what they hand out on ``app.state``: the engine, the clock.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +11,37 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from cloud.api.schemas import ErrorPublic, InvalidRequestPublic
 from cloud.db.tables import Household
 from cloud.identity.retailers import retailer_of
 from cloud.identity.tokens import Caller, caller_of
+from shared.clock import Clock
 
 
-def get_session(request: Request) -> Iterator[Session]:
+def get_clock(request: Request) -> Clock:
+    """Return the worker's clock (virtual in a simulation)."""
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
+def get_engine(request: Request) -> Engine:
+    """Return the worker's database engine, for routes that open connections of their own."""
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def get_session(engine: EngineDep) -> Iterator[Session]:
     """Yield a database session for one request."""
-    with Session(request.app.state.engine) as session:
+    with Session(engine) as session:
         yield session
 
 

@@ -39,7 +39,8 @@ from prometheus_client.core import (
     Metric,
 )
 
-from cloud.ingest.ingestor import Distribution, Ingestor, RejectReason
+from cloud.ingest.ingestor import Ingestor
+from cloud.ingest.stats import Distribution, RejectReason
 
 __all__ = ["CONTENT_TYPE", "IngestCollector", "create_registry", "render"]
 

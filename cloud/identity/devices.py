@@ -39,7 +39,6 @@ from sqlmodel import Session, select
 
 from cloud.db.tables import Device, Household
 from cloud.errors import CloudError
-from cloud.ingest.ingestor import household_id_for
 from shared import topics
 from shared.clock import Clock, SystemClock
 from shared.files import replace_file
@@ -54,6 +53,11 @@ _MOSQUITTO_DIGEST_BYTES = 64
 _CLOUD_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 _hasher = PasswordHasher()
+
+
+def household_id_for(device_id: str) -> str:
+    """Return the id of the household auto-enrolment creates for a device."""
+    return f"hh-{device_id}"
 
 
 class DeviceAdminError(CloudError, ValueError):

@@ -22,7 +22,8 @@ from cloud.api.dependencies import MAX_PAGE
 from cloud.db.engine import create_db_engine, create_schema
 from cloud.db.tables import DEAD_LETTERS, DEVICES, EVENTS, Device, Household
 from cloud.ingest.deadletters import MAX_DEAD_LETTER_BYTES, MAX_TOPIC_CHARS
-from cloud.ingest.ingestor import Ingestor, RejectReason
+from cloud.ingest.ingestor import Ingestor
+from cloud.ingest.stats import RejectReason
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
 from shared import topics

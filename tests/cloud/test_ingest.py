@@ -20,7 +20,8 @@ from sqlmodel import Session
 
 from cloud.db.engine import create_db_engine, create_schema
 from cloud.db.tables import DEVICES, EVENTS, HOUSEHOLDS, Device, Household
-from cloud.ingest.ingestor import Ingestor, household_id_for
+from cloud.identity.devices import household_id_for
+from cloud.ingest.ingestor import Ingestor
 from shared import topics
 from shared.clock import ManualClock
 from shared.messages import (

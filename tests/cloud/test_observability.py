@@ -25,7 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cloud.api.metrics import CONTENT_TYPE, create_registry
 from cloud.db.engine import create_db_engine, create_schema
-from cloud.ingest.ingestor import BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS, Ingestor, RejectReason
+from cloud.ingest.ingestor import Ingestor
+from cloud.ingest.stats import BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS, RejectReason
 from cloud.logs import JsonFormatter, configure_logging
 from cloud.service import CloudService
 from cloud.settings import CloudSettings

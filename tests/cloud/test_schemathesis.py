@@ -37,7 +37,7 @@ from sqlmodel import Session
 from cloud.app import create_app
 from cloud.db.engine import create_db_engine
 from cloud.identity.retailers import create_retailer
-from cloud.ingest.ingestor import IngestStats
+from cloud.ingest.stats import IngestStats
 from cloud.mqtt.broker import EmbeddedBroker
 from cloud.planning.planner import plan_cycle
 from cloud.service import CloudService

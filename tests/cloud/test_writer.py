@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from cloud.db.engine import create_db_engine, create_schema
 from cloud.db.tables import EVENTS
-from cloud.ingest.ingestor import household_id_for
+from cloud.identity.devices import household_id_for
 from cloud.ingest.writer import WriterConfig, WriterError, WriterProcess
 from edge.agent import Agent
 from edge.settings import EdgeSettings

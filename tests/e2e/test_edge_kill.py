@@ -16,7 +16,7 @@ from typing import IO
 import httpx
 import pytest
 
-from cloud.ingest.ingestor import household_id_for
+from cloud.identity.devices import household_id_for
 from tests.conftest import CloudFactory
 from tests.support.auth import bearer
 from tests.support.services import Mosquitto

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cloud.ingest.ingestor import household_id_for
+from cloud.identity.devices import household_id_for
 from cloud.service import CloudService
 from edge.agent import Agent
 from edge.settings import EdgeSettings
