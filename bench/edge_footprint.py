@@ -30,7 +30,7 @@ from edge.recorder import Recorder
 from shared import topics
 from shared.clock import SystemClock
 from shared.messages import decode_availability
-from simulator.loadtest import cpu_seconds, rss_mb
+from simulator.load.procfs import cpu_seconds, rss_mb
 from tests.support.services import Mosquitto, free_port, mosquitto_binary
 
 CODES = ["4006381333931", "96385074", "036000291452", "2000000000015"]

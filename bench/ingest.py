@@ -30,8 +30,8 @@ from pathlib import Path
 import httpx
 
 from shared import topics
-from simulator.load import Devices, blast, payloads
-from simulator.loadtest import start_cloud, stop_cloud
+from simulator.load.blast import Devices, blast, payloads
+from simulator.load.cloudworker import start_cloud, stop_cloud
 from tests.support.services import Mosquitto, mosquitto_binary, postgres_database
 
 BARE_SUBSCRIBER = """

@@ -1,6 +1,6 @@
 """Load mode at scale: N fridge connections from one process against Mosquitto (issue 5, item 7).
 
-The same run as ``frigo sim run load-10k`` (see ``simulator/loadtest.py``), with its knobs as
+The same run as ``frigo sim run load-10k`` (see ``simulator/load/run.py``), with its knobs as
 options, printing one JSON object for docs/BENCHMARKS.md.
 
     .venv/bin/python -m bench.load_swarm [--devices 10000] [--rate 2000] [--duration 60]
@@ -14,7 +14,8 @@ import json
 import sys
 
 from simulator.errors import ScenarioError
-from simulator.loadtest import LoadSettings, run_load
+from simulator.load.run import run_load
+from simulator.load.settings import LoadSettings
 
 
 def main() -> None:

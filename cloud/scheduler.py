@@ -17,9 +17,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, exists, select, update
 
+from cloud.commerce.baskets import PlanningRun, plan_cycle
 from cloud.commerce.offers import LiftCache, OfferRun, run_offers
 from cloud.db.tables import DEVICES, HOUSEHOLDS, PLANNED_ORDERS
-from cloud.planning.planner import PlanningRun, cycle_of, plan_cycle
+from cloud.planning.planner import cycle_of
 from cloud.planning.replenishment import PolicyParams
 from shared.clock import Clock
 

@@ -22,7 +22,7 @@ from edge.errors import EdgeError, SensorError
 from edge.inventory import Lot
 from edge.recorder import Recorder
 from edge.rules import Alert, LotView, Rules, RulesConfig
-from edge.scanner import parse_scan
+from edge.scangrammar import parse_scan
 from edge.sensors.base import Door, Scanner, Shelf, Thermometer
 from edge.settings import EdgeSettings, RulesSettings
 from edge.uplink import Uplink

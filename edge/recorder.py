@@ -19,7 +19,7 @@ from edge.inventory import Inventory, Lot, due_after_opening
 from edge.offers import Offers
 from edge.orders import Orders
 from edge.outbox import Outbox
-from edge.scanner import Action, Discard, Move, Open, Scan
+from edge.scangrammar import Action, Discard, Move, Open, Scan
 from edge.telemetry import TelemetryBuffer
 from shared.clock import Clock
 from shared.messages import (

@@ -6,4 +6,7 @@
 - `reorder`: when households re-buy the items they buy again (mean absolute error in days)
 - `offers`: offers of items new to each household (explore recall and NDCG), and their tuning
 - `closedloop`: reorder policies running simulated households whose true use is known
+- `nextbasket`: the next-basket model those evaluations measure
 """
+
+__all__ = ["baskets", "closedloop", "datasets", "metrics", "nextbasket", "offers", "reorder"]

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from cloud.commerce.rowarrays import FloatArray, IntArray, chunks, row_pointers, sum_by, top_columns
+from cloud.commerce.rowarrays import FloatArray, IntArray, chunks, ragged, row_pointers, sum_by, top_columns
 
 __all__ = ["BasketFeatures", "Histories", "NextBasketModel", "NextBasketParams"]
 
@@ -182,15 +182,6 @@ class _Purchases:
         )
 
 
-def _ragged(ptr: IntArray, rows: IntArray) -> tuple[IntArray, IntArray]:
-    """Return the entry positions of CSR ``rows`` (in order) and, for each, its place in ``rows``."""
-    starts = ptr[rows]
-    lengths = ptr[rows + 1] - starts
-    place = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
-    offsets = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return starts[place] + offsets, place
-
-
 class _PurchaseStats:
     """Per household-item pair, per item and per household statistics of one set of histories."""
 
@@ -256,8 +247,8 @@ class _PurchaseStats:
         norms = np.bincount(self.pair_user, weights=self.personal**2, minlength=n_users)
         result = np.zeros((n_users, k), np.int64)
         for rows in chunks(n_users, n_users, CHUNK_CELLS):
-            entries, place = _ragged(self.ptr, rows)
-            partners, source = _ragged(item_ptr, self.pair_item[entries])
+            entries, place = ragged(self.ptr, rows)
+            partners, source = ragged(item_ptr, self.pair_item[entries])
             cells = place[source] * n_users + item_users[partners]
             products = self.personal[entries][source] * item_values[partners]
             dots = sum_by(cells, products, len(rows) * n_users).reshape(len(rows), -1)
@@ -270,7 +261,7 @@ class _PurchaseStats:
     def similar_items(self) -> tuple[IntArray, IntArray, FloatArray]:
         """Return CSR (pointers, items, cosine) of each item's most co-bought items, over households."""
         n_items = self.n_items
-        partners, source = _ragged(self.ptr, self.pair_user)
+        partners, source = ragged(self.ptr, self.pair_user)
         a = self.pair_item[source]
         b = self.pair_item[partners]
         different = a != b
@@ -329,7 +320,7 @@ def _build_level(histories: Histories, index: dict[int, int], params: NextBasket
         own_row = own_user - first
         # Neighbours' mean personal vector.
         flat = neighbours[rows].ravel()
-        entries, place = _ragged(stats.ptr, flat)
+        entries, place = ragged(stats.ptr, flat)
         owner = place // max(1, neighbours.shape[1])
         neighbour = sum_by(
             owner * n_items + stats.pair_item[entries],
@@ -337,14 +328,14 @@ def _build_level(histories: Histories, index: dict[int, int], params: NextBasket
             n_rows * n_items,
         ).reshape(n_rows, n_items)
         # Co-occurrence with all own items (weighted by personal share) and with the last basket.
-        entries, place = _ragged(sim_ptr, own_item)
+        entries, place = ragged(sim_ptr, own_item)
         cooc = sum_by(
             own_row[place] * n_items + sim_item[entries],
             personal_share[lo:hi][place] * sim_value[entries],
             n_rows * n_items,
         ).reshape(n_rows, n_items)
         last = in_last[lo:hi]
-        entries, place = _ragged(sim_ptr, own_item[last])
+        entries, place = ragged(sim_ptr, own_item[last])
         cooc_last = sum_by(
             own_row[last][place] * n_items + sim_item[entries],
             sim_value[entries],
@@ -370,26 +361,41 @@ def _build_level(histories: Histories, index: dict[int, int], params: NextBasket
                 stats.personal[lo:hi] + 1.0,  # without a trained ranker, own items come first
             )
         )
-        owned = np.zeros((n_rows, n_items), bool)
-        owned[own_row, own_item] = True
-        chosen = np.zeros((n_rows, n_items), bool)
-        row_index = np.arange(n_rows)[:, None]
-        chosen[row_index, top_columns(np.where(owned, -1.0, neighbour), EXPLORE_FROM_NEIGHBOURS)] = True
-        chosen[row_index, top_columns(np.where(owned, -1.0, cooc), EXPLORE_FROM_COOCCURRENCE)] = True
-        chosen &= (neighbour > 0) | (cooc > 0)
-        chosen[:, popular] = True
-        chosen &= ~owned
-        row, item = np.nonzero(chosen)
-        row, item = row.astype(np.int64), item.astype(np.int64)
-        user = row + first
-        features = np.column_stack(_shared_features(stats, scores, user, item, row))
-        explores.append(_Candidates(user, item, features, neighbour[row, item]))
+        explores.append(_explore_candidates(stats, scores, own_row, own_item, first, popular))
     return _Level(
         n_users,
         _Candidates.concat(repeats, len(REPEAT_FEATURES)),
         _Candidates.concat(explores, len(EXPLORE_FEATURES)),
         stats.popular,
     )
+
+
+def _explore_candidates(
+    stats: _PurchaseStats,
+    scores: tuple[FloatArray, FloatArray, FloatArray],
+    own_row: IntArray,
+    own_item: IntArray,
+    first: int,
+    popular: IntArray,
+) -> _Candidates:
+    """Return the explore candidates of a chunk of households (rows from ``first``): items none of
+    them bought yet, the top by neighbours and by co-occurrence, and the popular ones."""
+    neighbour, cooc, _cooc_last = scores
+    n_rows, n_items = neighbour.shape
+    owned = np.zeros((n_rows, n_items), bool)
+    owned[own_row, own_item] = True
+    chosen = np.zeros((n_rows, n_items), bool)
+    row_index = np.arange(n_rows)[:, None]
+    chosen[row_index, top_columns(np.where(owned, -1.0, neighbour), EXPLORE_FROM_NEIGHBOURS)] = True
+    chosen[row_index, top_columns(np.where(owned, -1.0, cooc), EXPLORE_FROM_COOCCURRENCE)] = True
+    chosen &= (neighbour > 0) | (cooc > 0)
+    chosen[:, popular] = True
+    chosen &= ~owned
+    row, item = np.nonzero(chosen)
+    row, item = row.astype(np.int64), item.astype(np.int64)
+    user = row + first
+    features = np.column_stack(_shared_features(stats, scores, user, item, row))
+    return _Candidates(user, item, features, neighbour[row, item])
 
 
 def _labels(candidates: _Candidates, targets: Sequence[Sequence[int]], index: dict[int, int]) -> FloatArray:

@@ -10,7 +10,7 @@ import threading
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -20,6 +20,7 @@ from shared.mqtt import MqttSettings
 
 if TYPE_CHECKING:
     from edge.settings import EdgeSettings
+    from simulator.scenario import Scenario
     from simulator.world import DayReport
 
 app = typer.Typer(
@@ -618,10 +619,7 @@ def sim_run(
     A scenario with a `[load]` table (`load-10k`) runs a swarm of device connections instead, with
     a live display, and writes its figures to `summary.json`.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from simulator.errors import ScenarioError
-    from simulator.runner import run_load_scenario, run_scenario
     from simulator.scenario import load_scenario
 
     try:
@@ -632,20 +630,39 @@ def sim_run(
     chosen = chosen.model_copy(update=update)
     folder = report_dir or Path("frigo-sim-runs") / f"{chosen.name}-{chosen.seed}"
     if chosen.load is not None:
-        try:
-            figures = run_load_scenario(chosen, folder, progress=True)
-        except ScenarioError as exc:
-            raise typer.BadParameter(str(exc), param_hint="SCENARIO") from None
-        errors = sum(figures["errors"].values())
-        typer.echo(
-            f"{figures['connected_max']:,} devices connected at most, {figures['published']:,} events sent "
-            f"({figures['events_per_s_sent_after_ramp']} a second after the ramp), {errors} errors, "
-            f"{figures['rss_mb_peak']} MB resident at most; report in {folder}"
-        )
-        raise typer.Exit(1 if errors or figures["connected_max"] < chosen.load.devices else 0)
+        _run_load(chosen, folder)
     mqtt = None
     if mqtt_host is not None or mqtt_port is not None:
         mqtt = _mqtt(MqttSettings(), mqtt_host, mqtt_port, mqtt_protocol)
+    _run_households(chosen, folder, mqtt, speed)
+
+
+def _run_load(chosen: Scenario, folder: Path) -> NoReturn:
+    """Run a load scenario's swarm with a live display; exit 1 on errors or devices left out."""
+    from simulator.errors import ScenarioError
+    from simulator.runner import run_load_scenario
+
+    assert chosen.load is not None
+    try:
+        figures = run_load_scenario(chosen, folder, progress=True)
+    except ScenarioError as exc:
+        raise typer.BadParameter(str(exc), param_hint="SCENARIO") from None
+    errors = sum(figures["errors"].values())
+    typer.echo(
+        f"{figures['connected_max']:,} devices connected at most, {figures['published']:,} events sent "
+        f"({figures['events_per_s_sent_after_ramp']} a second after the ramp), {errors} errors, "
+        f"{figures['rss_mb_peak']} MB resident at most; report in {folder}"
+    )
+    raise typer.Exit(1 if errors or figures["connected_max"] < chosen.load.devices else 0)
+
+
+def _run_households(chosen: Scenario, folder: Path, mqtt: MqttSettings | None, speed: float | None) -> None:
+    """Run a scenario's households with a progress bar; exit 1 if an event was lost or doubled."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from simulator.errors import ScenarioError
+    from simulator.runner import run_scenario
+
     events = 0
     with Progress(
         TextColumn("[bold]{task.description}"),

@@ -30,6 +30,7 @@ from pydantic import (
 
 from shared.errors import InvalidMessage
 from shared.topics import DEVICE_ID_PATTERN
+from shared.vocabulary import ConsentPurpose, FridgeOrderStatus, OfferAnswer
 
 SCHEMA_VERSION = 1
 
@@ -150,7 +151,7 @@ class OfferAnswered(EventBase):
     type: Literal["offer_answered"] = "offer_answered"
     offer_id: UUID
     # not_this_category: no more offers of the offer's category.
-    answer: Literal["accepted", "dismissed", "not_this_category"]
+    answer: OfferAnswer
 
 
 class OrderAnswered(EventBase):
@@ -166,7 +167,7 @@ class ConsentChanged(EventBase):
 
     type: Literal["consent_changed"] = "consent_changed"
     recipient: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")
-    purpose: Literal["ordering", "offers", "analytics"]
+    purpose: ConsentPurpose
     action: Literal["grant", "withdraw"]
 
 
@@ -311,22 +312,6 @@ class OrderLine(BaseModel):
 
     code: ProductCode
     quantity: PositiveInt
-
-
-# proposed, approved and skipped are the planner's baskets; the rest, orders with a retailer.
-FridgeOrderStatus = Literal[
-    "proposed",
-    "approved",
-    "skipped",
-    "created",
-    "accepted",
-    "rejected",
-    "picking",
-    "substitution_proposed",
-    "dispatched",
-    "delivered",
-    "cancelled",
-]
 
 
 class OrderUpdated(Message):

@@ -69,8 +69,6 @@ def run_scenario(
     one (which cannot be restarted). With ``mqtt``, broker restarts need ``restart_broker``.
     """
     from cloud.db.tables import EVENTS
-    from cloud.service import CloudService
-    from cloud.settings import CloudSettings
 
     if scenario.load is not None:
         raise ScenarioError(f"scenario {scenario.name} is a load scenario: run it with run_load_scenario")
@@ -87,34 +85,13 @@ def run_scenario(
                 "starts (no --mqtt-host/--mqtt-port), with Mosquitto installed (apt-get install mosquitto)"
             )
         through_api = scenario.retailer is not None and scenario.retailer.through_api
-        cloud = CloudService(
-            CloudSettings(
-                database_url=database_url or f"sqlite:///{report_dir / 'cloud.db'}",
-                mqtt=mqtt,
-                client_id=f"frigo-sim-cloud-{scenario.name}",
-                # The fridges' small batches cost more to hand to a child process than to store here.
-                writer_process=False,
-                planning=False,  # the simulator's households shop for themselves
-                http_port=0,
-                # The simulated retailer's webhook receiver listens on loopback.
-                webhook_allow_private=through_api,
-            ),
-            clock,
-            serve_http=through_api,
-        )
-        stack.callback(cloud.stop)
-        cloud.start()
-        if not cloud.subscriber.wait_connected(15):
-            raise TimeoutError(f"the cloud could not connect to the broker at {mqtt.host}:{mqtt.port}")
+        database_url = database_url or f"sqlite:///{report_dir / 'cloud.db'}"
+        cloud = _start_cloud(stack, scenario, mqtt, database_url, clock, through_api=through_api)
         shop = None
         account = _shop_account(cloud, scenario, clock) if through_api or scenario.offers else None
         if through_api:
             assert account is not None
-            shop = _api_retailer(cloud, scenario, clock, account)
-            stack.callback(shop.stop)
-            shop.start()
-            for index in range(1, scenario.households + 1):
-                shop.choose_me(fridge_id(index))
+            shop = _start_shop(stack, cloud, scenario, clock, account)
         world = World(
             scenario.households,
             mqtt,
@@ -136,17 +113,7 @@ def run_scenario(
             tally = _offer_to(cloud, world, scenario, account[0])
         world.start()
         watched = [fridge_id(i) for i in range(1, min(scenario.households, FORECAST_HOUSEHOLDS) + 1)]
-        with (report_dir / "forecast.csv").open("w", newline="", encoding="utf-8") as file:
-            forecasts = csv.writer(file)
-            forecasts.writerow(FORECAST_COLUMNS)
-
-            def day_done(day: DayReport) -> None:
-                # The cloud's forecast, from what the fridges sent, of the watched fridges' stock tomorrow.
-                forecasts.writerows(_forecast_rows(cloud.engine, watched, clock.now()))
-                if on_day is not None:
-                    on_day(day)
-
-            report = world.run(scenario.days, day_done)
+        report = _live_days(world, scenario.days, cloud.engine, clock, watched, report_dir, on_day)
         if shop is not None:
             _await_webhooks(cloud)
         with cloud.engine.connect() as connection:
@@ -163,6 +130,76 @@ def run_scenario(
     write_orders(report_dir / "orders.csv", orders)
     write_plots(report_dir, devices=watched)
     return summary
+
+
+def _start_cloud(
+    stack: ExitStack,
+    scenario: Scenario,
+    mqtt: MqttSettings,
+    database_url: str,
+    clock: ManualClock,
+    *,
+    through_api: bool,
+) -> CloudService:
+    """Start the run's cloud worker on ``clock``, stopped when ``stack`` closes; wait for its broker."""
+    from cloud.service import CloudService
+    from cloud.settings import CloudSettings
+
+    cloud = CloudService(
+        CloudSettings(
+            database_url=database_url,
+            mqtt=mqtt,
+            client_id=f"frigo-sim-cloud-{scenario.name}",
+            # The fridges' small batches cost more to hand to a child process than to store here.
+            writer_process=False,
+            planning=False,  # the simulator's households shop for themselves
+            http_port=0,
+            # The simulated retailer's webhook receiver listens on loopback.
+            webhook_allow_private=through_api,
+        ),
+        clock,
+        serve_http=through_api,
+    )
+    stack.callback(cloud.stop)
+    cloud.start()
+    if not cloud.subscriber.wait_connected(15):
+        raise TimeoutError(f"the cloud could not connect to the broker at {mqtt.host}:{mqtt.port}")
+    return cloud
+
+
+def _start_shop(
+    stack: ExitStack, cloud: CloudService, scenario: Scenario, clock: ManualClock, account: tuple[str, str]
+) -> ApiRetailer:
+    """Start the retailer that works through the order API, chosen by every household."""
+    shop = _api_retailer(cloud, scenario, clock, account)
+    stack.callback(shop.stop)
+    shop.start()
+    for index in range(1, scenario.households + 1):
+        shop.choose_me(fridge_id(index))
+    return shop
+
+
+def _live_days(
+    world: World,
+    days: int,
+    engine: Engine,
+    clock: ManualClock,
+    watched: Sequence[str],
+    report_dir: Path,
+    on_day: Callable[[DayReport], None] | None,
+) -> WorldReport:
+    """Run the world for ``days``, writing the cloud's forecast of the watched fridges to forecast.csv."""
+    with (report_dir / "forecast.csv").open("w", newline="", encoding="utf-8") as file:
+        forecasts = csv.writer(file)
+        forecasts.writerow(FORECAST_COLUMNS)
+
+        def day_done(day: DayReport) -> None:
+            # The cloud's forecast, from what the fridges sent, of the watched fridges' stock tomorrow.
+            forecasts.writerows(_forecast_rows(engine, watched, clock.now()))
+            if on_day is not None:
+                on_day(day)
+
+        return world.run(days, day_done)
 
 
 @dataclass
@@ -239,10 +276,10 @@ def _offer_to(cloud: CloudService, world: World, scenario: Scenario, retailer_id
     import uuid
 
     from cloud.commerce import consents
+    from cloud.commerce.catalog import upsert_catalog
     from cloud.commerce.offers import run_offers
     from cloud.db.tables import OFFERS
     from cloud.identity.devices import household_id_for
-    from cloud.identity.retailers import upsert_catalog
     from simulator.apiretailer import catalog_items
 
     settings = scenario.offers
@@ -353,7 +390,7 @@ def _forecast_rows(engine: Engine, devices: Sequence[str], now: datetime) -> lis
 
 def run_load_scenario(scenario: Scenario, report_dir: Path, *, progress: bool = False) -> dict[str, Any]:
     """Run a load scenario's swarm; write its figures to ``report_dir/summary.json``; return them."""
-    from simulator.loadtest import run_load
+    from simulator.load.run import run_load
 
     if scenario.load is None:
         raise ScenarioError(f"scenario {scenario.name} has no [load] table: run it with run_scenario")

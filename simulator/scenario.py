@@ -29,7 +29,7 @@ or the path of a file of your own with the same keys::
     substitution_rate = 0.05
 
 A load scenario (``load-10k``) has a ``[load]`` table instead and runs a swarm of bare
-connections rather than households (see simulator/loadtest.py)::
+connections rather than households (see simulator/load/run.py)::
 
     [load]
     devices = 10000     # connections, each logged in as its own device
@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simulator.errors import ScenarioError
 from simulator.faults import Faults
-from simulator.loadtest import LoadSettings
+from simulator.load.settings import LoadSettings
 from simulator.retailer import RetailerSettings
 
 

@@ -141,6 +141,57 @@ class WorldReport:
         return sum(d.refused for d in self.days)
 
 
+def _households(
+    count: int, start: date, seed: int, retailer: Retailer | None, settings: RetailerSettings | None
+) -> list[Household]:
+    """Return the world's households, from ``start``, some shopping online at ``retailer``.
+
+    Who shops online comes from a generator of its own too: the lives stay as they were.
+    """
+    online = random.Random(seed * 613)
+    share = settings.online_share if settings is not None else 0.0
+    return [
+        Household(
+            seed * 100_003 + i,
+            start,
+            name=fridge_id(i),
+            shopping=Shopping.ONLINE if online.random() < share else Shopping.STORE,
+            retailer=retailer,
+        )
+        for i in range(1, count + 1)
+    ]
+
+
+def _fridge_settings(
+    mqtt: MqttSettings,
+    data_dir: Path,
+    links: Sequence[Link | None],
+    faults: Faults,
+    *,
+    seed: int,
+    detail_share: float,
+) -> list[EdgeSettings]:
+    """Return each fridge's agent settings, connected through its link (if the network is flaky)."""
+    # Who lets the fridge share how food is used (partial amounts, openings): a generator of its own.
+    sharing = random.Random(seed * 577)
+    detail = [sharing.random() < detail_share for _ in links]
+    return [
+        EdgeSettings(
+            device_id=fridge_id(i),
+            data_dir=data_dir / fridge_id(i),
+            mqtt=_through(mqtt, link),
+            consent=ConsentSettings(share=DETAIL if detail[i - 1] else MINIMAL),
+            telemetry_interval_s=TELEMETRY_INTERVAL_S,
+            resend_after_s=faults.resend_after_s,
+            # Power losses here stop the agent, not the machine: commits need no flush each.
+            power_safe=False,
+            # A virtual day passes in tens of milliseconds: a longer linger sends it in a batch.
+            linger_s=SIM_LINGER_S,
+        )
+        for i, link in enumerate(links, start=1)
+    ]
+
+
 class World:
     """``households`` homes, each with its fridge's real agent, on ``clock``."""
 
@@ -172,46 +223,19 @@ class World:
         self._fault_random = random.Random(seed * 7919)
         self._mqtt = mqtt
         start = clock.now().date()
-        # Who shops online comes from a generator of its own too: the lives stay as they were.
         # The retailer in memory, unless one behind the order API is given.
         self.retailer: Retailer | None = retailer_client
         if self.retailer is None and retailer is not None:
             self.retailer = SimulatedRetailer(retailer, seed=seed)
-        online = random.Random(seed * 613)
-        share = retailer.online_share if retailer is not None else 0.0
-        self.households = [
-            Household(
-                seed * 100_003 + i,
-                start,
-                name=fridge_id(i),
-                shopping=Shopping.ONLINE if online.random() < share else Shopping.STORE,
-                retailer=self.retailer,
-            )
-            for i in range(1, households + 1)
-        ]
+        self.households = _households(households, start, seed, self.retailer, retailer)
         self._network = Network() if self.faults.network_drops_per_fridge_day else None
         self._links: list[Link | None] = [
             self._network.link(mqtt.host, mqtt.port) if self._network is not None else None
             for _ in range(households)
         ]
-        # Who lets the fridge share how food is used (partial amounts, openings): a generator of its own.
-        sharing = random.Random(seed * 577)
-        detail = [sharing.random() < detail_share for _ in range(households)]
-        self._settings = [
-            EdgeSettings(
-                device_id=fridge_id(i),
-                data_dir=data_dir / fridge_id(i),
-                mqtt=_through(mqtt, link),
-                consent=ConsentSettings(share=DETAIL if detail[i - 1] else MINIMAL),
-                telemetry_interval_s=TELEMETRY_INTERVAL_S,
-                resend_after_s=self.faults.resend_after_s,
-                # Power losses here stop the agent, not the machine: commits need no flush each.
-                power_safe=False,
-                # A virtual day passes in tens of milliseconds: a longer linger sends it in a batch.
-                linger_s=SIM_LINGER_S,
-            )
-            for i, link in enumerate(self._links, start=1)
-        ]
+        self._settings = _fridge_settings(
+            mqtt, data_dir, self._links, self.faults, seed=seed, detail_share=detail_share
+        )
         self._clocks: list[Clock] = [self._skewed(clock) for _ in self._settings]
         sensors = random.Random(seed * 389)
         self.doors = [SimulatedDoor() for _ in self._settings]

@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from cloud.api.schemas import ErrorPublic, InvalidRequestPublic
+from cloud.api.schemas.common import ErrorPublic, InvalidRequestPublic
 from cloud.db.tables import Household
 from cloud.identity.retailers import retailer_of
 from cloud.identity.tokens import Caller, caller_of
@@ -105,7 +105,7 @@ def _bearer(request: Request) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-# The web dashboard's sign-in cookie (cloud/web/households.py): HttpOnly, SameSite=Strict.
+# The web dashboard's sign-in cookie (cloud/web/pages.py): HttpOnly, SameSite=Strict.
 WEB_COOKIE = "frigo_token"
 # The header the dashboard's scripts send with every request that changes something: a page of
 # another site cannot send it without the browser asking first (CORS), which Frigo never allows.
@@ -167,6 +167,9 @@ def household_access(household_id: str, who: CallerDep) -> None:
 OWN = [Depends(household_access)]
 # Largest page a listing route returns.
 MAX_PAGE = 1000
+# The largest id a table holds (a signed 64-bit integer in SQLite and PostgreSQL): a larger one in a
+# query cannot even be compared with them.
+MAX_ID = 2**63 - 1
 
 
 def admin_only(who: CallerDep) -> None:

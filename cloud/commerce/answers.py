@@ -12,17 +12,17 @@ skipped, as the API would answer 409.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, select, update
 
-from cloud.commerce import consents, offers, orders, privacy
+from cloud.commerce import baskets, consents, offers, orders, privacy
+from cloud.commerce.withdrawal import withdraw_consent
 from cloud.db.engine import insert_ignoring_duplicates
 from cloud.db.tables import EVENT_CURSORS, EVENTS, ORDERS, PLANNED_ORDERS
 from cloud.errors import OrderInputError, OrderStateError, VersionMismatch
-from cloud.planning import planner
+from shared.messages import ConsentChanged, DataWiped, Event, OfferAnswered, OrderAnswered, decode_event
 
 CURSOR = "fridge_answers"
 TYPES = ("order_answered", "consent_changed", "offer_answered", "data_wiped")
@@ -57,19 +57,8 @@ def apply_answers(engine: Engine, now: datetime) -> int:
                 .values(position=EVENT_CURSORS.c.position)
             )
         for row in rows:
-            answer = json.loads(row.payload)
             with connection.begin_nested():
-                if row.type == "consent_changed":
-                    _consent(connection, str(row.household_id), answer, now)
-                elif row.type == "offer_answered":
-                    _offer(connection, str(row.household_id), answer, now)
-                elif row.type == "data_wiped":
-                    # A fridge confirming the wipe of an erasure: its credential is revoked now.
-                    privacy.confirm_wipe(connection, str(row.device_id), str(answer["request_id"]), now)
-                else:
-                    _apply(
-                        connection, str(row.household_id), str(answer["order_id"]), str(answer["answer"]), now
-                    )
+                _answer(connection, str(row.household_id), str(row.device_id), decode_event(row.payload), now)
         if rows:
             connection.execute(
                 update(EVENT_CURSORS).where(EVENT_CURSORS.c.name == CURSOR).values(position=rows[-1].id)
@@ -77,13 +66,28 @@ def apply_answers(engine: Engine, now: datetime) -> int:
     return len(rows)
 
 
+def _answer(connection: Connection, household_id: str, device_id: str, event: Event, now: datetime) -> None:
+    match event:
+        case ConsentChanged():
+            _consent(connection, household_id, event, now)
+        case OfferAnswered():
+            _offer(connection, household_id, event, now)
+        case DataWiped():
+            # A fridge confirming the wipe of an erasure: its credential is revoked now.
+            privacy.confirm_wipe(connection, device_id, str(event.request_id), now)
+        case OrderAnswered():
+            _apply(connection, household_id, str(event.order_id), event.answer, now)
+        case _:
+            log.warning("not a fridge answer: %s event %s", event.type, event.event_id)
+
+
 def _apply(connection: Connection, household_id: str, order_id: str, answer: str, now: datetime) -> None:
     try:
         if _is_basket(connection, household_id, order_id):
             action = {
-                "approve": planner.approve_order,
-                "cancel": planner.cancel_order,
-                "skip": planner.skip_order,
+                "approve": baskets.approve_order,
+                "cancel": baskets.cancel_order,
+                "skip": baskets.skip_order,
             }
             if answer in action:
                 action[answer](connection, household_id, order_id, now)
@@ -108,10 +112,10 @@ def _apply(connection: Connection, household_id: str, order_id: str, answer: str
         )
 
 
-def _consent(connection: Connection, household_id: str, change: dict[str, str], now: datetime) -> None:
-    recipient, purpose = change["recipient"], change["purpose"]
-    if change["action"] == "withdraw":
-        consents.withdraw(connection, household_id, recipient, purpose, now)
+def _consent(connection: Connection, household_id: str, change: ConsentChanged, now: datetime) -> None:
+    recipient, purpose = change.recipient, change.purpose
+    if change.action == "withdraw":
+        withdraw_consent(connection, household_id, recipient, purpose, now)
         return
     try:
         consents.grant(connection, household_id, recipient, purpose, now, channel="fridge")
@@ -125,11 +129,11 @@ def _consent(connection: Connection, household_id: str, change: dict[str, str], 
         )
 
 
-def _offer(connection: Connection, household_id: str, answered: dict[str, str], now: datetime) -> None:
+def _offer(connection: Connection, household_id: str, answered: OfferAnswered, now: datetime) -> None:
     try:
-        offers.answer(connection, household_id, str(answered["offer_id"]), str(answered["answer"]), now)
+        offers.answer(connection, household_id, str(answered.offer_id), answered.answer, now)
     except (LookupError, offers.OfferError) as exc:
-        log.info("household %s's fridge answer to offer %s: %s", household_id, answered["offer_id"], exc)
+        log.info("household %s's fridge answer to offer %s: %s", household_id, answered.offer_id, exc)
 
 
 def _is_basket(connection: Connection, household_id: str, order_id: str) -> bool:

@@ -26,19 +26,16 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Literal
 
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from cloud.db.engine import as_utc
 from cloud.db.tables import CONSENTS, RETAILERS
 from cloud.errors import CloudError
+from shared.vocabulary import CONSENT_PURPOSES, DATA_CATEGORIES, DataCategory
 
-Purpose = Literal["ordering", "offers", "analytics"]
-DataCategory = Literal["orders", "inventory", "consumption", "purchases"]
 Channel = Literal["api", "web", "fridge"]
-PURPOSES: tuple[Purpose, ...] = get_args(Purpose)
-DATA_CATEGORIES: tuple[DataCategory, ...] = get_args(DataCategory)
 # The data each purpose uses unless the grant says otherwise.
 DEFAULT_CATEGORIES: dict[str, tuple[DataCategory, ...]] = {
     "ordering": ("orders",),
@@ -95,8 +92,8 @@ def grant(
     expires_at: datetime | None = None,
 ) -> str:
     """Grant ``recipient`` the purpose; a grant already active is replaced by this one. Return its id."""
-    if purpose not in PURPOSES:
-        raise ConsentError(f"a purpose is one of {', '.join(PURPOSES)}, not {purpose!r}")
+    if purpose not in CONSENT_PURPOSES:
+        raise ConsentError(f"a purpose is one of {', '.join(CONSENT_PURPOSES)}, not {purpose!r}")
     categories = tuple(data_categories) if data_categories else DEFAULT_CATEGORIES[purpose]
     unknown = sorted(set(categories) - set(DATA_CATEGORIES))
     if unknown:
@@ -105,7 +102,7 @@ def grant(
         raise ConsentError("a consent that expires must expire in the future")
     if connection.execute(select(RETAILERS.c.id).where(RETAILERS.c.id == recipient)).first() is None:
         raise ConsentError(f"no recipient {recipient!r}: consent is given to a retailer that exists")
-    _withdraw(connection, household_id, recipient, purpose, now)
+    withdraw(connection, household_id, recipient, purpose, now)
     consent_id = str(uuid.uuid4())
     connection.execute(
         insert(CONSENTS).values(
@@ -126,19 +123,9 @@ def grant(
 def withdraw(
     connection: Connection, household_id: str, recipient: str, purpose: str, now: datetime
 ) -> list[str]:
-    """Withdraw the household's active consent to the recipient for the purpose, with what follows
-    from it; return the ids withdrawn (none if nothing was active)."""
-    withdrawn = _withdraw(connection, household_id, recipient, purpose, now)
-    if withdrawn and purpose == "ordering":
-        from cloud.commerce import orders
-
-        orders.stop_ordering(connection, household_id, recipient, now)
-    return withdrawn
-
-
-def _withdraw(
-    connection: Connection, household_id: str, recipient: str, purpose: str, now: datetime
-) -> list[str]:
+    """Withdraw the household's active consent to the recipient for the purpose in the ledger;
+    return the ids withdrawn (none if nothing was active). What follows from a withdrawal (open
+    orders cancelled) is :func:`cloud.commerce.withdrawal.withdraw_consent`'s."""
     table = CONSENTS.c
     rows = connection.execute(
         update(CONSENTS)

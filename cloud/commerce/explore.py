@@ -34,7 +34,16 @@ from enum import StrEnum
 import numpy as np
 from numpy.typing import NDArray
 
-from cloud.commerce.rowarrays import FloatArray, IntArray, chunks, row_pointers, sum_by, top_columns
+from cloud.commerce.rowarrays import (
+    FloatArray,
+    IntArray,
+    best_columns,
+    chunks,
+    ragged,
+    row_pointers,
+    sum_by,
+    top_columns,
+)
 
 __all__ = ["ExploreEngine", "ExploreParams", "ExploreSignals", "Histories", "Recommendation", "Signal"]
 
@@ -108,32 +117,6 @@ class Recommendation:
     signal: Signal
     because: int | None = None
     lift: float | None = None
-
-
-def _ragged(ptr: IntArray, rows: IntArray) -> tuple[IntArray, IntArray]:
-    """Return the entry positions of CSR ``rows`` (in order) and, for each, its place in ``rows``."""
-    starts = ptr[rows]
-    lengths = ptr[rows + 1] - starts
-    place = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
-    offsets = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return starts[place] + offsets, place
-
-
-def _best_columns(scores: NDArray[np.floating], count: int) -> IntArray:
-    """Return, per row, the columns of the ``count`` highest scores, best first; ties go to the smaller
-    column, so the best ``n`` are the first ``n`` of the best ``count`` for any ``n < count``."""
-    n_rows, width = scores.shape
-    if count >= width:
-        return np.argsort(-scores, axis=1, kind="stable").astype(np.int64)
-    # The count-th best score of each row: every better one is in, then the ties in column order.
-    kth = -np.partition(-scores, count - 1, axis=1)[:, count - 1 : count]
-    above = scores > kth
-    tied = scores == kth
-    room = count - above.sum(axis=1, keepdims=True)
-    taken = above | (tied & (np.cumsum(tied, axis=1) <= room))
-    columns = np.nonzero(taken)[1].reshape(n_rows, count).astype(np.int64)
-    order = np.argsort(-np.take_along_axis(scores, columns, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(columns, order, axis=1)
 
 
 @dataclass(frozen=True)
@@ -231,14 +214,14 @@ def _neighbours(pairs: _Pairs, count: int) -> tuple[IntArray, FloatArray]:
     found = np.zeros((n_users, count), np.int64)
     similarity = np.zeros((n_users, count))
     for rows in chunks(n_users, n_users, CHUNK_CELLS):
-        entries, place = _ragged(pairs.ptr, rows)
-        partners, source = _ragged(item_ptr, pairs.item[entries])
+        entries, place = ragged(pairs.ptr, rows)
+        partners, source = ragged(item_ptr, pairs.item[entries])
         shared = np.bincount(
             place[source] * n_users + item_users[partners], minlength=len(rows) * n_users
         ).reshape(len(rows), n_users)
         cosine = shared / np.maximum(norms[rows][:, None] * norms[None, :], 1e-12)
         cosine[np.arange(len(rows)), rows] = -1.0
-        top = _best_columns(cosine, count)
+        top = best_columns(cosine, count)
         found[rows] = top
         similarity[rows] = np.maximum(np.take_along_axis(cosine, top, axis=1), 0.0)
     return found, similarity
@@ -281,7 +264,7 @@ class _Pool:
     def rank(self, params: ExploreParams, k: int) -> tuple[IntArray, IntArray]:
         """Return the pool columns of each household's top ``k`` candidates, and their item indices (-1
         where it has fewer). Ties go to the earlier column: the item taken up more, then bought more."""
-        columns = _best_columns(self.blend(params), k)
+        columns = best_columns(self.blend(params), k)
         return columns, np.take_along_axis(self.item, columns, axis=1)
 
 
@@ -409,12 +392,12 @@ def _build_pool(base: _Base, counts: Sequence[int], decays: Sequence[float]) -> 
         lo, hi = int(pairs.ptr[first]), int(pairs.ptr[first + n_rows])
         own_row, own_item, own_age = pairs.user[lo:hi] - first, pairs.item[lo:hi], pairs.last_age[lo:hi]
         # Co-purchase: the (recency-weighted) mean, over the household's items, of their partners' shares.
-        entries, place = _ragged(copurchase.ptr, own_item)
+        entries, place = ragged(copurchase.ptr, own_item)
         co_cells = own_row[place] * n_items + copurchase.item[entries]
         co_share, co_age = copurchase.share[entries], own_age[place]
         # Neighbours: the similarity-weighted share of them that bought the item, recent purchases
         # weighing more.
-        entries, place = _ragged(pairs.ptr, base.neighbours[rows].ravel())
+        entries, place = ragged(pairs.ptr, base.neighbours[rows].ravel())
         nb_rank = place % max(1, most)
         nb_cells = (place // max(1, most)) * n_items + pairs.item[entries]
         nb_similarity = base.similarity[rows].ravel()[place]
@@ -457,13 +440,28 @@ def _build_pool(base: _Base, counts: Sequence[int], decays: Sequence[float]) -> 
                 reach = min(c, most)
                 norm = similarity_sums[row, reach - 1] if reach else np.zeros(len(row))
                 nb_out[(d, c)].append(nb.total(len(cells), powers[d], reach) / np.maximum(norm, 1e-12))
+    return _padded_pool(base, rows_out, items_out, co_out, nb_out, adoption, popular_rank)
+
+
+def _padded_pool(
+    base: _Base,
+    rows_out: list[IntArray],
+    items_out: list[IntArray],
+    co_out: dict[float, list[FloatArray]],
+    nb_out: dict[tuple[float, int], list[FloatArray]],
+    adoption: dict[float, FloatArray],
+    popular_rank: IntArray,
+) -> _Pool:
+    """Return the chunks' candidates and scores as households × candidates, padded, each row in the
+    order ties are broken (taken up, buyers, id)."""
+    n_users = base.pairs.n_users
+    decays = list(co_out)
     if not rows_out:  # no households
         rows_out, items_out = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         co_out = {d: [np.zeros(0)] for d in decays}
         nb_out = {key: [np.zeros(0)] for key in nb_out}
     row = np.concatenate(rows_out)
     item = np.concatenate(items_out)
-    # Padded households × candidates, each row in the order ties are broken (taken up, buyers, id).
     order = np.lexsort((popular_rank[item], row))
     row, item = row[order], item[order]
     ptr = row_pointers(row, n_users)
@@ -586,7 +584,7 @@ class ExploreEngine:
             lookup = np.full(n_rows * n_items, -1, np.int32)
             lookup[row * n_items + items[rows][row, slot]] = np.arange(len(row), dtype=np.int32)
             lo, hi = int(pairs.ptr[first]), int(pairs.ptr[first + n_rows])
-            entries, place = _ragged(co.ptr, pairs.item[lo:hi])
+            entries, place = ragged(co.ptr, pairs.item[lo:hi])
             target = lookup[(pairs.user[lo:hi][place] - first) * n_items + co.item[entries]]
             hit = target >= 0
             target, own, share = target[hit], pairs.item[lo:hi][place[hit]], co.share[entries[hit]]

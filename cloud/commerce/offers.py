@@ -28,7 +28,6 @@ import dataclasses
 import itertools
 import logging
 import math
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,10 +35,12 @@ from datetime import datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, select, update
 
 from cloud.commerce import campaigns, consents
 from cloud.commerce.explore import ExploreEngine, ExploreParams
+from cloud.commerce.history import bought, offered, on_order, suppressed
+from cloud.commerce.sending import send
 from cloud.db.engine import as_utc, insert_ignoring_duplicates
 from cloud.db.tables import (
     CATALOG_ITEMS,
@@ -47,17 +48,11 @@ from cloud.db.tables import (
     HOUSEHOLDS,
     OFFER_SUPPRESSIONS,
     OFFERS,
-    ORDER_LINES,
-    ORDERS,
-    PLANNED_ORDER_LINES,
-    PLANNED_ORDERS,
-    RETAILERS,
 )
 from cloud.errors import CloudError
-from cloud.outbox import commands
-from cloud.planning.planner import HouseholdPlan, plan_households
+from cloud.planning.planner import HouseholdPlan, ItemPlan, plan_households
 from shared.clock import Clock
-from shared.messages import OfferSent
+from shared.vocabulary import OFFER_ANSWERS, OfferKind
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +77,8 @@ EXPLORE_NEIGHBOURS = 100
 LIFT_MAX_AGE = timedelta(hours=6)
 DISMISSED_FACTOR = 0.5
 ACCEPTED_FACTOR = 1.2
-OPEN_ORDER = ("created", "accepted", "picking", "substitution_proposed", "dispatched")
 
-Answer = Literal["accepted", "dismissed", "not_this_category"]
 Strategy = Literal["frigo", "popular"]
-ANSWERS: tuple[Answer, ...] = ("accepted", "dismissed", "not_this_category")
 
 
 class OfferError(CloudError, ValueError):
@@ -100,7 +92,7 @@ class Candidate:
     gtin: str
     name: str
     category: str | None
-    kind: Literal["need", "complement", "campaign"]
+    kind: OfferKind
     reason: str
     data: tuple[str, ...]
     score: float
@@ -248,29 +240,40 @@ def candidates(
     if plan is None:
         (plan,) = plan_households(connection, [household], now)
     items = {item.code: item for item in plan.items}
-    history = _bought(connection, household, now - LOOKBACK)
-    just = _bought(connection, household, now - JUST_BOUGHT)
-    on_order = _on_order(connection, household, now)
-    recent = _offered(connection, household, now - COOLDOWN)
-    suppressed = _suppressed(connection, household)
-    taste = _taste(connection, household)
+    history = bought(connection, household, now - LOOKBACK)
 
     found: dict[str, Candidate] = {}
     if strategy == "popular":
-        ranked = sorted(
-            (n, code) for code, n in lift.count.items() if code in catalog and code not in history
-        )
-        for rank, (_n, code) in enumerate(reversed(ranked)):
-            found[code] = Candidate(
-                code,
-                str(catalog[code].name),
-                catalog[code].category,
-                "complement",
-                f"{catalog[code].name} is popular with other households",
-                ("purchases",),
-                1.0 / (1 + rank),
-            )
+        _add_popular(found, lift, catalog, history)
         items = {}
+    _add_needs(found, items, catalog, now)
+    if strategy == "frigo":
+        _add_explored(found, lift.explore.get(household, []), catalog, history)
+        if household not in lift.explore:
+            _add_co_purchased(found, lift, catalog, history)
+        _add_campaigns(found, connection, retailer, household, catalog, now)
+    return _kept(connection, household, found, items, now)
+
+
+def _add_popular(found: dict[str, Candidate], lift: Lift, catalog: dict[str, Any], history: set[str]) -> None:
+    """Add the most bought products the household never bought (the popularity baseline)."""
+    ranked = sorted((n, code) for code, n in lift.count.items() if code in catalog and code not in history)
+    for rank, (_n, code) in enumerate(reversed(ranked)):
+        found[code] = Candidate(
+            code,
+            str(catalog[code].name),
+            catalog[code].category,
+            "complement",
+            f"{catalog[code].name} is popular with other households",
+            ("purchases",),
+            1.0 / (1 + rank),
+        )
+
+
+def _add_needs(
+    found: dict[str, Candidate], items: dict[str, ItemPlan], catalog: dict[str, Any], now: datetime
+) -> None:
+    """Add the products the household runs out of within NEED_DAYS."""
     for code, item in items.items():
         p50 = item.days_left[1]
         if code not in catalog or not math.isfinite(p50) or p50 > NEED_DAYS or item.rate <= 0:
@@ -286,9 +289,16 @@ def candidates(
             ("inventory", "consumption"),
             1.0 + (NEED_DAYS - p50) / NEED_DAYS,
         )
-    for rank, (code, signal, because, strength) in enumerate(
-        lift.explore.get(household, []) if strategy == "frigo" else []
-    ):
+
+
+def _add_explored(
+    found: dict[str, Candidate],
+    explored: list[tuple[str, str, str | None, float | None]],
+    catalog: dict[str, Any],
+    history: set[str],
+) -> None:
+    """Add the household's new items from the explore model, with the signal behind each."""
+    for rank, (code, signal, because, strength) in enumerate(explored):
         if code in history or code in found or code not in catalog:
             continue
         name = str(catalog[code].name)
@@ -302,7 +312,14 @@ def candidates(
         found[code] = Candidate(
             code, name, catalog[code].category, "complement", reason, ("purchases",), 0.85 / (1 + rank)
         )
-    for a in sorted(history) if strategy == "frigo" and household not in lift.explore else ():
+
+
+def _add_co_purchased(
+    found: dict[str, Candidate], lift: Lift, catalog: dict[str, Any], history: set[str]
+) -> None:
+    """Add what is often bought with what the household buys (for households the explore model
+    has no items for)."""
+    for a in sorted(history):
         for b in lift.partners.get(a, ()):
             if b in history or b in found or b not in catalog:
                 continue
@@ -324,7 +341,18 @@ def candidates(
                 ("purchases",),
                 score,
             )
-    for campaign in campaigns.active(connection, retailer, now) if strategy == "frigo" else ():
+
+
+def _add_campaigns(
+    found: dict[str, Candidate],
+    connection: Connection,
+    retailer: str,
+    household: str,
+    catalog: dict[str, Any],
+    now: datetime,
+) -> None:
+    """Add the retailer's running campaigns, in the arm the household falls in (none in the holdout)."""
+    for campaign in campaigns.active(connection, retailer, now):
         if campaign.gtin in found or campaign.gtin not in catalog:
             continue
         arm = campaigns.assign(connection, campaign, household, now)
@@ -343,14 +371,29 @@ def candidates(
             campaign.id,
             arm,
         )
+
+
+def _kept(
+    connection: Connection,
+    household: str,
+    found: dict[str, Candidate],
+    items: dict[str, ItemPlan],
+    now: datetime,
+) -> list[Candidate]:
+    """Return the candidates that pass every filter, best first, scored by the household's taste."""
+    just = bought(connection, household, now - JUST_BOUGHT)
+    coming = on_order(connection, household, now - JUST_BOUGHT)
+    recent = offered(connection, household, now - COOLDOWN)
+    turned_off = suppressed(connection, household)
+    taste = _taste(connection, household)
     kept = []
     for candidate in found.values():
         held = items.get(candidate.gtin)
         if held is not None and math.isfinite(held.days_left[1]) and held.days_left[1] > AMPLE_DAYS:
             continue  # plenty of it
-        if candidate.gtin in just or candidate.gtin in on_order or candidate.gtin in recent:
+        if candidate.gtin in just or candidate.gtin in coming or candidate.gtin in recent:
             continue  # just bought, on its way, or offered lately
-        if candidate.category is not None and candidate.category in suppressed:
+        if candidate.category is not None and candidate.category in turned_off:
             continue  # the household turned the category off
         factor = taste.get(candidate.category, 1.0) if candidate.category is not None else 1.0
         kept.append(dataclasses.replace(candidate, score=candidate.score * factor))
@@ -367,8 +410,8 @@ def sold_by(connection: Connection, retailer: str) -> dict[str, Any]:
 
 def answer(connection: Connection, household: str, offer_id: str, given: str, now: datetime) -> str:
     """Record the household's answer to an offer; return the offer's new status."""
-    if given not in ANSWERS:
-        raise OfferError(f"an answer is one of {', '.join(ANSWERS)}, not {given!r}")
+    if given not in OFFER_ANSWERS:
+        raise OfferError(f"an answer is one of {', '.join(OFFER_ANSWERS)}, not {given!r}")
     offer = connection.execute(
         select(OFFERS).where(OFFERS.c.id == offer_id, OFFERS.c.household_id == household)
     ).first()
@@ -430,59 +473,9 @@ def _offer_household(
         if made >= room or candidate.gtin in seen:
             continue
         seen.add(candidate.gtin)
-        _send(connection, household, retailer, consent_id, candidate, now)
+        send(connection, household, retailer, consent_id, candidate, now + OFFER_LIFETIME, now)
         made += 1
     return made
-
-
-def _send(
-    connection: Connection,
-    household: str,
-    retailer: str,
-    consent_id: str,
-    candidate: Candidate,
-    now: datetime,
-) -> None:
-    offer_id = str(uuid.uuid4())
-    expires = now + OFFER_LIFETIME
-    connection.execute(
-        insert(OFFERS).values(
-            id=offer_id,
-            household_id=household,
-            retailer_id=retailer,
-            consent_id=consent_id,
-            gtin=candidate.gtin,
-            name=candidate.name[:200],
-            category=candidate.category,
-            kind=candidate.kind,
-            reason=candidate.reason[:500],
-            data_categories=",".join(candidate.data),
-            score=round(candidate.score, 4),
-            campaign_id=candidate.campaign_id,
-            arm=candidate.arm,
-            created_at=now,
-            expires_at=expires,
-            status="sent",
-        )
-    )
-    shop = connection.execute(select(RETAILERS.c.name).where(RETAILERS.c.id == retailer)).scalar() or retailer
-    used = f"your {' and '.join(candidate.data)} data" if candidate.data else "none of your data"
-    explanation = (
-        f"{candidate.reason[:1].upper()}{candidate.reason[1:]}. "
-        f"It uses {used}, under the consent you gave {shop} for offers."
-    )
-
-    def message(device_id: str) -> OfferSent:
-        return OfferSent(
-            offer_id=uuid.UUID(offer_id),
-            device_id=device_id,
-            title=f"{candidate.name} from {shop}"[:200],
-            body=f"{candidate.name}: add it to your next order?",
-            explanation=explanation[:2000],
-            expires_at=expires,
-        )
-
-    commands.enqueue_for_household(connection, household, message, now)
 
 
 def _quiet(now: datetime, zone: str) -> bool:
@@ -549,47 +542,6 @@ def _explore(
         ]
         for household, recs in zip(households, recommended, strict=True)
     }
-
-
-def _bought(connection: Connection, household: str, since: datetime) -> set[str]:
-    rows = connection.execute(
-        select(EVENTS.c.code).where(
-            EVENTS.c.household_id == household, EVENTS.c.type == "item_added", EVENTS.c.occurred_at >= since
-        )
-    ).scalars()
-    return {str(code) for code in rows if code is not None}
-
-
-def _on_order(connection: Connection, household: str, now: datetime) -> set[str]:
-    ordered = connection.execute(
-        select(ORDER_LINES.c.gtin)
-        .join(ORDERS, ORDERS.c.id == ORDER_LINES.c.order_id)
-        .where(ORDERS.c.household_id == household, ORDERS.c.status.in_(OPEN_ORDER))
-    ).scalars()
-    planned = connection.execute(
-        select(PLANNED_ORDER_LINES.c.code)
-        .join(PLANNED_ORDERS, PLANNED_ORDERS.c.id == PLANNED_ORDER_LINES.c.order_id)
-        .where(
-            PLANNED_ORDERS.c.household_id == household,
-            PLANNED_ORDERS.c.status.in_(["proposed", "approved"]),
-            PLANNED_ORDERS.c.created_at >= now - JUST_BOUGHT,
-        )
-    ).scalars()
-    return {str(code) for code in itertools.chain(ordered, planned)}
-
-
-def _offered(connection: Connection, household: str, since: datetime) -> set[str]:
-    rows = connection.execute(
-        select(OFFERS.c.gtin).where(OFFERS.c.household_id == household, OFFERS.c.created_at >= since)
-    ).scalars()
-    return {str(code) for code in rows}
-
-
-def _suppressed(connection: Connection, household: str) -> set[str]:
-    rows = connection.execute(
-        select(OFFER_SUPPRESSIONS.c.category).where(OFFER_SUPPRESSIONS.c.household_id == household)
-    ).scalars()
-    return {str(category) for category in rows}
 
 
 def _taste(connection: Connection, household: str) -> dict[str | None, float]:

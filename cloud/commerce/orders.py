@@ -31,16 +31,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Row, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from cloud.api.schemas import (
-    DeliveredIn,
-    OrderChangePublic,
-    OrderLinePublic,
-    OrderPublic,
-    SlotPublic,
-    SubstitutionIn,
-)
 from cloud.commerce import consents
-from cloud.db.engine import as_utc
+from cloud.commerce.orderviews import ORDER_JSON, Order, etag, fridge_lines, view
 from cloud.db.tables import (
     CATALOG_ITEMS,
     DELIVERY_SLOTS,
@@ -53,20 +45,13 @@ from cloud.db.tables import (
 )
 from cloud.errors import OrderInputError, OrderStateError, VersionMismatch
 from cloud.outbox import commands, deliveries
-from shared.messages import OrderLine, OrderUpdated
+from shared.messages import OrderUpdated
+from shared.vocabulary import RETAILER_MOVES, OrderStatus, RetailerMove
 
-# Where the retailer may move an order from each status.
-RETAILER_MOVES: dict[str, tuple[str, ...]] = {
-    "created": ("accepted", "rejected", "cancelled"),
-    "accepted": ("picking", "cancelled"),
-    "picking": ("substitution_proposed", "dispatched", "cancelled"),
-    "substitution_proposed": ("cancelled",),
-    "dispatched": ("delivered",),
-}
 # Statuses the household may cancel from: anything before the van leaves.
-CANCELLABLE = ("created", "accepted", "picking", "substitution_proposed")
+CANCELLABLE: tuple[OrderStatus, ...] = ("created", "accepted", "picking", "substitution_proposed")
 # Statuses that free the order's delivery slot.
-ENDED = ("rejected", "cancelled")
+ENDED: tuple[OrderStatus, ...] = ("rejected", "cancelled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,104 +62,22 @@ class Wanted:
     quantity: int
 
 
-def parse_if_match(header: str | None) -> int | None:
-    """Return the version an If-Match header names, None for none or ``*``; raise if unreadable."""
-    if header is None or header.strip() == "*":
-        return None
-    value = header.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
-        raise OrderInputError(f'If-Match must be an order\'s version as an ETag, e.g. "3", not {header!r}')
-    return int(value)
+@dataclass(frozen=True, slots=True)
+class Substitution:
+    """A product the retailer proposes instead of an ordered one it cannot deliver."""
+
+    gtin: str
+    substitute_gtin: str
+    substitute_name: str
+    substitute_quantity: int
 
 
-def etag(version: int) -> str:
-    """Return the ETag of an order's version."""
-    return f'"{version}"'
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """How many packs of one ordered product came."""
 
-
-# -- reading ---------------------------------------------------------------------------------
-
-
-def view(connection: Connection, order_id: str) -> OrderPublic | None:
-    """Return the order with its lines, slot and history; None if there is no such order."""
-    order = connection.execute(select(ORDERS).where(ORDERS.c.id == order_id)).first()
-    if order is None:
-        return None
-    slot = None
-    if order.slot_id is not None:
-        found = connection.execute(select(DELIVERY_SLOTS).where(DELIVERY_SLOTS.c.id == order.slot_id)).first()
-        if found is not None:
-            slot = slot_public(found)
-    lines = connection.execute(
-        select(ORDER_LINES).where(ORDER_LINES.c.order_id == order_id).order_by(ORDER_LINES.c.id)
-    ).all()
-    history = connection.execute(
-        select(ORDER_HISTORY).where(ORDER_HISTORY.c.order_id == order_id).order_by(ORDER_HISTORY.c.id)
-    ).all()
-    return OrderPublic(
-        id=order.id,
-        household_id=order.household_id,
-        retailer_id=order.retailer_id,
-        planned_order_id=order.planned_order_id,
-        status=order.status,
-        version=order.version,
-        currency=order.currency,
-        total=round(order.total, 2),
-        slot=slot,
-        created_at=as_utc(order.created_at),
-        updated_at=as_utc(order.updated_at),
-        lines=[
-            OrderLinePublic(
-                gtin=line.gtin,
-                name=line.name,
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                substitute_gtin=line.substitute_gtin,
-                substitute_name=line.substitute_name,
-                substitute_quantity=line.substitute_quantity,
-                substitution=line.substitution,
-                delivered_quantity=line.delivered_quantity,
-            )
-            for line in lines
-        ],
-        history=[
-            OrderChangePublic(
-                at=as_utc(change.at),
-                actor=change.actor,
-                from_status=change.from_status,
-                to_status=change.to_status,
-                detail=change.detail,
-            )
-            for change in history
-        ],
-    )
-
-
-def list_ids(
-    connection: Connection,
-    *,
-    household_id: str | None = None,
-    retailer_id: str | None = None,
-    status: str | None = None,
-    after: str = "",
-    limit: int = 100,
-) -> list[str]:
-    """Return order ids of a household or a retailer, by creation, a page after ``after``."""
-    query = select(ORDERS.c.id, ORDERS.c.created_at)
-    if household_id is not None:
-        query = query.where(ORDERS.c.household_id == household_id)
-    if retailer_id is not None:
-        query = query.where(ORDERS.c.retailer_id == retailer_id)
-    if status is not None:
-        query = query.where(ORDERS.c.status == status)
-    if after:
-        start = connection.execute(select(ORDERS.c.created_at).where(ORDERS.c.id == after)).scalar()
-        if start is not None:
-            query = query.where(
-                (ORDERS.c.created_at > start) | ((ORDERS.c.created_at == start) & (ORDERS.c.id > after))
-            )
-    rows = connection.execute(query.order_by(ORDERS.c.created_at, ORDERS.c.id).limit(limit)).all()
-    return [str(row.id) for row in rows]
+    gtin: str
+    quantity: int
 
 
 # -- placing ---------------------------------------------------------------------------------
@@ -195,40 +98,11 @@ def create_order(
     Each product must be in the retailer's catalog and available; the order books ``slot_id``, or
     the first slot with room (none if the retailer publishes none).
     """
-    retailer = connection.execute(
-        select(HOUSEHOLDS.c.retailer_id).where(HOUSEHOLDS.c.id == household_id)
-    ).scalar()
-    if retailer is None:
-        raise OrderInputError(
-            f"household {household_id!r} has no retailer: "
-            f"choose one with PUT /households/{household_id}/retailer"
-        )
-    if not consents.is_active(connection, household_id, retailer, "ordering", now):
-        raise OrderInputError(
-            f"household {household_id!r} has not consented to ordering from {retailer!r}: "
-            f"PUT /households/{household_id}/retailer, or grant it in /households/{household_id}/consents"
-        )
+    retailer = _ordering_retailer(connection, household_id, now)
     quantities: dict[str, int] = {}
     for item in wanted:
         quantities[item.gtin] = quantities.get(item.gtin, 0) + item.quantity
-    items = CATALOG_ITEMS.c
-    catalog = {
-        row.gtin: row
-        for row in connection.execute(
-            select(CATALOG_ITEMS).where(items.retailer_id == retailer, items.gtin.in_(list(quantities)))
-        ).all()
-    }
-    missing = sorted(code for code in quantities if code not in catalog or not catalog[code].available)
-    if missing:
-        raise OrderInputError(
-            f"retailer {retailer!r} does not offer {', '.join(missing)} now: "
-            "GET its catalog, or leave them out"
-        )
-    currencies = {catalog[code].currency for code in quantities}
-    if len(currencies) > 1:
-        raise OrderInputError(
-            f"retailer {retailer!r} prices these products in {sorted(currencies)}: one order, one currency"
-        )
+    catalog, currency = _priced(connection, retailer, quantities)
     slot = _book(connection, retailer, now, slot_id)
     order_id = str(uuid.uuid4())
     connection.execute(
@@ -240,7 +114,7 @@ def create_order(
             slot_id=slot,
             status="created",
             version=1,
-            currency=currencies.pop(),
+            currency=currency,
             total=sum(catalog[code].price * quantity for code, quantity in quantities.items()),
             created_at=now,
             updated_at=now,
@@ -263,6 +137,48 @@ def create_order(
     _record(connection, order_id, now, actor, None, "created", detail)
     _announce(connection, order_id, now, "order.created")
     return order_id
+
+
+def _ordering_retailer(connection: Connection, household_id: str, now: datetime) -> str:
+    """Return the household's retailer, if it has one and consents to ordering there; else raise."""
+    retailer = connection.execute(
+        select(HOUSEHOLDS.c.retailer_id).where(HOUSEHOLDS.c.id == household_id)
+    ).scalar()
+    if retailer is None:
+        raise OrderInputError(
+            f"household {household_id!r} has no retailer: "
+            f"choose one with PUT /households/{household_id}/retailer"
+        )
+    if not consents.is_active(connection, household_id, retailer, "ordering", now):
+        raise OrderInputError(
+            f"household {household_id!r} has not consented to ordering from {retailer!r}: "
+            f"PUT /households/{household_id}/retailer, or grant it in /households/{household_id}/consents"
+        )
+    return str(retailer)
+
+
+def _priced(connection: Connection, retailer: str, quantities: dict[str, int]) -> tuple[dict[str, Any], str]:
+    """Return the catalog rows of the products and their one currency; raise if the retailer does
+    not offer one of them now, or prices them in several currencies."""
+    items = CATALOG_ITEMS.c
+    catalog = {
+        row.gtin: row
+        for row in connection.execute(
+            select(CATALOG_ITEMS).where(items.retailer_id == retailer, items.gtin.in_(list(quantities)))
+        ).all()
+    }
+    missing = sorted(code for code in quantities if code not in catalog or not catalog[code].available)
+    if missing:
+        raise OrderInputError(
+            f"retailer {retailer!r} does not offer {', '.join(missing)} now: "
+            "GET its catalog, or leave them out"
+        )
+    currencies = {catalog[code].currency for code in quantities}
+    if len(currencies) > 1:
+        raise OrderInputError(
+            f"retailer {retailer!r} prices these products in {sorted(currencies)}: one order, one currency"
+        )
+    return catalog, str(currencies.pop())
 
 
 def place_planned(
@@ -398,14 +314,14 @@ def retailer_event(
     connection: Connection,
     retailer_id: str,
     order_id: str,
-    to: str,
+    to: RetailerMove,
     now: datetime,
     *,
     if_match: int | None = None,
     reason: str = "",
-    substitutions: Sequence[SubstitutionIn] = (),
-    delivered: Sequence[DeliveredIn] | None = None,
-) -> OrderPublic | None:
+    substitutions: Sequence[Substitution] = (),
+    delivered: Sequence[Delivered] | None = None,
+) -> Order | None:
     """Apply a retailer's report to its order; None if the retailer has no such order."""
     order = _load(connection, order_id)
     if order is None or order.retailer_id != retailer_id:
@@ -474,7 +390,7 @@ def cancel(
     if_match: int | None = None,
     actor: str = "household",
     reason: str = "",
-) -> OrderPublic | None:
+) -> Order | None:
     """Cancel the household's order before it is dispatched; None if it has no such order."""
     order = _owned(connection, household_id, order_id, if_match)
     if order is None:
@@ -503,7 +419,7 @@ def decide_substitutions(
     *,
     if_match: int | None = None,
     actor: str = "household",
-) -> OrderPublic | None:
+) -> Order | None:
     """Approve or reject every proposed substitution; the order goes back to picking."""
     order = _owned(connection, household_id, order_id, if_match)
     if order is None:
@@ -640,23 +556,8 @@ def _announce(connection: Connection, order_id: str, now: datetime, webhook: str
 
     commands.enqueue_for_household(connection, order.household_id, message, now)
     if webhook is not None:
-        deliveries.enqueue(connection, order.retailer_id, webhook, order.model_dump(mode="json"), now)
-
-
-def fridge_lines(order: OrderPublic) -> tuple[OrderLine, ...]:
-    """Return what the fridge should expect: what came, else what will come (substitutes included)."""
-    expected: dict[str, int] = {}
-    for line in order.lines:
-        swapped = line.substitution == "approved" and line.substitute_gtin is not None
-        if line.substitution == "rejected" and line.delivered_quantity is None:
-            continue  # the retailer has none, and the household wants no substitute
-        code = line.substitute_gtin if swapped and line.substitute_gtin else line.gtin
-        quantity = (line.substitute_quantity or 0) if swapped else line.quantity
-        if line.delivered_quantity is not None:
-            quantity = line.delivered_quantity
-        if quantity > 0:
-            expected[code] = expected.get(code, 0) + quantity
-    return tuple(OrderLine(code=code, quantity=quantity) for code, quantity in sorted(expected.items()))
+        body = ORDER_JSON.dump_python(order, mode="json")
+        deliveries.enqueue(connection, order.retailer_id, webhook, body, now)
 
 
 def _effective_quantity() -> ColumnElement[int]:
@@ -667,14 +568,3 @@ def _effective_quantity() -> ColumnElement[int]:
 
 def _verb(status: str) -> str:
     return {"picking": "picked", "substitution_proposed": "given a substitution"}.get(status, status)
-
-
-def slot_public(row: Any) -> SlotPublic:
-    """Return a delivery slot's row as the API shows it."""
-    return SlotPublic(
-        id=str(row.id),
-        starts_at=as_utc(row.starts_at),
-        ends_at=as_utc(row.ends_at),
-        capacity=int(row.capacity),
-        booked=int(row.booked),
-    )

@@ -1,28 +1,22 @@
-"""Retailer accounts and their API keys, and the catalogs they upload.
+"""Retailer accounts and their API keys.
 
 A key is ``frk_`` and 32 random bytes (URL-safe base64); it is shown once, when it is made, and only
 its SHA-256 is stored (a key has far more entropy than a password, so a fast hash is safe and a
 request needs no argon2). Its first characters are kept as a prefix, so an operator can tell the
 keys of a retailer apart. Each key is scoped to its retailer: every retailer route acts on the
 retailer whose key came with the request, and nothing else.
-
-A catalog upload is a bulk upsert: one statement for the whole batch, keyed by (retailer, GTIN),
-so 10,000 products go in one request.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from cloud.db.tables import CATALOG_ITEMS, RETAILER_KEYS, Retailer, RetailerKey
+from cloud.db.tables import RETAILER_KEYS, Retailer, RetailerKey
 from cloud.errors import CloudError
 from cloud.identity.tokens import token_hash
 
@@ -30,8 +24,6 @@ KEY_PREFIX = "frk_"
 KEY_BYTES = 32
 # Characters of a key kept in the clear, to tell keys apart in listings.
 SHOWN = 12
-# Rows per INSERT statement: well under the parameter limits of SQLite (32,766) and PostgreSQL.
-UPSERT_CHUNK = 2000
 
 
 class RetailerError(CloudError, ValueError):
@@ -85,31 +77,3 @@ def retailer_of(connection: Connection, key: str) -> str | None:
         select(keys.retailer_id).where(keys.key_hash == key_hash(key), keys.revoked_at.is_(None))
     ).scalar_one_or_none()
     return None if found is None else str(found)
-
-
-def upsert_catalog(
-    connection: Connection, retailer_id: str, items: Sequence[dict[str, object]], now: datetime
-) -> int:
-    """Insert or update the retailer's products (dicts of the catalog columns); return how many."""
-    dialect_insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    rows = [{"category": None, **item, "retailer_id": retailer_id, "updated_at": now} for item in items]
-    statement = dialect_insert(CATALOG_ITEMS)
-    updated = {
-        column: statement.excluded[column]
-        for column in (
-            "name",
-            "price",
-            "currency",
-            "pack_size",
-            "unit",
-            "available",
-            "category",
-            "updated_at",
-        )
-    }
-    upsert = statement.on_conflict_do_update(index_elements=["retailer_id", "gtin"], set_=updated)
-    # executemany: SQLAlchemy batches the rows into multi-row statements itself ("insertmanyvalues"),
-    # compiling the statement once rather than once per chunk of literal rows.
-    for start in range(0, len(rows), UPSERT_CHUNK):
-        connection.execute(upsert, rows[start : start + UPSERT_CHUNK])
-    return len(rows)

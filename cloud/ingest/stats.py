@@ -1,6 +1,7 @@
 """What ingestion did: the counters and distributions ``/stats`` and ``/metrics`` show.
 
-:class:`IngestStats` is the one record of it: the ingest thread writes it, the API reads it.
+:class:`IngestStats` is the one record of it: the ingest thread writes it, the API reads it. Its
+counters are an :class:`IngestCounts`, the part a batch moves and the writer process sends back.
 """
 
 from __future__ import annotations
@@ -69,22 +70,73 @@ class Distribution:
 
 
 @dataclass
-class IngestStats:
-    """Counters since start; written by the ingest thread only, read by the API and the metrics."""
+class IngestCounts:
+    """The counters a batch moves: running totals, or the change one batch made to them.
+
+    The writer process sends one of these back per batch (the change) and the worker adds it to its
+    own totals: typed fields, so a renamed counter is a type error rather than a silent zero.
+    """
 
     received: int = 0
     stored: int = 0
     duplicates: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     batches: int = 0  # committed batches that stored events or presence
-    last_commit_ms: float = 0.0
     dead_letters: int = 0  # dead letters committed
     dead_letter_failures: int = 0  # writes of a batch's dead letters that failed (and were logged)
-    # Commit time of each batch counted in ``batches``; size (messages) of every batch processed.
-    commit_seconds: Distribution = field(default_factory=lambda: Distribution(COMMIT_SECONDS_BUCKETS))
-    batch_sizes: Distribution = field(default_factory=lambda: Distribution(BATCH_SIZE_BUCKETS))
+
+    def snapshot(self) -> IngestCounts:
+        """Return a copy of the counters as they are now."""
+        return IngestCounts(
+            received=self.received,
+            stored=self.stored,
+            duplicates=self.duplicates,
+            rejected=Counter(self.rejected),
+            batches=self.batches,
+            dead_letters=self.dead_letters,
+            dead_letter_failures=self.dead_letter_failures,
+        )
+
+    def since(self, earlier: IngestCounts) -> IngestCounts:
+        """Return what the counters moved by from ``earlier`` (a snapshot of them) to now."""
+        rejected = Counter(self.rejected)
+        rejected.subtract(earlier.rejected)
+        return IngestCounts(
+            received=self.received - earlier.received,
+            stored=self.stored - earlier.stored,
+            duplicates=self.duplicates - earlier.duplicates,
+            rejected=+rejected,  # counters only grow: this drops the reasons that did not move
+            batches=self.batches - earlier.batches,
+            dead_letters=self.dead_letters - earlier.dead_letters,
+            dead_letter_failures=self.dead_letter_failures - earlier.dead_letter_failures,
+        )
+
+    def add(self, delta: IngestCounts) -> None:
+        """Move the counters by ``delta`` (what :meth:`since` returned elsewhere)."""
+        self.received += delta.received
+        self.stored += delta.stored
+        self.duplicates += delta.duplicates
+        self.rejected.update(delta.rejected)
+        self.batches += delta.batches
+        self.dead_letters += delta.dead_letters
+        self.dead_letter_failures += delta.dead_letter_failures
 
     @property
     def rejected_total(self) -> int:
         """Return how many messages were rejected, for any reason."""
         return sum(self.rejected.values())
+
+
+@dataclass
+class IngestStats(IngestCounts):
+    """Counters since start; written by the ingest thread only, read by the API and the metrics."""
+
+    last_commit_ms: float = 0.0
+    # Commit time of each batch counted in ``batches``; size (messages) of every batch processed.
+    commit_seconds: Distribution = field(default_factory=lambda: Distribution(COMMIT_SECONDS_BUCKETS))
+    batch_sizes: Distribution = field(default_factory=lambda: Distribution(BATCH_SIZE_BUCKETS))
+
+    def observe_commit(self, seconds: float) -> None:
+        """Record how long one batch took to store and commit."""
+        self.last_commit_ms = seconds * 1000
+        self.commit_seconds.observe(seconds)

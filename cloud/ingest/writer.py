@@ -8,7 +8,8 @@ docs/BENCHMARKS.md). With the batches validated and committed here, in a process
 worker's main process only reads, queues and acknowledges.
 
 The worker's :class:`~cloud.ingest.ingestor.Ingestor` still batches, counts and acknowledges: it sends each
-batch here and gets back the acknowledgements to publish and what the batch did to the counters.
+batch here, where a :class:`~cloud.ingest.batch.BatchProcessor` of this process's own runs it, and gets
+back the acknowledgements to publish and what the batch did to the counters.
 If this process dies, the worker starts another; the batch it held is not acknowledged, so the
 devices send it again.
 """
@@ -19,18 +20,18 @@ import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
+from cloud.db.engine import create_db_engine
 from cloud.errors import CloudError
+from cloud.ingest.batch import BatchProcessor
+from cloud.ingest.stats import IngestCounts, IngestStats
+from cloud.logs import configure_logging
 from shared.messages import EventsAcknowledged
 
 log = logging.getLogger(__name__)
 
-# Integer counters of IngestStats that a batch moves.
-COUNTERS = ("received", "stored", "duplicates", "batches", "dead_letters", "dead_letter_failures")
 START_TIMEOUT_S = 60.0
 
 
@@ -43,8 +44,7 @@ class BatchOutcome:
     """What one batch did: acknowledgements to publish and the counters' changes."""
 
     acks: list[EventsAcknowledged]
-    counts: dict[str, int]
-    rejected: Counter[str] = field(default_factory=Counter)
+    counts: IngestCounts  # the change, to add to the worker's totals
     batch_size: int = 0
     commit_seconds: float | None = None  # set when the batch committed events or presence
     error: str | None = None
@@ -52,7 +52,7 @@ class BatchOutcome:
 
 @dataclass(frozen=True)
 class WriterConfig:
-    """What the writer process needs to build its own Ingestor."""
+    """What the writer process needs to build its own batch processor."""
 
     database_url: str
     auto_enroll: bool
@@ -136,10 +136,6 @@ class WriterProcess:
 
 def serve(connection: multiprocessing.connection.Connection, config: WriterConfig) -> None:
     """Run in the child: process batches from ``connection`` until it sends None or closes."""
-    from cloud.db.engine import create_db_engine
-    from cloud.ingest.ingestor import Ingestor
-    from cloud.logs import configure_logging
-
     configure_logging(config.log_level, json=config.log_json)
     try:
         engine = create_db_engine(config.database_url)
@@ -148,12 +144,11 @@ def serve(connection: multiprocessing.connection.Connection, config: WriterConfi
     except Exception as exc:
         connection.send(("failed", str(exc)))
         return
-    acks: list[EventsAcknowledged] = []
     clock = _BatchClock()
-    ingestor = Ingestor(
+    processor = BatchProcessor(
         engine,
-        acks.append,
         clock,
+        IngestStats(),
         auto_enroll=config.auto_enroll,
         max_dead_letters=config.max_dead_letters,
     )
@@ -167,7 +162,7 @@ def serve(connection: multiprocessing.connection.Connection, config: WriterConfi
             if batch is None:
                 return
             messages, clock.at = batch
-            connection.send(_run_batch(ingestor, messages, acks))
+            connection.send(_run_batch(processor, messages))
     finally:
         engine.dispose()
 
@@ -183,25 +178,22 @@ class _BatchClock:
         return self.at
 
 
-def _run_batch(ingestor: Any, batch: list[tuple[str, bytes]], acks: list[EventsAcknowledged]) -> BatchOutcome:
-    stats = ingestor.stats
-    before = {name: getattr(stats, name) for name in COUNTERS}
-    rejected_before = Counter(stats.rejected)
-    acks.clear()
+def _run_batch(processor: BatchProcessor, batch: list[tuple[str, bytes]]) -> BatchOutcome:
+    stats = processor.stats
+    before = stats.snapshot()
+    acks: list[EventsAcknowledged] = []  # only ever sent after a commit
     error = None
     try:
-        ingestor.process(batch)
+        acks = processor.process(batch)
     except Exception as exc:
         log.exception("batch of %d messages failed; devices will resend them", len(batch))
         error = f"{type(exc).__name__}: {exc}"
-    counts = {name: getattr(stats, name) - before[name] for name in COUNTERS}
-    rejected = Counter(stats.rejected)
-    rejected.subtract(rejected_before)
+    # Taken after a failure too: what the batch counted before it failed (received, rejected) stays.
+    counts = stats.since(before)
     return BatchOutcome(
-        acks=list(acks),  # only ever sent after a commit
+        acks=acks,
         counts=counts,
-        rejected=+rejected,
         batch_size=len(batch),
-        commit_seconds=stats.last_commit_ms / 1000 if counts["batches"] else None,
+        commit_seconds=stats.last_commit_ms / 1000 if counts.batches else None,
         error=error,
     )

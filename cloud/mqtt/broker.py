@@ -56,7 +56,6 @@ def _broker_class() -> type[Any]:
     from amqtt.errors import AMQTTError, MQTTError, NoDataError
     from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
     from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-    from amqtt.utils import gen_client_id
 
     class CheckedBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
         async def _initialize_client_session(
@@ -75,25 +74,7 @@ def _broker_class() -> type[Any]:
                 await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
                 await writer.close()
                 raise MQTTError(f"refused client {session.client_id!r} (user {session.username!r})")
-            # From here on as amqtt's own method, for a client whose credentials are now known good.
-            if session.clean_session:
-                if session.client_id:
-                    await self._delete_session(session.client_id)
-                else:
-                    session.client_id = gen_client_id()
-                session.parent = 0
-            elif session.client_id in self._sessions:
-                stored, _ = self._sessions[session.client_id]
-                for name in _CONNECT_ATTRIBUTES:
-                    setattr(stored, name, getattr(session, name))
-                session = stored
-                session.parent = 1
-            else:
-                session.parent = 0
-            disconnect_delay = self.config.get("timeout-disconnect-delay", 0)
-            if session.keep_alive > 0 and isinstance(disconnect_delay, int):
-                session.keep_alive += disconnect_delay
-            return handler, session
+            return handler, await _adopt_session(self, session)
 
         async def _authenticate(self, session: Any, listener: Any) -> bool:
             return True  # done in _initialize_client_session, before the session was touched
@@ -122,6 +103,32 @@ def _broker_class() -> type[Any]:
                 await asyncio.wait(sends)
 
     return CheckedBroker
+
+
+async def _adopt_session(broker: Any, session: Any) -> Any:
+    """Return the session a CONNECT whose credentials are known good gets, as amqtt's own
+    ``_initialize_client_session`` decides: a clean one, or the stored one with the new CONNECT's
+    attributes."""
+    from amqtt.utils import gen_client_id
+
+    if session.clean_session:
+        if session.client_id:
+            await broker._delete_session(session.client_id)
+        else:
+            session.client_id = gen_client_id()
+        session.parent = 0
+    elif session.client_id in broker._sessions:
+        stored, _ = broker._sessions[session.client_id]
+        for name in _CONNECT_ATTRIBUTES:
+            setattr(stored, name, getattr(session, name))
+        session = stored
+        session.parent = 1
+    else:
+        session.parent = 0
+    disconnect_delay = broker.config.get("timeout-disconnect-delay", 0)
+    if session.keep_alive > 0 and isinstance(disconnect_delay, int):
+        session.keep_alive += disconnect_delay
+    return session
 
 
 class EmbeddedBroker:

@@ -1,6 +1,6 @@
-"""What the retailer's dashboard page (``/web/retailer``, ``cloud/web/households.py``) shows: its order queue
-with the moves each order allows, a summary of its catalog, its campaigns' A/B results with a chart
-of conversion, and its webhook endpoints with their delivery logs. Only the retailer's own rows.
+"""What the retailer's dashboard page (``/web/retailer``, ``cloud/web/pages.py``) shows: its order
+queue with the moves each order allows, a summary of its catalog, its campaigns' A/B results with a
+chart of conversion, and its webhook endpoints with their delivery logs. Only the retailer's own rows.
 ``marks`` tells the page's live stream which sections changed.
 """
 
@@ -14,7 +14,6 @@ from sqlalchemy import Connection, case, func, select
 
 from cloud.api.routes.campaigns import campaign_public
 from cloud.commerce import campaigns
-from cloud.commerce.orders import RETAILER_MOVES
 from cloud.db.engine import as_utc
 from cloud.db.tables import (
     CAMPAIGN_ASSIGNMENTS,
@@ -26,6 +25,7 @@ from cloud.db.tables import (
     WEBHOOK_DELIVERIES,
     WEBHOOK_ENDPOINTS,
 )
+from shared.vocabulary import RETAILER_MOVES
 
 # The queue's statuses in the order the page shows them: work to do first, finished last.
 STATUSES = (

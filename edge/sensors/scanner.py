@@ -2,7 +2,7 @@
 
 USB scanners are keyboards: they type the code and press Enter. On the Pi the agent reads the scanner's
 input device directly and grabs it, so scans never land on a console login prompt; :class:`KeyDecoder`
-turns its key events back into lines. The line grammar itself is :mod:`edge.scanner`'s business.
+turns its key events back into lines. The line grammar itself is :mod:`edge.scangrammar`'s business.
 """
 
 from __future__ import annotations

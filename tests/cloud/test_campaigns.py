@@ -16,9 +16,10 @@ from sqlmodel import Session
 
 from cloud.commerce import campaigns, consents
 from cloud.commerce.campaigns import CONTROL, Active, Variant, arm_of, two_proportion_p, wilson
+from cloud.commerce.catalog import upsert_catalog
 from cloud.commerce.offers import run_offers
 from cloud.db.tables import CAMPAIGN_ASSIGNMENTS, OFFERS
-from cloud.identity.retailers import create_retailer, upsert_catalog
+from cloud.identity.retailers import create_retailer
 from cloud.service import CloudService
 from shared import topics
 from shared.clock import ManualClock

@@ -363,15 +363,13 @@ INVALID: list[Any] = [
 def test_invalid_message_is_rejected_logged_and_does_not_stop_ingestion(
     harness: Harness, caplog: pytest.LogCaptureFixture, topic: str, payload: bytes, reason: str
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="cloud.ingest.ingestor")
+    caplog.set_level(logging.WARNING, logger="cloud.ingest.batch")
 
     acks = harness.process((topic, payload), msg(added("fridge-1", 1)))
 
     assert acks == [ack("fridge-1", (1, 1))]
     assert harness.ingestor.stats.rejected == Counter({reason: 1})
-    warnings = [
-        r for r in caplog.records if r.levelno == logging.WARNING and r.name == "cloud.ingest.ingestor"
-    ]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "cloud.ingest.batch"]
     assert len(warnings) == 1
     assert warnings[0].getMessage().startswith(f"rejected message on {topic} ({reason}): ")
 
@@ -394,7 +392,7 @@ def test_batch_of_only_invalid_messages_touches_nothing(harness: Harness) -> Non
 def test_seq_conflict_is_rejected_and_not_acknowledged(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="cloud.ingest.ingestor")
+    caplog.set_level(logging.WARNING, logger="cloud.ingest.batch")
     original = added("fridge-1", 1, code="MILK")
     assert harness.process(msg(original)) == [ack("fridge-1", (1, 1))]
 

@@ -364,17 +364,17 @@ def test_json_formatter_writes_one_object_per_line_with_extras() -> None:
 def test_ingest_rejections_carry_topic_reason_and_device(
     service: CloudService, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="cloud.ingest.ingestor")
+    caplog.set_level(logging.WARNING, logger="cloud.ingest.batch")
 
     service.ingestor.process([(topics.events("fridge-3"), b"{}"), ("nowhere", b"{}")])
 
-    records = [r for r in caplog.records if r.name == "cloud.ingest.ingestor"]
+    records = [r for r in caplog.records if r.name == "cloud.ingest.batch"]
     documents = [json.loads(JsonFormatter().format(r)) for r in records]
     assert [(d["topic"], d["reason"], d["device_id"]) for d in documents] == [
         (topics.events("fridge-3"), "invalid_payload", "fridge-3"),
         ("nowhere", "invalid_topic", None),
     ]
-    assert all(d["level"] == "WARNING" and d["logger"] == "cloud.ingest.ingestor" for d in documents)
+    assert all(d["level"] == "WARNING" and d["logger"] == "cloud.ingest.batch" for d in documents)
 
 
 @pytest.mark.parametrize("as_json", [True, False])

@@ -14,11 +14,12 @@ from sqlalchemy import Engine, insert, select, update
 from sqlmodel import Session
 
 from cloud.commerce import consents, offers
+from cloud.commerce.baskets import plan_cycle
+from cloud.commerce.catalog import upsert_catalog
 from cloud.commerce.offers import candidates, run_offers
 from cloud.db.engine import as_utc
 from cloud.db.tables import DEVICE_COMMANDS, HOUSEHOLDS, OFFERS, ORDER_LINES, ORDERS, PLANNED_ORDER_LINES
-from cloud.identity.retailers import create_retailer, upsert_catalog
-from cloud.planning.planner import plan_cycle
+from cloud.identity.retailers import create_retailer
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
 from shared import topics

@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlmodel import Session
 
-from cloud.api.schemas import OrderPublic
-from cloud.commerce.orders import fridge_lines
+from cloud.api.schemas.retail import OrderPublic
+from cloud.commerce.orderviews import fridge_lines
 from cloud.db.tables import ORDERS, PLANNED_ORDER_LINES, PLANNED_ORDERS, Household
 from cloud.identity.retailers import create_retailer
 from cloud.service import CloudService

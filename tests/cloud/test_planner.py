@@ -13,9 +13,10 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select, update
 
+from cloud.commerce.baskets import PlanningRun, plan_cycle
 from cloud.db.engine import create_db_engine
 from cloud.db.tables import HOUSEHOLDS, PLANNED_ORDER_LINES, PLANNED_ORDERS
-from cloud.planning.planner import PlanningRun, plan_cycle, plan_households
+from cloud.planning.planner import plan_households
 from cloud.scheduler import PlanningSchedule
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
@@ -322,9 +323,10 @@ def test_a_household_with_a_retailer_gets_its_packs_and_prices_and_automatic_bas
 ) -> None:
     from sqlmodel import Session
 
+    from cloud.commerce.catalog import upsert_catalog
     from cloud.commerce.consents import grant
     from cloud.db.tables import ORDER_LINES, ORDERS
-    from cloud.identity.retailers import create_retailer, upsert_catalog
+    from cloud.identity.retailers import create_retailer
 
     with Session(service.engine) as session:
         retailer, _key = create_retailer(session, "Dairy Direct", NOW)

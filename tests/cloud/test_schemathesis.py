@@ -35,11 +35,11 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from sqlmodel import Session
 
 from cloud.app import create_app
+from cloud.commerce.baskets import plan_cycle
 from cloud.db.engine import create_db_engine
 from cloud.identity.retailers import create_retailer
 from cloud.ingest.stats import IngestStats
 from cloud.mqtt.broker import EmbeddedBroker
-from cloud.planning.planner import plan_cycle
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
 from shared import gtin, topics

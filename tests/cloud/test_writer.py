@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from cloud.db.engine import create_db_engine, create_schema
 from cloud.db.tables import EVENTS
 from cloud.identity.devices import household_id_for
+from cloud.ingest.stats import IngestCounts
 from cloud.ingest.writer import WriterConfig, WriterError, WriterProcess
 from edge.agent import Agent
 from edge.settings import EdgeSettings
@@ -57,15 +58,15 @@ def test_a_batch_comes_back_as_acks_and_counter_changes(writer: WriterProcess) -
 
     assert outcome.error is None
     assert outcome.acks == [EventsAcknowledged(device_id="fridge-1", ranges=[(1, 3)])]
-    assert outcome.counts == {
-        "received": 4,
-        "stored": 3,
-        "duplicates": 0,
-        "batches": 1,
-        "dead_letters": 1,
-        "dead_letter_failures": 0,
-    }
-    assert outcome.rejected == Counter({"invalid_payload": 1})
+    assert outcome.counts == IngestCounts(
+        received=4,
+        stored=3,
+        duplicates=0,
+        batches=1,
+        dead_letters=1,
+        dead_letter_failures=0,
+        rejected=Counter({"invalid_payload": 1}),
+    )
     assert outcome.batch_size == 4
     assert outcome.commit_seconds is not None
     assert outcome.commit_seconds > 0
@@ -99,7 +100,7 @@ def test_a_killed_writer_is_replaced_and_the_resent_batch_is_stored_once(
 
     outcome = writer.process(batch, RECEIVED)  # as the devices resend it
     assert outcome.acks == [EventsAcknowledged(device_id="fridge-1", ranges=[(1, 10)])]
-    assert (outcome.counts["stored"], outcome.counts["duplicates"]) == (5, 5)
+    assert (outcome.counts.stored, outcome.counts.duplicates) == (5, 5)
     engine = create_db_engine(f"sqlite:///{tmp_path / 'cloud.db'}")
     with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(EVENTS)).scalar_one() == 10

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import insert, select
 from sqlmodel import Session
 
+from cloud.commerce.baskets import tell_fridges
 from cloud.db.tables import EVENTS, PLANNED_ORDER_LINES, PLANNED_ORDERS
 from cloud.identity.devices import household_id_for
 from cloud.identity.retailers import create_retailer
-from cloud.planning.planner import tell_fridges
 from edge.agent import Agent
 from edge.settings import EdgeSettings
 from shared import gtin

@@ -20,7 +20,7 @@ from edge.errors import EdgeError, NothingToDo, NotInFridge, StorageError
 from edge.inventory import Inventory, Lot
 from edge.outbox import Outbox
 from edge.recorder import Recorder
-from edge.scanner import Discard, Move, Open, Scan
+from edge.scangrammar import Discard, Move, Open, Scan
 from shared.clock import ManualClock
 from shared.messages import (
     AlertCleared,

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from edge.scanner import Scan, parse_scan
+from edge.scangrammar import Scan, parse_scan
 from simulator.catalog import CATALOG, Product
 from simulator.household import VirtualHousehold
 

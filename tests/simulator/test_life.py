@@ -119,7 +119,7 @@ def test_tastes_drift_over_months() -> None:
 
 
 def test_lines_are_the_edge_scanners_grammar() -> None:
-    from edge.scanner import parse_scan
+    from edge.scangrammar import parse_scan
 
     actions = run(Household(2, START), 30)
     for action in actions:

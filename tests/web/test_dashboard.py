@@ -21,9 +21,10 @@ from sqlalchemy import insert
 from sqlmodel import Session
 
 from cloud.commerce import consents
+from cloud.commerce.catalog import upsert_catalog
 from cloud.db.tables import OFFERS, PLANNED_ORDER_LINES, PLANNED_ORDERS, Device
 from cloud.identity.devices import household_id_for
-from cloud.identity.retailers import create_retailer, upsert_catalog
+from cloud.identity.retailers import create_retailer
 from cloud.identity.tokens import issue_token
 from cloud.service import CloudService
 from cloud.settings import CloudSettings

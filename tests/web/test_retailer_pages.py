@@ -22,8 +22,9 @@ from sqlalchemy import insert, select
 from sqlmodel import Session
 
 from cloud.commerce import campaigns, consents, orders
+from cloud.commerce.catalog import upsert_catalog
 from cloud.db.tables import CAMPAIGN_ASSIGNMENTS, HOUSEHOLDS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
-from cloud.identity.retailers import create_retailer, upsert_catalog
+from cloud.identity.retailers import create_retailer
 from cloud.identity.tokens import issue_token
 from cloud.service import CloudService
 from shared import topics

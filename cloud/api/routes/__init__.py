@@ -1,0 +1,15 @@
+"""The API's routes, one module per resource, each an ``APIRouter`` that ``cloud/app.py`` mounts."""
+
+__all__ = [
+    "baskets",
+    "campaigns",
+    "catalog",
+    "consents",
+    "households",
+    "offers",
+    "operations",
+    "orders",
+    "privacy",
+    "slots",
+    "webhooks",
+]

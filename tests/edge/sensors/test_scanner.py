@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from edge.errors import ScanError, SensorError
-from edge.scanner import Scan, parse_scan
+from edge.scangrammar import Scan, parse_scan
 from edge.sensors.scanner import (
     MAX_LINE_CHARS,
     UNKNOWN_KEY,

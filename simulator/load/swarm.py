@@ -11,8 +11,8 @@ the swarm measures, it does not heal.
 
 No thread per device and no MQTT library: a :class:`DeviceConnection` is an
 :class:`asyncio.Protocol` speaking the few MQTT 3.1.1 packets it needs (CONNECT, SUBSCRIBE,
-PUBLISH and PUBACK both ways, PINGREQ, DISCONNECT), so 10,000 connections cost one socket and a
-few small objects each.
+PUBLISH and PUBACK both ways, PINGREQ, DISCONNECT: :mod:`simulator.load.packets`), so 10,000
+connections cost one socket and a few small objects each.
 
 Each connection needs a file descriptor here and one in the broker: see :func:`raise_fd_limit`.
 """
@@ -22,24 +22,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
-import secrets
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from pathlib import Path
-
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
 from shared import topics
 from shared.errors import FrigoError, InvalidMessage
-from shared.files import replace_file
 from shared.messages import EventsAcknowledged, ItemAdded, decode_command, encode
+from simulator.load.broker import Credential
+from simulator.load.packets import (
+    BYE,
+    CONNACK,
+    MAX_PACKET_ID,
+    PING,
+    PINGRESP,
+    PUBACK,
+    PUBLISH,
+    SUBACK,
+    SUBACK_FAILURE,
+    MqttProtocolError,
+    connect_packet,
+    encode_string,
+    puback_packet,
+    publish_packet,
+    split_packets,
+    subscribe_packet,
+)
 
 # Mosquitto closes a connection silent for 1.5 x keepalive; an idle device pings at half of it.
 KEEPALIVE_S = 60
@@ -60,17 +72,8 @@ DRAIN_TIMEOUT_S = 60.0
 CLOSE_TIMEOUT_S = 10.0
 # File descriptors beyond one per connection: the interpreter's own, the broker's listeners.
 FD_MARGIN = 1024
-# Some GTIN, as in ``simulator/load.py``: what the events add does not matter here.
+# Some GTIN, as in ``simulator/load/blast.py``: what the events add does not matter here.
 EVENT_CODE = "4006381333931"
-
-# MQTT 3.1.1 control packets (first byte) and answers.
-_CONNECT, _CONNACK, _PUBLISH, _PUBACK = 0x10, 0x20, 0x30, 0x40
-_SUBSCRIBE, _SUBACK, _PINGREQ, _PINGRESP, _DISCONNECT = 0x82, 0x90, 0xC0, 0xD0, 0xE0
-_PUBLISH_QOS1 = _PUBLISH | 0x02
-_SUBACK_FAILURE = 0x80
-_PING = bytes([_PINGREQ, 0])
-_BYE = bytes([_DISCONNECT, 0])
-_MAX_PACKET_ID = 0xFFFF
 
 
 class FdLimitError(FrigoError, OSError):
@@ -99,95 +102,6 @@ def raise_fd_limit(connections: int) -> int:
     return needed
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
-    """A device id and the secret it logs in with."""
-
-    device_id: str
-    secret: str
-
-
-def make_credentials(prefix: str, count: int) -> list[Credential]:
-    """Return ``count`` devices ``{prefix}-00000``, … each with a new random secret."""
-    width = max(5, len(str(count - 1)))
-    return [
-        Credential(topics.validate_device_id(f"{prefix}-{n:0{width}d}"), secrets.token_urlsafe(32))
-        for n in range(count)
-    ]
-
-
-# --- MQTT 3.1.1 encoding ---------------------------------------------------------------------
-
-
-def _length(n: int) -> bytes:
-    """Encode a remaining length: 7 bits a byte, least significant first."""
-    out = bytearray()
-    while True:
-        n, byte = divmod(n, 128)
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
-
-
-def _string(value: str | bytes) -> bytes:
-    raw = value.encode() if isinstance(value, str) else value
-    return len(raw).to_bytes(2, "big") + raw
-
-
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + _length(len(body)) + body
-
-
-def connect_packet(client_id: str, username: str, password: str, keepalive_s: int) -> bytes:
-    """Return a CONNECT with username and password and clean session off (a persistent session)."""
-    flags = 0x80 | 0x40  # username, password; clean session (0x02) off
-    header = _string("MQTT") + bytes([4, flags]) + keepalive_s.to_bytes(2, "big")
-    return _packet(_CONNECT, header + _string(client_id) + _string(username) + _string(password))
-
-
-def subscribe_packet(packet_id: int, topic_filter: str, qos: int) -> bytes:
-    """Return a SUBSCRIBE to one filter."""
-    return _packet(_SUBSCRIBE, packet_id.to_bytes(2, "big") + _string(topic_filter) + bytes([qos]))
-
-
-def publish_packet(topic: bytes, packet_id: int, payload: bytes) -> bytes:
-    """Return a QoS 1 PUBLISH; ``topic`` is already length-prefixed (see :func:`_string`)."""
-    return _packet(_PUBLISH_QOS1, topic + packet_id.to_bytes(2, "big") + payload)
-
-
-def puback_packet(packet_id: int) -> bytes:
-    """Return the PUBACK of a received QoS 1 PUBLISH."""
-    return bytes([_PUBACK, 2]) + packet_id.to_bytes(2, "big")
-
-
-class MqttProtocolError(FrigoError, ValueError):
-    """Bytes from the broker that are not the MQTT this client expects."""
-
-
-def split_packets(buffer: bytearray) -> list[tuple[int, bytes]]:
-    """Remove every complete packet from ``buffer``; return (first byte, body) of each."""
-    packets: list[tuple[int, bytes]] = []
-    pos, size = 0, len(buffer)
-    while size - pos >= 2:
-        length, shift, i, complete = 0, 0, pos + 1, False
-        while i < size:
-            byte = buffer[i]
-            i += 1
-            length |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                complete = True
-                break
-            shift += 7
-            if shift >= 28:
-                raise MqttProtocolError("a remaining length longer than 4 bytes")
-        if not complete or i + length > size:
-            break  # the rest of the length or of the body is still on its way
-        packets.append((buffer[pos], bytes(buffer[i : i + length])))
-        pos = i + length
-    del buffer[:pos]
-    return packets
-
-
 # --- One device --------------------------------------------------------------------------------
 
 
@@ -208,7 +122,7 @@ class DeviceConnection(asyncio.Protocol):
         self.swarm = swarm
         self.device_id = credential.device_id
         self._secret = credential.secret
-        self._events_topic = _string(topics.events(self.device_id))
+        self._events_topic = encode_string(topics.events(self.device_id))
         self.state = State.IDLE
         self.published = 0  # the last seq published: seqs 1..published went out
         self.pubacked = 0
@@ -276,7 +190,7 @@ class DeviceConnection(asyncio.Protocol):
             self.swarm.count_error("timeout")
             self.abort()
         elif now - self.last_sent >= keepalive_s / 2:
-            self._transport.write(_PING)
+            self._transport.write(PING)
             self.last_sent = now
 
     def disconnect(self) -> None:
@@ -284,7 +198,7 @@ class DeviceConnection(asyncio.Protocol):
         if self._transport is None:
             return
         if self.state is State.READY:
-            self._transport.write(_BYE)
+            self._transport.write(BYE)
         self._transport.close()
 
     def abort(self) -> None:
@@ -300,7 +214,7 @@ class DeviceConnection(asyncio.Protocol):
     def _packet_id(self) -> int:
         # At most ``max_inflight`` ids are taken, so this finds a free one within that many steps.
         for _ in range(len(self._inflight) + 1):
-            self._next_id = self._next_id % _MAX_PACKET_ID + 1
+            self._next_id = self._next_id % MAX_PACKET_ID + 1
             if self._next_id not in self._inflight:
                 break
         return self._next_id
@@ -342,17 +256,17 @@ class DeviceConnection(asyncio.Protocol):
 
     def _handle(self, first: int, body: bytes) -> None:
         kind = first & 0xF0
-        if kind == _PUBACK:
+        if kind == PUBACK:
             packet_id = int.from_bytes(body[:2], "big")
             if packet_id in self._inflight:
                 self._inflight.remove(packet_id)
                 self.pubacked += 1
                 self.swarm.count_puback()
-        elif kind == _PUBLISH:
+        elif kind == PUBLISH:
             self._on_publish(first, body)
-        elif kind == _PINGRESP:
+        elif kind == PINGRESP:
             pass
-        elif kind == _CONNACK and self.state is State.CONNECTING:
+        elif kind == CONNACK and self.state is State.CONNECTING:
             if body[1] != 0:  # 4: bad username or password, 5: not authorized
                 self.swarm.count_error("refused")
                 self._fail()
@@ -360,8 +274,8 @@ class DeviceConnection(asyncio.Protocol):
             assert self._transport is not None
             self.state = State.SUBSCRIBING
             self._transport.write(subscribe_packet(1, topics.commands(self.device_id), 1))
-        elif kind == _SUBACK and self.state is State.SUBSCRIBING:
-            if body[2] == _SUBACK_FAILURE:
+        elif kind == SUBACK and self.state is State.SUBSCRIBING:
+            if body[2] == SUBACK_FAILURE:
                 self.swarm.count_error("subscribe_refused")
                 self._fail()
                 return
@@ -659,59 +573,3 @@ class Swarm:
         except TimeoutError:
             for device in self.devices:
                 device.abort()
-
-
-# --- Progress display ----------------------------------------------------------------------------
-
-
-def progress_table(stats: SwarmStats, events_per_s: float) -> Table:
-    """Return a one-row table of the swarm's state for a live display."""
-    table = Table(title=f"Swarm: {stats.devices} devices, {stats.elapsed_s:.0f} s", expand=False)
-    for column in ("connected", "events/s", "published", "PUBACK'd", "cloud acks", "skipped", "errors"):
-        table.add_column(column, justify="right")
-    errors = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.errors.items())) or "0"
-    table.add_row(
-        f"{stats.connected:,}",
-        f"{events_per_s:,.0f}",
-        f"{stats.published:,}",
-        f"{stats.pubacked:,}",
-        f"{stats.acked:,}",
-        f"{stats.skipped:,}",
-        errors,
-    )
-    return table
-
-
-async def show_progress(swarm: Swarm, console: Console, refresh_s: float = 0.5) -> None:
-    """Show the swarm's connected devices, events/s and errors live until it is done."""
-    last = swarm.snapshot()
-    with Live(progress_table(last, 0.0), console=console, auto_refresh=False) as live:
-        while not swarm.done:
-            await asyncio.sleep(refresh_s)
-            now = swarm.snapshot()
-            interval = now.elapsed_s - last.elapsed_s
-            rate = (now.published - last.published) / interval if interval > 0 else 0.0
-            live.update(progress_table(now, rate), refresh=True)
-            last = now
-
-
-CLOUD_USER = "frigo-cloud"
-# Not 0 (no limit): Mosquitto 2.0.11 with 0 disconnects a client after a QoS 1 publish the ACL
-# denies. Large enough that no session of the run ever drops a message.
-MAX_QUEUED = 1_000_000
-
-
-def write_broker_files(
-    directory: Path, credentials: Sequence[Credential], cloud_users: Mapping[str, str]
-) -> tuple[Path, Path]:
-    """Write Mosquitto's password file (every device, the cloud users) and ACL file; return both.
-
-    Hashed for Mosquitto directly, without provisioning: argon2 for 10,000 devices takes minutes.
-    """
-    from cloud.identity.devices import acl_text, mosquitto_hash
-
-    password_file, acl_file = directory / "passwd", directory / "acl"
-    users = {c.device_id: c.secret for c in credentials} | dict(cloud_users)
-    replace_file(password_file, "".join(f"{user}:{mosquitto_hash(pw)}\n" for user, pw in users.items()))
-    replace_file(acl_file, acl_text(cloud_users))
-    return password_file, acl_file

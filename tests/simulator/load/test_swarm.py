@@ -18,22 +18,9 @@ import pytest
 from pydantic import SecretStr
 
 from shared import topics
-from shared.messages import EventsAcknowledged, encode
 from shared.mqtt import MqttSettings
-from simulator.swarm import (
-    CLOUD_USER,
-    MAX_QUEUED,
-    Credential,
-    FdLimitError,
-    MqttProtocolError,
-    Swarm,
-    make_credentials,
-    puback_packet,
-    publish_packet,
-    raise_fd_limit,
-    split_packets,
-    write_broker_files,
-)
+from simulator.load.broker import CLOUD_USER, MAX_QUEUED, Credential, make_credentials, write_broker_files
+from simulator.load.swarm import FdLimitError, Swarm, raise_fd_limit
 from tests.conftest import CloudFactory
 from tests.support.services import Mosquitto, require_mosquitto
 
@@ -126,30 +113,6 @@ def test_with_a_cloud_every_event_is_stored_once_and_acknowledged(
     assert cloud.ingestor.stats.stored == stats.published
     assert cloud.ingestor.stats.duplicates == 0
     assert cloud.ingestor.stats.rejected_total == 0
-
-
-def test_packets_split_wherever_the_bytes_are_cut() -> None:
-    ack = EventsAcknowledged(device_id="swarm-00001", ranges=((1, 3),))
-    big = b"x" * 20_000  # a remaining length of three bytes
-    stream = (
-        publish_packet(b"\x00\x03a/b", 7, encode(ack))
-        + puback_packet(9)
-        + publish_packet(b"\x00\x03a/b", 8, big)
-    )
-    buffer, packets = bytearray(), []
-    for byte in stream:
-        buffer.append(byte)
-        packets += split_packets(buffer)
-
-    assert buffer == b""
-    assert [(first, len(body)) for first, body in packets] == [
-        (0x32, 2 + 3 + 2 + len(encode(ack))),
-        (0x40, 2),
-        (0x32, 2 + 3 + 2 + len(big)),
-    ]
-    assert packets[1][1] == (9).to_bytes(2, "big")
-    with pytest.raises(MqttProtocolError):
-        split_packets(bytearray(b"\x30\xff\xff\xff\xff\x01"))
 
 
 def test_a_hard_limit_too_low_for_the_swarm_is_reported() -> None:

@@ -1,4 +1,4 @@
-"""The barcode-scanner line grammar of edge.scanner: GTINs, and the open, discard and move forms."""
+"""The barcode-scanner line grammar of edge.scangrammar: GTINs, and the open, discard and move forms."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import pytest
 
 from edge.errors import EdgeError, ScanError
-from edge.scanner import Action, Discard, Move, Open, Scan, check_code, parse_scan
+from edge.scangrammar import Action, Discard, Move, Open, Scan, check_code, parse_scan
 
 GRAMMAR = "expected CODE, +CODE, -CODE, 'open CODE', 'discard CODE [reason]' or 'move CODE LOCATION'"
 

@@ -1,9 +1,10 @@
-"""The simulator's load generator: many device connections publishing ready-made events at QoS 1.
+"""A blast of events: paho device connections publishing ready-made events at QoS 1, all at once.
 
 Unlike the fleet of virtual fridges (``simulator/fleet.py``, the real edge agent), these
 connections do nothing but publish pre-encoded ``item_added`` events and record when the cloud
 acknowledges each one: enough to load a broker and the cloud with thousands of events per second
-from one process, and to time publish → acknowledgement. ``bench/ingest.py`` drives it.
+from one process, and to time publish → acknowledgement. ``bench/ingest.py`` drives it. The
+swarm (:mod:`simulator.load.swarm`) is the other load: thousands of connections at a steady rate.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.load import Devices, blast, payloads
+from simulator.load.blast import Devices, blast, payloads
 from tests.conftest import CloudFactory
 from tests.support.services import Mosquitto
 
