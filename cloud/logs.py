@@ -2,7 +2,7 @@
 
 In JSON, each record is one object on one line::
 
-    {"ts": "2026-05-01T12:00:00.123Z", "level": "WARNING", "logger": "cloud.ingest.ingestor",
+    {"ts": "2026-05-01T12:00:00.123Z", "level": "WARNING", "logger": "cloud.ingest.batch",
      "message": "rejected message on ... (invalid_payload): ...", "topic": "...",
      "reason": "invalid_payload", "device_id": "fridge-1"}
 

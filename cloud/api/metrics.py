@@ -1,6 +1,6 @@
 """Prometheus metrics of one cloud worker, read at scrape time from the ingest worker's own state.
 
-Nothing here counts: :class:`IngestCollector` reads :class:`cloud.ingest.ingestor.IngestStats` (which
+Nothing here counts: :class:`IngestCollector` reads :class:`cloud.ingest.stats.IngestStats` (which
 ``/stats`` shows too) and the Ingestor's queue, so the two views cannot disagree. Each worker has a
 registry of its own (:func:`create_registry`); several workers in one process do not collide.
 

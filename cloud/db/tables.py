@@ -1,4 +1,4 @@
-"""Database tables. API models live in ``cloud/api/schemas.py``; wire models in ``shared/messages.py``."""
+"""Database tables. API models live in ``cloud/api/schemas/``; wire models in ``shared/messages.py``."""
 
 from __future__ import annotations
 
