@@ -30,6 +30,7 @@ from edge.recorder import Recorder
 from shared import topics
 from shared.clock import SystemClock
 from shared.messages import decode_availability
+from shared.mqtt import release
 from simulator.load.procfs import cpu_seconds, rss_mb
 from tests.support.services import Mosquitto, free_port, mosquitto_binary
 
@@ -76,6 +77,7 @@ def wait_online(port: int, device_id: str, timeout: float) -> float:
     finally:
         spy.disconnect()
         spy.loop_stop()
+        release(spy)
 
 
 def prefill(data_dir: Path, device_id: str, count: int) -> None:
@@ -116,7 +118,10 @@ def main() -> None:
         broker.start()
         cloud = CloudService(
             CloudSettings(
-                database_url=f"sqlite:///{root / 'cloud.db'}", mqtt=broker.mqtt(), http_port=free_port()
+                database_url=f"sqlite:///{root / 'cloud.db'}",
+                mqtt=broker.mqtt(),
+                http_port=free_port(),
+                auto_enroll=True,  # the bench's agents are not provisioned
             )
         )
         cloud.start()

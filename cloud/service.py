@@ -20,8 +20,13 @@ from cloud.scheduler import PlanningSchedule
 from cloud.settings import CloudSettings
 from shared.clock import Clock, SystemClock
 from shared.messages import EventsAcknowledged
+from shared.mqtt import check_transport
 
 log = logging.getLogger(__name__)
+
+# How long a stopping worker waits for the broker to take the acknowledgements of its last batches;
+# one not taken is harmless (the device sends its events again), so this only bounds the wait.
+ACK_DRAIN_S = 5.0
 
 
 class CloudService:
@@ -30,6 +35,7 @@ class CloudService:
     def __init__(
         self, settings: CloudSettings, clock: Clock | None = None, *, serve_http: bool = True
     ) -> None:
+        check_transport(settings.mqtt)  # first: a password in clear text refused leaves nothing to undo
         self.settings = settings
         self.engine = create_db_engine(settings.database_url)
         create_schema(self.engine)
@@ -66,6 +72,9 @@ class CloudService:
         self._serve_http = serve_http
         self._server: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
+        # False from the start of stop(): what arrives then is left to the devices to send again.
+        self._taking = True
+        self.left_to_devices = 0  # messages that arrived while stopping, not ingested
 
     @staticmethod
     def _writer(settings: CloudSettings) -> WriterProcess | None:
@@ -88,8 +97,13 @@ class CloudService:
         if self.settings.planning:
             self.planning.note_events(ack.device_id)
 
-    def _submit(self, topic: str, payload: bytes) -> None:
-        self.ingestor.submit(topic, payload)
+    def _submit(self, topic: str, payload: bytes, retained: bool) -> None:
+        if not self._taking:
+            # Stopping: the queue must drain. A device keeps its events until acknowledged and a
+            # retained availability comes again with the next subscription: nothing is lost.
+            self.left_to_devices += 1
+            return
+        self.ingestor.submit(topic, payload, retained)
 
     def _broker_connected(self) -> bool:
         return self.subscriber.connected
@@ -110,6 +124,7 @@ class CloudService:
 
     def start(self, timeout: float = 15.0) -> None:
         """Start ingesting and serving; return once the API answers or raise TimeoutError."""
+        self._taking = True
         self.ingestor.start()
         self.subscriber.start()
         self.dispatcher.start()
@@ -138,13 +153,28 @@ class CloudService:
                 time.sleep(0.02)
 
     def stop(self) -> None:
-        """Stop serving, commit what is buffered, disconnect."""
+        """Stop taking messages and requests, commit and acknowledge what is buffered, disconnect.
+
+        The order matters: the ingest queue drains through the writer while the database is open
+        and the broker connected (its acknowledgements go out through the subscriber); only then do
+        the subscriber and the database go.
+        """
+        self._taking = False
         if self._server is not None and self._http_thread is not None:
             self.app.state.web_closing.set()  # the dashboard's event streams end
             self._server.should_exit = True
             self._http_thread.join(10)
+        self.ingestor.stop()
         self.planning.stop()
         self.dispatcher.stop()
+        self._wait_acks_sent(ACK_DRAIN_S)
         self.subscriber.stop()
-        self.ingestor.stop()
         self.engine.dispose()
+        if self.left_to_devices:
+            log.info("left %d messages that came while stopping to their devices", self.left_to_devices)
+
+    def _wait_acks_sent(self, timeout: float) -> None:
+        """Wait until the broker has taken every acknowledgement published, or ``timeout`` passed."""
+        deadline = time.monotonic() + timeout
+        while self.subscriber.unsent_acks and self.subscriber.connected and time.monotonic() < deadline:
+            time.sleep(0.02)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cloud.ingest.deadletters import DEFAULT_MAX_DEAD_LETTERS
@@ -21,7 +21,12 @@ class CloudSettings(BaseSettings):
         description="SQLAlchemy URL: sqlite:///PATH, or postgresql+psycopg://USER@HOST/DB for production.",
     )
     mqtt: MqttSettings = MqttSettings()
-    client_id: str = Field(default="frigo-cloud", description="MQTT client id; unique per worker.")
+    client_id: str = Field(
+        default="frigo-cloud",
+        description="MQTT client id, unique per worker [default: the MQTT username if one is set, else "
+        "frigo-cloud]. Mosquitto with use_username_as_clientid uses the username instead, so give each "
+        "worker its own MQTT user.",
+    )
     shared_group: str | None = Field(
         default=None,
         description="Share the device streams among every worker of this group ($share/GROUP/...).",
@@ -33,7 +38,9 @@ class CloudSettings(BaseSettings):
         default=0.02, gt=0, le=5, description="Longest an event waits for its batch to fill."
     )
     auto_enroll: bool = Field(
-        default=True, description="Give an unknown device its own new household instead of rejecting it."
+        default=False,
+        description="Give an unknown device its own new household instead of rejecting it: for the demo "
+        "and a broker without authentication; otherwise enrol fridges with `frigo devices provision`.",
     )
     max_dead_letters: int = Field(
         default=DEFAULT_MAX_DEAD_LETTERS,
@@ -58,3 +65,11 @@ class CloudSettings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text, or as one JSON object per line for a collector."
     )
+
+    @model_validator(mode="after")
+    def _client_id_from_username(self) -> CloudSettings:
+        # Mosquitto with use_username_as_clientid (README) makes the username the client id anyway:
+        # defaulting to it keeps the id the worker uses and logs the one the broker knows it by.
+        if "client_id" not in self.model_fields_set and self.mqtt.username:
+            self.client_id = self.mqtt.username
+        return self

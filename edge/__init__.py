@@ -6,6 +6,7 @@ __all__ = [
     "consent",
     "consumption",
     "database",
+    "datafolder",
     "errors",
     "hardware",
     "inventory",

@@ -25,17 +25,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mqtt-host")
     parser.add_argument("--mqtt-port", type=int)
     parser.add_argument("--mqtt-protocol", choices=["5", "3.1.1"])
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a password over plaintext MQTT to another host [env: FRIGO_EDGE_MQTT__INSECURE]",
+    )
     parser.add_argument("--drain-timeout", type=float, help="at end of stdin, wait at most this for acks")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    mqtt = {
+    mqtt: dict[str, object] = {
         k: v
         for k, v in (("host", args.mqtt_host), ("port", args.mqtt_port), ("protocol", args.mqtt_protocol))
         if v
     }
+    if args.insecure:
+        mqtt["insecure"] = True
     try:
         settings = load_settings(
             args.config, device_id=args.device_id, data_dir=args.data_dir, mqtt=mqtt or None

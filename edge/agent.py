@@ -7,7 +7,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from edge.consent import ConsentSettings
 from edge.consumption import Consumed, ConsumptionConfig, ShelfTracker, Unmatched
 from edge.database import open_database, transaction
-from edge.errors import EdgeError, SensorError
+from edge.datafolder import claim
+from edge.errors import EdgeError, ForeignDataFolder, SensorError
 from edge.inventory import Lot
 from edge.recorder import Recorder
 from edge.rules import Alert, LotView, Rules, RulesConfig
@@ -27,6 +28,7 @@ from edge.sensors.base import Door, Scanner, Shelf, Thermometer
 from edge.settings import EdgeSettings, RulesSettings
 from edge.uplink import Uplink
 from shared.clock import Clock, SystemClock
+from shared.errors import BrokerRefused
 from shared.messages import (
     CatalogUpdated,
     Command,
@@ -40,6 +42,7 @@ from shared.messages import (
     TelemetryReported,
     WipeRequested,
 )
+from shared.mqtt import check_transport
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +95,30 @@ class Agent:
     """One fridge's agent; usable as a context manager that starts and stops it."""
 
     def __init__(
-        self, settings: EdgeSettings, clock: Clock | None = None, sensors: Sensors | None = None
+        self,
+        settings: EdgeSettings,
+        clock: Clock | None = None,
+        sensors: Sensors | None = None,
+        *,
+        on_refused: Callable[[BrokerRefused], None] | None = None,
     ) -> None:
+        """Open the data folder and set up the uplink; nothing connects before :meth:`start`.
+
+        Raise :class:`InsecureTransport` for a password that would cross the network in clear
+        text, and :class:`ForeignDataFolder` for a data folder of another device. ``on_refused``
+        is called, on the MQTT thread, when the broker refuses the connection for a reason no
+        retry changes (a protocol it does not speak, bad credentials); the uplink stops trying.
+        """
+        check_transport(settings.mqtt)
         self.settings = settings
         self._clock = clock or SystemClock()
         self.sensors = sensors or Sensors()
         self._conn = open_database(settings.db_path, power_safe=settings.power_safe)
+        try:
+            claim(self._conn, settings.data_dir, settings.device_id, self._clock.now())
+        except ForeignDataFolder:
+            self._conn.close()
+            raise
         self._lock = threading.RLock()  # one writer at a time on this agent's connection
         self.recorder = Recorder(
             self._conn,
@@ -123,6 +144,7 @@ class Agent:
             linger_s=settings.linger_s,
             on_command=self.handle_command,
             on_config=self.apply_config,
+            on_refused=on_refused,
         )
         self._temperatures: dict[str, float] = {}
         self._door_open: bool | None = None
@@ -134,6 +156,7 @@ class Agent:
         self._inherited: set[tuple[str, str]] | None = None  # alerts raised before a restart
         self._views: tuple[int, list[LotView]] | None = None  # (total_changes, the lots) last read
         self._stop = threading.Event()
+        self._left = 0  # events left in the outbox when the agent stopped
         stored = self.recorder.remote_config()
         if stored is not None and (error := self._configure(json.loads(stored))) is not None:
             log.warning("ignoring the stored remote configuration: %s", error)
@@ -159,19 +182,29 @@ class Agent:
         thread.start()
         self._threads.append(thread)
 
-    def stop(self) -> None:
-        """Stop reading sensors, disconnect and close the database; nothing recorded is lost."""
+    def stop(self, flush_s: float = 0.0) -> int:
+        """Stop reading sensors, disconnect and close the database; nothing recorded is lost.
+
+        A scan or sensor reading under way is recorded first. When connected, wait up to
+        ``flush_s`` for the cloud to acknowledge what waits in the outbox. Return how many events
+        are left there for the next start.
+        """
         if self._stop.is_set():
-            return
+            return self._left
         self._stop.set()
         if self.sensors.scanner is not None:
             self.sensors.scanner.close()
         for thread in self._threads:
             thread.join(5)
+        if flush_s > 0 and self.uplink.connected:
+            self.uplink.notify()
+            self.wait_drained(flush_s)
         self.uplink.stop()
         self._was_connected = None
         self._note_connection(connected=False)
+        self._left = self.outbox_depth()
         self._conn.close()
+        return self._left
 
     def __enter__(self) -> Agent:
         self.start()
@@ -353,6 +386,8 @@ class Agent:
     def _scanner_loop(self) -> None:
         assert self.sensors.scanner is not None
         for line in self.sensors.scanner.lines():
+            if self._stop.is_set():
+                break  # stopping: no new input
             try:
                 self.scan(line)
             except (EdgeError, LookupError) as exc:
@@ -460,11 +495,16 @@ class Agent:
         with self._lock:
             return self.recorder.outbox.depth()
 
-    def wait_drained(self, timeout: float | None = None) -> bool:
-        """Wait until the cloud has acknowledged every event; False if ``timeout`` ran out first."""
+    def wait_drained(self, timeout: float | None = None, stop: threading.Event | None = None) -> bool:
+        """Wait until the cloud has acknowledged every event.
+
+        Return False if ``timeout`` ran out or ``stop`` was set first.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.outbox_depth() > 0:
             if deadline is not None and time.monotonic() >= deadline:
+                return False
+            if stop is not None and stop.is_set():
                 return False
             time.sleep(DRAIN_POLL_S)
         return True
@@ -474,6 +514,7 @@ def read_status(settings: EdgeSettings) -> Status:
     """Read the agent's state from its database (the agent may be running in another process)."""
     conn = open_database(settings.db_path)
     try:
+        claim(conn, settings.data_dir, settings.device_id, SystemClock().now(), record=False)
         recorder = Recorder(conn, settings.device_id, SystemClock(), capacity=settings.outbox_capacity)
         level, dropped, _ = recorder.pressure()
         lots = [(lot, recorder.inventory.product(lot.code).label) for lot in recorder.inventory.lots()]
@@ -505,15 +546,22 @@ def describe(event: Event, quantity_now: float) -> str:
 
 
 def run_stdin(
-    agent: Agent, lines: TextIO | None = None, out: TextIO | None = None, drain_timeout: float | None = None
+    agent: Agent,
+    lines: Iterable[str] | None = None,
+    out: TextIO | None = None,
+    drain_timeout: float | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Feed scanner lines to a started agent until end of input, then wait for the cloud's acks.
 
     Return 0 when everything recorded was acknowledged, 1 when ``drain_timeout`` ran out first.
+    Once ``stop`` is set, take no further line and return 0 without waiting: the caller reports.
     """
     lines = sys.stdin if lines is None else lines
     out = sys.stdout if out is None else out
     for line in lines:
+        if stop is not None and stop.is_set():
+            return 0
         try:
             events = agent.scan(line)
         except EdgeError as exc:
@@ -528,12 +576,16 @@ def run_stdin(
                 file=out,
                 flush=True,
             )
+    if stop is not None and stop.is_set():
+        return 0
     depth = agent.outbox_depth()
     if depth:
         print(
             f"input ended; waiting for the cloud to acknowledge {depth} events", file=sys.stderr, flush=True
         )
-    if not agent.wait_drained(drain_timeout):
+    if not agent.wait_drained(drain_timeout, stop):
+        if stop is not None and stop.is_set():
+            return 0
         print(
             f"gave up waiting: {agent.outbox_depth()} events stay in the outbox and go out on the next start",
             file=sys.stderr,

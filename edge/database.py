@@ -16,7 +16,7 @@ from edge.errors import StorageError
 # Wait this long for the other thread's write lock instead of failing at once.
 BUSY_TIMEOUT_MS = 10_000
 # Bumped with every change to _SCHEMA; `_migrate` brings older files up to date.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -83,6 +83,21 @@ CREATE TABLE IF NOT EXISTS remote_config (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
     version  INTEGER NOT NULL,
     settings TEXT NOT NULL
+);
+-- The device this folder belongs to, recorded at its first start (edge/datafolder.py): the
+-- sequence numbers and unsent events here are that device's, and the cloud takes them from no other.
+CREATE TABLE IF NOT EXISTS owner (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    device_id TEXT NOT NULL,
+    since     TEXT NOT NULL
+);
+-- Devices this folder was handed over from, with the last seq each used and the copy of their data:
+-- a device adopted back continues its numbering instead of repeating it.
+CREATE TABLE IF NOT EXISTS former_owners (
+    device_id TEXT PRIMARY KEY,
+    last_seq  INTEGER NOT NULL,
+    left_at   TEXT NOT NULL,
+    copy      TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS order_lines (
     order_id TEXT NOT NULL REFERENCES orders (order_id) ON DELETE CASCADE,

@@ -7,6 +7,10 @@ over; the worker owns publishing and outbox pruning. Events go out in sequence o
 acknowledged is published again after every reconnect, and after ``resend_after_s`` without
 progress (doubling up to ``MAX_RESEND_AFTER_S``): the cloud stores each event once, so a repeat
 costs only bandwidth. Telemetry samples leave their buffer on the broker's PUBACK.
+
+A broker that cannot be reached is tried again for ever (the fridge works offline); a refusal no
+retry changes (a protocol the broker does not speak, bad credentials) ends the attempts and goes to
+``on_refused``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from edge.outbox import Outbox
 from edge.telemetry import TelemetryBuffer
 from shared import topics
 from shared.clock import Clock
-from shared.errors import InvalidMessage
+from shared.errors import BrokerRefused, InvalidMessage
 from shared.messages import (
     MAX_BATCH,
     AvailabilityChanged,
@@ -70,6 +74,7 @@ class Uplink:
         linger_s: float = 0.0,
         on_command: Callable[[Command], None] | None = None,
         on_config: Callable[[ConfigDesired], None] | None = None,
+        on_refused: Callable[[BrokerRefused], None] | None = None,
     ) -> None:
         self.device_id = device_id
         if mqtt_settings.username is None:
@@ -85,6 +90,8 @@ class Uplink:
         self._new_since: float | None = None  # monotonic time of the oldest unannounced event
         self._on_command = on_command
         self._on_config = on_config
+        self._on_refused = on_refused
+        self.refused: BrokerRefused | None = None  # why the broker will not have this device, if so
         self._commands_topic = topics.commands(device_id)
         self._config_topic = topics.desired_config(device_id)
         self._acks: queue.SimpleQueue[tuple[SeqRange, ...]] = queue.SimpleQueue()
@@ -119,7 +126,7 @@ class Uplink:
             threading.Thread(
                 target=run_network_loop,
                 args=(self._client, self._settings, self._connect_properties),
-                kwargs={"persistent": True, "stop": self._stopping},
+                kwargs={"persistent": True, "stop": self._stopping, "on_refused": self._refused},
                 name=f"mqtt-{self.device_id}",
                 daemon=True,
             ),
@@ -147,11 +154,19 @@ class Uplink:
 
     # paho's callbacks, on the network thread ---------------------------------------------------
 
+    def _refused(self, error: BrokerRefused) -> None:
+        self.refused = error
+        if self._on_refused is not None:
+            self._on_refused(error)
+        else:
+            log.error("%s: %s", self.device_id, error)
+
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
         if reason.is_failure:
-            log.warning("broker refused %s: %s", self.device_id, reason)
+            # The network loop decides whether to try again, and says so if not.
+            log.info("broker refused %s: %s", self.device_id, reason)
             return
         client.subscribe([(self._commands_topic, 1), (self._config_topic, 1)])
         online = AvailabilityChanged(device_id=self.device_id, state="online", since=self._clock.now())
@@ -166,8 +181,10 @@ class Uplink:
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
-        if not self._stopping.is_set():
+        # Only a connection that was up is lost; a refused CONNECT ends here too, said elsewhere.
+        if was_connected and not self._stopping.is_set():
             log.warning("%s lost the broker (%s); reconnecting", self.device_id, reason)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:

@@ -79,7 +79,8 @@ def _write_files(
     )
     if not written.cloud_users:
         typer.echo(
-            "warning: no cloud user; give --cloud-user and --cloud-password-env so the cloud can connect",
+            "warning: no cloud user; give --cloud-user and --cloud-password-env (one pair per cloud "
+            "worker) so the cloud can connect",
             err=True,
         )
     typer.echo(RELOAD_HINT)
@@ -189,24 +190,23 @@ def write_mosquitto(
     password_file: Annotated[Path, typer.Option(help="Mosquitto password file to (re)write.")],
     acl_file: Annotated[Path, typer.Option(help="Mosquitto ACL file to (re)write.")],
     cloud_user: Annotated[
-        str | None, typer.Option(help="The cloud's MQTT username [default: keep the files' cloud users]")
+        list[str] | None,
+        typer.Option(
+            help="A cloud worker's MQTT username, also its client id under use_username_as_clientid: "
+            "repeat for each worker [default: keep the files' cloud users]"
+        ),
     ] = None,
     cloud_password_env: Annotated[
-        str | None, typer.Option(help="Environment variable holding the cloud user's password.")
+        list[str] | None,
+        typer.Option(
+            help="Environment variable holding the password of the --cloud-user in the same position; "
+            "repeat as often as --cloud-user."
+        ),
     ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Write Mosquitto's password and ACL files: every active device, plus the cloud user."""
-    cloud_users: dict[str, str] | None = None
-    if (cloud_user is None) != (cloud_password_env is None):
-        raise typer.BadParameter("give both --cloud-user and --cloud-password-env, or neither")
-    if cloud_user is not None and cloud_password_env is not None:
-        password = os.environ.get(cloud_password_env, "")
-        if not password:
-            raise typer.BadParameter(
-                f"${cloud_password_env} is unset or empty", param_hint="--cloud-password-env"
-            )
-        cloud_users = {cloud_user: password}
+    """Write Mosquitto's password and ACL files: every active device, plus the cloud users."""
+    cloud_users = _cloud_users(cloud_user or [], cloud_password_env or [])
     from cloud.identity.devices import DeviceAdminError
 
     with _session(database_url) as session:
@@ -214,6 +214,31 @@ def write_mosquitto(
             _write_files(session, password_file, acl_file, cloud_users)
         except DeviceAdminError as exc:
             raise typer.BadParameter(str(exc)) from None
+
+
+def _cloud_users(names: list[str], variables: list[str]) -> dict[str, str] | None:
+    """Pair each cloud username with the password in its environment variable; None if no user."""
+    if len(names) != len(variables):
+        raise typer.BadParameter(
+            f"{len(names)} --cloud-user but {len(variables)} --cloud-password-env: give one "
+            "--cloud-password-env per --cloud-user, in the same order"
+        )
+    if not names:
+        return None
+    if len(set(names)) != len(names):
+        raise typer.BadParameter("a --cloud-user is given twice: give each worker its own name")
+    if len(set(variables)) != len(variables):
+        raise typer.BadParameter(
+            "a --cloud-password-env is given twice: give each cloud user its own password",
+            param_hint="--cloud-password-env",
+        )
+    users: dict[str, str] = {}
+    for name, variable in zip(names, variables, strict=True):
+        password = os.environ.get(variable, "")
+        if not password:
+            raise typer.BadParameter(f"${variable} is unset or empty", param_hint="--cloud-password-env")
+        users[name] = password
+    return users
 
 
 @pki_app.command()
@@ -229,6 +254,7 @@ def init(
 ) -> None:
     """Make a CA (kept if it exists) and a server certificate for HOSTs; print Mosquitto's lines."""
     from cloud.errors import ConfigurationError
+    from cloud.identity.devices import LISTENER_OPTIONS
     from cloud.mqtt.pki import CA_CERT, make_ca, make_server_cert
 
     if (directory / CA_CERT).exists():
@@ -246,6 +272,8 @@ def init(
     typer.echo(f"cafile {server.ca_cert}")
     typer.echo(f"certfile {server.cert}")
     typer.echo(f"keyfile {server.key}")
+    for option in LISTENER_OPTIONS:  # per listener: this one needs them too
+        typer.echo(option)
     typer.echo(f"\n# devices and cloud: FRIGO_EDGE_MQTT__TLS_CA_FILE={server.ca_cert}, port {port}")
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
@@ -50,6 +53,14 @@ MqttPort = Annotated[int | None, typer.Option(help="MQTT broker port [default: f
 MqttProtocol = Annotated[
     Protocol | None, typer.Option(help="MQTT version; the embedded broker needs 3.1.1 [default: 5]")
 ]
+Insecure = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="Send the MQTT password to a broker on another host even without TLS (a network you "
+        "trust) [setting: mqtt.insecure]",
+    ),
+]
 
 
 def _mqtt(base: MqttSettings, host: str | None, port: int | None, protocol: Protocol | None) -> MqttSettings:
@@ -64,7 +75,12 @@ def _mqtt(base: MqttSettings, host: str | None, port: int | None, protocol: Prot
 
 
 def _stop_on_signals() -> threading.Event:
-    """Return an event set by SIGINT or SIGTERM."""
+    """Return an event set by SIGINT or SIGTERM, which then stop the command as its own end would.
+
+    No KeyboardInterrupt is raised: a command stops where it chooses, after draining, and exits 0.
+    Child processes ignore both signals (Ctrl-C reaches the whole process group): the command stops
+    them.
+    """
     stop = threading.Event()
 
     def handler(_signum: int, _frame: FrameType | None) -> None:
@@ -99,6 +115,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the virtual households.")] = 1,
 ) -> None:
     """Run the whole system on embedded defaults: broker, cloud on SQLite, virtual fridges."""
+    stop = _stop_on_signals()  # first: a Ctrl-C while it starts stops it cleanly too
     from frigo.demo import run_demo
 
     run_demo(
@@ -109,7 +126,20 @@ def demo(
         http_port=http_port,
         data_dir=data_dir,
         seed=seed,
+        stop=stop,
     )
+
+
+def _is_loopback(host: str) -> bool:
+    """Return whether ``host`` names only this machine (any other name may resolve elsewhere)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @app.command()
@@ -120,7 +150,7 @@ def broker(
         str | None,
         typer.Option(
             help="Authenticate devices provisioned in this cloud database (`frigo devices provision`) "
-            "and enforce the fleet's ACLs [default: anonymous, no ACLs]"
+            "and enforce the fleet's ACLs [default: anonymous, no ACLs, loopback addresses only]"
         ),
     ] = None,
     cloud_user: Annotated[
@@ -137,6 +167,15 @@ def broker(
         raise typer.BadParameter("give both --cloud-user and --cloud-password-env, or neither")
     if cloud_user is not None and database_url is None:
         raise typer.BadParameter("a cloud user needs --database-url (authentication on)")
+    if database_url is None and not _is_loopback(host):
+        # Anonymous and without ACLs, anyone who reaches the port could publish as any fridge.
+        raise typer.BadParameter(
+            f"{host} is reachable from other machines, and without --database-url the broker lets "
+            "anyone publish as any fridge and read everything: give --database-url (the cloud "
+            "database where `frigo devices provision` registered the fridges) so each device logs in "
+            "with its own secret, or listen on 127.0.0.1",
+            param_hint="--host",
+        )
     engine = None
     auth = None
     if database_url is not None:
@@ -157,12 +196,15 @@ def broker(
     stop = _stop_on_signals()
     embedded = EmbeddedBroker(host, port, auth=auth)
     embedded.start()
-    mode = "devices authenticated, ACLs enforced" if auth is not None else "anonymous, no ACLs"
-    typer.echo(f"embedded MQTT broker listening on {host}:{port} (MQTT 3.1.1, {mode}); Ctrl-C stops it")
-    stop.wait()
-    embedded.stop()
-    if engine is not None:
-        engine.dispose()
+    try:
+        mode = "devices authenticated, ACLs enforced" if auth is not None else "anonymous, no ACLs"
+        typer.echo(f"embedded MQTT broker listening on {host}:{port} (MQTT 3.1.1, {mode}); Ctrl-C stops it")
+        stop.wait()
+    finally:
+        embedded.stop()
+        if engine is not None:
+            engine.dispose()
+    typer.echo("embedded MQTT broker stopped")
 
 
 cloud_app = typer.Typer(invoke_without_command=True, no_args_is_help=False, rich_markup_mode="markdown")
@@ -178,6 +220,7 @@ def cloud(
     mqtt_host: MqttHost = None,
     mqtt_port: MqttPort = None,
     mqtt_protocol: MqttProtocol = None,
+    insecure: Insecure = False,
     http_host: Annotated[str | None, typer.Option(help="API address [default: 127.0.0.1]")] = None,
     http_port: Annotated[int | None, typer.Option(help="API port [default: 8000]")] = None,
 ) -> None:
@@ -191,7 +234,10 @@ def cloud(
     from cloud.settings import CloudSettings
 
     settings = CloudSettings()
-    update: dict[str, object] = {"mqtt": _mqtt(settings.mqtt, mqtt_host, mqtt_port, mqtt_protocol)}
+    mqtt = _mqtt(settings.mqtt, mqtt_host, mqtt_port, mqtt_protocol)
+    if insecure:
+        mqtt = mqtt.model_copy(update={"insecure": True})
+    update: dict[str, object] = {"mqtt": mqtt}
     for key, value in (("database_url", database_url), ("http_host", http_host), ("http_port", http_port)):
         if value is not None:
             update[key] = value
@@ -204,13 +250,22 @@ def cloud(
     if ctx.invoked_subcommand is not None:
         return
     from cloud.service import CloudService
+    from shared.errors import InsecureTransport
 
     stop = _stop_on_signals()
-    service = CloudService(settings)
-    service.start()
-    typer.echo(f"cloud worker running; API docs at {service.url}/docs")
-    stop.wait()
-    service.stop()
+    try:
+        service = CloudService(settings)
+    except InsecureTransport as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        service.start()
+        typer.echo(f"cloud worker running; API docs at {service.url}/docs")
+        stop.wait()
+    finally:
+        service.stop()  # commits and acknowledges what it holds, then disconnects
+    stats = service.ingestor.stats
+    typer.echo(f"cloud worker stopped: {stats.stored} events stored, {stats.duplicates} duplicates dropped")
 
 
 @cloud_app.command("migrate")
@@ -248,6 +303,7 @@ def edge(
     mqtt_host: MqttHost = None,
     mqtt_port: MqttPort = None,
     mqtt_protocol: MqttProtocol = None,
+    insecure: Insecure = False,
     drain_timeout: Annotated[
         float | None,
         typer.Option(help="At end of input, wait at most this long for acks [default: no limit]"),
@@ -262,11 +318,14 @@ def edge(
     the cloud has acknowledged every event.
 
     Settings come from --config (see deploy/frigo-edge.toml), then FRIGO_EDGE_* variables, then these
-    options.
+    options. The data folder belongs to the device that first started on it: `adopt` or `reset` hands
+    it over to another.
     """
     mqtt: dict[str, object] = {k: v for k, v in (("host", mqtt_host), ("port", mqtt_port)) if v is not None}
     if mqtt_protocol is not None:
         mqtt["protocol"] = mqtt_protocol.value
+    if insecure:
+        mqtt["insecure"] = True
     ctx.obj = {"config": config, "device_id": device_id, "data_dir": data_dir, "mqtt": mqtt or None}
     if ctx.invoked_subcommand is not None:
         return  # subcommands load the settings themselves, so their --help works without any
@@ -288,6 +347,30 @@ def _edge_settings(ctx: typer.Context) -> EdgeSettings:
         raise typer.Exit(2) from None
 
 
+@contextmanager
+def _edge_database(settings: EdgeSettings, *, record: bool) -> Iterator[sqlite3.Connection]:
+    """Open the agent's database for a subcommand, or exit 2 if the folder is another device's.
+
+    ``record``: a subcommand that records events makes a folder without an owner the device's, as
+    the agent's first start would; one that only reads leaves it without.
+    """
+    from edge.database import open_database
+    from edge.datafolder import claim
+    from edge.errors import ForeignDataFolder
+    from shared.clock import SystemClock
+
+    conn = open_database(settings.db_path)
+    try:
+        try:
+            claim(conn, settings.data_dir, settings.device_id, SystemClock().now(), record=record)
+        except ForeignDataFolder as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        yield conn
+    finally:
+        conn.close()
+
+
 @edge_app.command("status")
 def edge_status(ctx: typer.Context) -> None:
     """Show the fridge's inventory, alerts, outbox and connection, from its local database."""
@@ -295,8 +378,13 @@ def edge_status(ctx: typer.Context) -> None:
     from rich.table import Table
 
     from edge.agent import read_status
+    from edge.errors import ForeignDataFolder
 
-    status = read_status(_edge_settings(ctx))
+    try:
+        status = read_status(_edge_settings(ctx))
+    except ForeignDataFolder as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     console = Console()
     console.print(
         f"[bold]{status.device_id}[/]: {'connected' if status.connected else 'not connected'}; "
@@ -340,15 +428,11 @@ def edge_status(ctx: typer.Context) -> None:
 @edge_app.command("offers")
 def edge_offers(ctx: typer.Context) -> None:
     """List the offers the cloud sent, with why each was made."""
-    from edge.database import open_database
     from edge.offers import Offers
     from shared.clock import SystemClock
 
-    conn = open_database(_edge_settings(ctx).db_path)
-    try:
+    with _edge_database(_edge_settings(ctx), record=False) as conn:
         offers = Offers(conn).current(SystemClock().now())
-    finally:
-        conn.close()
     if not offers:
         typer.echo("no current offers")
     for stored in offers:
@@ -382,20 +466,17 @@ def edge_answer(
     next events."""
     import uuid
 
-    from edge.database import open_database
     from edge.recorder import Recorder
     from shared.clock import SystemClock
 
     settings = _edge_settings(ctx)
-    conn = open_database(settings.db_path)
-    try:
-        recorder = Recorder(conn, settings.device_id, SystemClock(), consent=settings.consent)
-        recorder.answer_offer(uuid.UUID(offer_id), OFFER_ANSWERS[answer])
-    except (LookupError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        conn.close()
+    with _edge_database(settings, record=True) as conn:
+        try:
+            recorder = Recorder(conn, settings.device_id, SystemClock(), consent=settings.consent)
+            recorder.answer_offer(uuid.UUID(offer_id), OFFER_ANSWERS[answer])
+        except (LookupError, ValueError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
     typer.echo(f"offer {offer_id}: {OFFER_ANSWERS[answer]}")
 
 
@@ -412,14 +493,10 @@ class OrderAnswer(StrEnum):
 @edge_app.command("orders")
 def edge_orders(ctx: typer.Context) -> None:
     """List the baskets and orders the cloud told this fridge of, newest first."""
-    from edge.database import open_database
     from edge.orders import Orders
 
-    conn = open_database(_edge_settings(ctx).db_path)
-    try:
+    with _edge_database(_edge_settings(ctx), record=False) as conn:
         listed = Orders(conn).listed()
-    finally:
-        conn.close()
     if not listed:
         typer.echo("no orders")
     for order_id, status, lines in listed:
@@ -440,20 +517,17 @@ def edge_order(
     """Answer a basket or an order on the fridge; the answer goes to the cloud with the next events."""
     import uuid
 
-    from edge.database import open_database
     from edge.recorder import Recorder
     from shared.clock import SystemClock
 
     settings = _edge_settings(ctx)
-    conn = open_database(settings.db_path)
-    try:
-        recorder = Recorder(conn, settings.device_id, SystemClock(), consent=settings.consent)
-        recorder.answer_order(uuid.UUID(order_id), answer.value)
-    except (LookupError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        conn.close()
+    with _edge_database(settings, record=True) as conn:
+        try:
+            recorder = Recorder(conn, settings.device_id, SystemClock(), consent=settings.consent)
+            recorder.answer_order(uuid.UUID(order_id), answer.value)
+        except (LookupError, ValueError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
     typer.echo(f"order {order_id}: {answer.value}")
 
 
@@ -481,20 +555,17 @@ def edge_consent(
 ) -> None:
     """Grant or withdraw a company's consent to use the household's data for a purpose; the cloud
     applies it when the event arrives (withdrawing stops the offers, or the orders, at once)."""
-    from edge.database import open_database
     from edge.recorder import Recorder
     from shared.clock import SystemClock
 
     settings = _edge_settings(ctx)
-    conn = open_database(settings.db_path)
-    try:
-        recorder = Recorder(conn, settings.device_id, SystemClock(), consent=settings.consent)
-        recorder.change_consent(recipient, purpose.value, action.value)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        conn.close()
+    with _edge_database(settings, record=True) as conn:
+        try:
+            recorder = Recorder(conn, settings.device_id, SystemClock(), consent=settings.consent)
+            recorder.change_consent(recipient, purpose.value, action.value)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
     typer.echo(f"consent of {recipient} for {purpose.value}: {action.value}")
 
 
@@ -528,6 +599,57 @@ def edge_calibrate(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"shelf {shelf_id} calibrated: offset {result.offset:.1f}, scale {result.scale:.4f} counts/g")
+
+
+SetAsideUnsent = Annotated[
+    bool,
+    typer.Option(
+        "--set-aside-unsent",
+        help="Go ahead although the previous device has events the cloud has not acknowledged: they "
+        "move, with the rest of its data, to a copy of the folder that sends them when started.",
+    ),
+]
+
+
+@edge_app.command("adopt")
+def edge_adopt(ctx: typer.Context, set_aside_unsent: SetAsideUnsent = False) -> None:
+    """Hand the data folder over to --device-id, keeping the food in the fridge.
+
+    The previous device's unsent events, telemetry, offers, orders, alerts, remote configuration and
+    sequence counter move to a copy of the folder under `set-aside/`, which sends its events as that
+    device when an agent starts on it; nothing is deleted. Refused while the previous device has
+    unacknowledged events, unless --set-aside-unsent. Stop the agent first.
+    """
+    _hand_over(ctx, keep_food=True, set_aside_unsent=set_aside_unsent)
+
+
+@edge_app.command("reset")
+def edge_reset(ctx: typer.Context, set_aside_unsent: SetAsideUnsent = False) -> None:
+    """Start the data folder empty for --device-id, keeping only the shelves' calibration.
+
+    The food and the previous device's data move to a copy of the folder under `set-aside/`, which
+    sends that device's unsent events when an agent starts on it; nothing is deleted. Under the
+    folder's own device only the food goes: its unsent events and numbering stay. Refused while
+    another device's events are unacknowledged, unless --set-aside-unsent. Stop the agent first.
+    """
+    _hand_over(ctx, keep_food=False, set_aside_unsent=set_aside_unsent)
+
+
+def _hand_over(ctx: typer.Context, *, keep_food: bool, set_aside_unsent: bool) -> None:
+    from edge.datafolder import hand_over
+    from edge.errors import EdgeError
+    from shared.clock import SystemClock
+
+    settings = _edge_settings(ctx)
+    try:
+        done = hand_over(
+            settings, SystemClock().now(), keep_food=keep_food, set_aside_unsent=set_aside_unsent
+        )
+    except EdgeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for line in done.report():
+        typer.echo(line)
 
 
 sim_app = typer.Typer(invoke_without_command=True, no_args_is_help=False, rich_markup_mode="markdown")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import (
@@ -411,31 +411,37 @@ def decode_events(raw: bytes | str) -> tuple[list[Event], list[str]]:
     """Decode what a device publishes on its events topic: one event or a batch.
 
     Return the valid events and, for what did not validate, the reasons. A batch with one bad
-    event still yields the others, so a device is never stuck resending a batch forever. A payload
-    that is no event at all raises :class:`InvalidMessage`.
+    event still yields the others, so a device is never stuck resending a batch forever; which
+    device each event belongs to is for the caller to check against the topic. A payload that is no
+    event at all, or a batch of more than ``MAX_BATCH`` events, raises :class:`InvalidMessage`:
+    whatever the bytes (invalid UTF-8, nesting too deep to parse, numbers too long to convert), never
+    another exception.
     """
     try:
         message = EVENT_MESSAGE_ADAPTER.validate_json(raw)
     except ValidationError as exc:
-        reason = _reason(exc)
-        try:
-            document = json.loads(raw)
-        except ValueError:
-            raise InvalidMessage(reason) from None
-        if not (isinstance(document, dict) and document.get("type") == "event_batch"):
-            raise InvalidMessage(reason) from None
-        return _decode_batch_leniently(document, reason)
+        return _decode_batch_leniently(raw, _reason(exc))
     if isinstance(message, EventBatch):
-        if any(event.device_id != message.device_id for event in message.events):
-            raise InvalidMessage("events: a batch carries events of its own device only")
         return list(message.events), []
     return [message], []
 
 
-def _decode_batch_leniently(document: dict[str, Any], reason: str) -> tuple[list[Event], list[str]]:
+def _decode_batch_leniently(raw: bytes | str, reason: str) -> tuple[list[Event], list[str]]:
+    """Return the valid events of a batch that did not validate whole, and why the rest did not."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError):
+        # Not JSON, not UTF-8, an integer too long to convert (ValueError), or nesting deeper than
+        # the parser's stack (RecursionError): pydantic's reason says which.
+        raise InvalidMessage(reason) from None
+    if not (isinstance(document, dict) and document.get("type") == "event_batch"):
+        raise InvalidMessage(reason)
     items = document.get("events")
     if not isinstance(items, list) or not items:
         raise InvalidMessage(reason)
+    if len(items) > MAX_BATCH:
+        # Refused whole: the limit bounds what one message may cost to validate and store.
+        raise InvalidMessage(f"events: a batch holds 1 to {MAX_BATCH} events, not {len(items)}")
     events: list[Event] = []
     reasons: list[str] = []
     for index, item in enumerate(items):

@@ -66,7 +66,14 @@ class Mosquitto:
     persistence: bool = False
 
     def config(self) -> str:
-        """Return the broker's configuration text."""
+        """Return the broker's configuration text.
+
+        With authentication it has the settings README's sample ``mosquitto.conf`` asks for: the
+        username as client id on the listener (an anonymous client has no username to use) and a
+        packet size limit.
+        """
+        from cloud.identity.devices import LISTENER_OPTIONS, MAX_PACKET_BYTES  # the cloud's own values
+
         return "\n".join(
             [
                 # As root, Mosquitto drops to the `mosquitto` user, which cannot read the test's
@@ -74,6 +81,8 @@ class Mosquitto:
                 *(["user root"] if os.geteuid() == 0 else []),
                 f"listener {self.port} 127.0.0.1",
                 *self.listener_options,
+                *([] if self.anonymous else LISTENER_OPTIONS),
+                f"max_packet_size {MAX_PACKET_BYTES}",
                 f"allow_anonymous {'true' if self.anonymous else 'false'}",
                 *([f"password_file {self.password_file}"] if self.password_file else []),
                 *([f"acl_file {self.acl_file}"] if self.acl_file else []),

@@ -150,6 +150,7 @@ def _start_cloud(
             database_url=database_url,
             mqtt=mqtt,
             client_id=f"frigo-sim-cloud-{scenario.name}",
+            auto_enroll=True,  # the simulated fridges are not provisioned: they enrol with their first event
             # The fridges' small batches cost more to hand to a child process than to store here.
             writer_process=False,
             planning=False,  # the simulator's households shop for themselves

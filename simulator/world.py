@@ -29,7 +29,7 @@ from edge.settings import EdgeSettings
 from shared import topics
 from shared.clock import Clock, ManualClock, OffsetClock
 from shared.messages import CatalogUpdated, encode
-from shared.mqtt import MqttSettings, create_client
+from shared.mqtt import MqttSettings, create_client, release
 from simulator.catalog import CATALOG, Product
 from simulator.faults import Faults
 from simulator.life import Action, ActionKind, DayTruth, Household, Shopping
@@ -524,6 +524,7 @@ class World:
         finally:
             client.disconnect()
             client.loop_stop()
+            release(client)
 
     def _advance_to(self, moment: datetime) -> None:
         now = self.clock.now()

@@ -60,7 +60,8 @@ def start_cloud() -> Iterator[CloudFactory]:
                 mqtt=mqtt,
                 http_port=0,
                 client_id=f"frigo-cloud-{len(started)}",
-                **settings,  # type: ignore[arg-type]
+                # The tests' fridges are not provisioned: they enrol with their first event.
+                **{"auto_enroll": True, **settings},  # type: ignore[arg-type]
             )
         )
         service.start()

@@ -11,9 +11,16 @@ A device proves who it is with a random secret (``secrets.token_urlsafe(32)``, 2
   truth: provisioning another device or revoking one rewrites the file without anybody's secret.
 
 Both hashes are computed from the same secret at provisioning time, the only moment the cloud
-holds it. Mosquitto checks the hash on its single network thread at every CONNECT, so
-``broker_hash`` uses Mosquitto's own iteration count: key stretching protects guessable human
-passwords, and a 256-bit random secret cannot be guessed at any iteration count.
+holds it. Mosquitto checks the hash on its single network thread at every CONNECT, so a device's
+``broker_hash`` keeps Mosquitto's own iteration count (:data:`DEVICE_ITERATIONS`): key stretching
+protects guessable human passwords, and a 256-bit random secret cannot be guessed at any iteration
+count. The cloud users' passwords are chosen by an operator, so their hashes are stretched
+(:data:`CLOUD_ITERATIONS`); docs/BENCHMARKS.md has what each count costs.
+
+The files rely on two settings of Mosquitto's own configuration (README's sample
+``mosquitto.conf``): ``use_username_as_clientid true`` on every listener, so that no client can
+connect under another's client id and knock it off, and a ``max_packet_size``
+(:data:`MAX_PACKET_BYTES`).
 
 Revoking a device marks it revoked and deletes both hashes; it drops out of the next password and
 ACL files. Provisioning it again issues a new secret and lifts the revocation.
@@ -45,12 +52,34 @@ from shared.files import replace_file
 
 # 32 random bytes, URL-safe base64: 256 bits, nothing a person could pick or guess.
 SECRET_BYTES = 32
-# mosquitto_passwd's own choice in Mosquitto 2.0; see the module docstring for why no more.
-MOSQUITTO_ITERATIONS = 101
+# PBKDF2 iterations of a device's Mosquitto hash: mosquitto_passwd's own choice in Mosquitto 2.0.
+# Measured (bench/mosquitto_hashes.py, docs/BENCHMARKS.md; 2 cores): a login costs Mosquitto's only
+# thread 0.16 ms at 101 and 140-175 ms at 210,000, so 10,000 fridges reconnecting after a broker
+# restart take ~2 s of its time at 101 and 24-31 min at 210,000, the whole fleet waiting meanwhile.
+# A device's 256-bit random secret gains nothing from stretching.
+DEVICE_ITERATIONS = 101
+# PBKDF2 iterations of a cloud user's hash: OWASP's figure for PBKDF2-HMAC-SHA512, because an
+# operator picks that password and it may be weaker than a device's; a worker logs in once per
+# start, so 140-175 ms is nothing to it. But Mosquitto spends them on every login naming a cloud
+# user, wrong password included: 6-7 attempts/s from anyone who can reach the port and guesses the
+# name keep its only thread busy (README says to keep cloud usernames to oneself).
+CLOUD_ITERATIONS = 210_000
 _MOSQUITTO_SALT_BYTES = 12
 _MOSQUITTO_DIGEST_BYTES = 64
 # Cloud usernames: safe in a password file (no ':'), an ACL `user` line and a topic pattern.
 _CLOUD_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Device streams the cloud may also write to: only to clear a retained message a device left there,
+# which every new subscription would otherwise receive again (cloud.mqtt.subscriber does it).
+CLOUD_CLEARS = (topics.Channel.EVENTS, topics.Channel.TELEMETRY)
+# Mosquitto's max_packet_size (README's mosquitto.conf): bounds what one client can make the broker
+# buffer (its default is MQTT's 256 MB). The largest legitimate packet is an event batch of 100
+# events (shared.messages.MAX_BATCH); the largest event, an alert with its text fields at their
+# limits and 20 product codes, is 2.5 KB in ASCII and 5.8 KB in 4-byte UTF-8, so ~580 KB a batch.
+# 1 MiB leaves room: a device whose batch the broker refused would be cut off at every resend.
+MAX_PACKET_BYTES = 1_048_576
+# Options for every `listener` of mosquitto.conf (they are per listener): the username becomes the
+# client id, so no client can connect under another's client id and take its connection over.
+LISTENER_OPTIONS = ("use_username_as_clientid true",)
 
 _hasher = PasswordHasher()
 
@@ -172,7 +201,7 @@ def _dummy_hash() -> str:
 # --- Mosquitto's password hash ---------------------------------------------------------------
 
 
-def mosquitto_hash(secret: str, *, salt: bytes | None = None, iterations: int = MOSQUITTO_ITERATIONS) -> str:
+def mosquitto_hash(secret: str, *, salt: bytes | None = None, iterations: int = DEVICE_ITERATIONS) -> str:
     """Return ``secret`` hashed the way Mosquitto 2.0's password file stores it (``$7$``)."""
     salt = salt if salt is not None else os.urandom(_MOSQUITTO_SALT_BYTES)
     digest = hashlib.pbkdf2_hmac("sha512", secret.encode(), salt, iterations, _MOSQUITTO_DIGEST_BYTES)
@@ -209,10 +238,12 @@ def acl_text(cloud_users: Iterable[str]) -> str:
     for user in sorted(cloud_users):
         lines += [
             "",
-            "# The cloud: reads what every device sends, writes what devices receive.",
+            "# A cloud worker: reads what every device sends, writes what devices receive, and may",
+            "# write to the device streams only to clear a retained message a device left there.",
             f"user {user}",
             *(f"topic read {topics.all_devices(channel)}" for channel in topics.DEVICE_TO_CLOUD),
             *(f"topic write {topics.all_devices(channel)}" for channel in topics.CLOUD_TO_DEVICE),
+            *(f"topic write {topics.all_devices(channel)}" for channel in CLOUD_CLEARS),
         ]
     return "\n".join(lines) + "\n"
 
@@ -227,7 +258,8 @@ def write_mosquitto_files(
 
     The password file holds every provisioned, unrevoked device and the cloud users; the ACL file
     confines devices to their own topics and gives the cloud users their side. ``cloud_users``
-    maps cloud usernames to their passwords and replaces the cloud users of the existing files;
+    maps cloud usernames (one per cloud worker: with ``use_username_as_clientid`` the username is
+    the worker's client id) to their passwords and replaces the cloud users of the existing files;
     None keeps them (their lines are copied from the existing files), so provisioning a device
     does not need the cloud's password. An existing file keeps its mode and, where allowed, its
     owner; a new one is made readable by its owner only.
@@ -247,7 +279,10 @@ def write_mosquitto_files(
                 )
             if not password:
                 raise DeviceAdminError(f"cloud user {user!r} has an empty password")
-        cloud_lines = {user: mosquitto_hash(password) for user, password in cloud_users.items()}
+        cloud_lines = {
+            user: mosquitto_hash(password, iterations=CLOUD_ITERATIONS)
+            for user, password in cloud_users.items()
+        }
     clash = sorted(devices.keys() & cloud_lines.keys())
     if clash:
         raise DeviceAdminError(

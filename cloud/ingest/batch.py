@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,6 +46,13 @@ from shared.messages import (
 )
 
 log = logging.getLogger(__name__)
+
+# A message as the broker delivered it: (topic, payload), with True third when it came retained (the
+# broker stored it and sent it at subscription time, perhaps long after it was published).
+Message = tuple[str, bytes] | tuple[str, bytes, bool]
+# Channels a device streams to the cloud: a retained message there is never ingested (a device's
+# retained availability is how the broker tells its state, and is read).
+STREAMS = (topics.Channel.EVENTS, topics.Channel.TELEMETRY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,28 +92,47 @@ class BatchProcessor:
         self._dead_letters = DeadLetterStore(engine, max_dead_letters)
         self._rejections: list[Rejection] = []  # of the batch being processed
 
-    def process(self, batch: list[tuple[str, bytes]]) -> list[EventsAcknowledged]:
+    def process(self, batch: Sequence[Message]) -> list[EventsAcknowledged]:
         """Validate and store one batch of (topic, payload) messages; return the acknowledgements."""
         received_at = self._clock.now()
         self.stats.received += len(batch)
         self.stats.batch_sizes.observe(len(batch))
         self._rejections = []
         contents = _Contents()
-        for topic, payload in batch:
-            self._read(contents, topic, payload)
+        for topic, payload, *retained in batch:
+            self._read_isolated(contents, topic, payload, retained=bool(retained and retained[0]))
         if not contents.events and not contents.presence:
             # Nothing to store but dead letters: they get a transaction of their own.
             self._count_dead_letters(self._dead_letters.write_alone(self._dead_letter_rows(received_at)))
             return []
         return self._commit(contents, received_at)
 
-    def _read(self, contents: _Contents, topic: str, payload: bytes) -> None:
+    def _read_isolated(self, contents: _Contents, topic: str, payload: bytes, *, retained: bool) -> None:
+        """Read one message; whatever it holds, it ends in ``contents`` or as a dead letter."""
+        try:
+            self._read(contents, topic, payload, retained=retained)
+        except Exception as exc:
+            # A message no check foresaw must not fail the batch (and every other device's events
+            # in it): it is kept as a dead letter, and the traceback logged for a fix.
+            log.exception("could not read a message on %s; kept as a dead letter", topic[:200])
+            detail = f"could not be read: {type(exc).__name__}: {exc}"[:500]
+            self._reject(RejectReason.INVALID_PAYLOAD, topic, detail, payload, None)
+
+    def _read(self, contents: _Contents, topic: str, payload: bytes, *, retained: bool = False) -> None:
         """Add one message's events or presence to ``contents``, or reject it (or events in it)."""
         device_id: str | None = None
         try:
             where = topics.parse(topic)
             device_id = where.device_id
-            if where.channel is topics.Channel.EVENTS:
+            if retained and where.channel in STREAMS:
+                self._reject(
+                    RejectReason.RETAINED,
+                    topic,
+                    "retained on a device's stream: not ingested (the cloud clears it)",
+                    payload,
+                    device_id,
+                )
+            elif where.channel is topics.Channel.EVENTS:
                 decoded, reasons = decode_events(payload)
                 for reason in reasons:
                     self._reject(RejectReason.INVALID_PAYLOAD, topic, reason, payload, device_id)
@@ -266,8 +293,11 @@ class BatchProcessor:
             {"id": household_id_for(d), "name": f"Household of fridge {d}", "created_at": now}
             for d in sorted(device_ids)
         ]
+        # Offline until the broker says otherwise: only a device's retained availability ("online"
+        # from the device, "offline" from its Last Will) tells whether it is connected; an event may
+        # come from anyone who can publish on its topic, or be a late redelivery.
         devices = [
-            {"id": d, "household_id": household_id_for(d), "created_at": now, "online": True}
+            {"id": d, "household_id": household_id_for(d), "created_at": now, "online": False}
             for d in sorted(device_ids)
         ]
         # Insert-or-ignore: another worker may have enrolled the device first.

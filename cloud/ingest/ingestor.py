@@ -16,15 +16,15 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine
 
-from cloud.ingest.batch import BatchProcessor
+from cloud.ingest.batch import BatchProcessor, Message
 from cloud.ingest.deadletters import DEFAULT_MAX_DEAD_LETTERS
 from cloud.ingest.stats import IngestStats
-from cloud.ingest.writer import WriterError, WriterProcess
+from cloud.ingest.writer import WriterError, WriterProcess, WriterStopped
 from shared.clock import Clock
 from shared.messages import EventsAcknowledged
 
@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 MAX_BUFFERED = 50_000
 # How often a batch being collected looks for more messages.
 COLLECT_POLL_S = 0.002
+
+
+# A message waiting for its batch: topic, payload, when it arrived, whether it came retained.
+_Queued = tuple[str, bytes, datetime, bool]
 
 
 class Ingestor:
@@ -62,19 +66,20 @@ class Ingestor:
         self._processor = BatchProcessor(
             engine, clock, self.stats, auto_enroll=auto_enroll, max_dead_letters=max_dead_letters
         )
-        # (topic, payload, arrival time); None asks the ingest thread to stop.
-        self._queue: queue.Queue[tuple[str, bytes, datetime] | None] = queue.Queue(MAX_BUFFERED)
+        # (topic, payload, arrival time, retained); None asks the ingest thread to stop.
+        self._queue: queue.Queue[_Queued | None] = queue.Queue(MAX_BUFFERED)
         self._submitted = 0  # written by the MQTT thread only
         self._settled = 0  # written by the ingest thread only: messages whose batch is done
         self._oldest_in_flight: datetime | None = None  # arrival of the batch being collected
         self._thread: threading.Thread | None = None
 
     # Called from the MQTT network thread.
-    def submit(self, topic: str, payload: bytes) -> None:
-        """Queue one message from the broker for the next batch."""
+    def submit(self, topic: str, payload: bytes, retained: bool = False) -> None:
+        """Queue one message from the broker for the next batch; ``retained`` if the broker sent it
+        as a retained message."""
         # Counted before it is queued, so the depth never goes below zero while the put blocks.
         self._submitted += 1
-        self._queue.put((topic, payload, self._clock.now()))
+        self._queue.put((topic, payload, self._clock.now(), retained))
 
     @property
     def writer(self) -> WriterProcess | None:
@@ -105,10 +110,21 @@ class Ingestor:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, then stop."""
+        """Commit and acknowledge what is queued, then stop (the writer last: the batches need it).
+
+        The caller stops submitting first; whatever is left after ``timeout`` is not acknowledged,
+        so the devices send it again.
+        """
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning(
+                    "stopping with %d messages not through a batch after %.0f s; the devices will "
+                    "send their events again",
+                    self.queue_depth(),
+                    timeout,
+                )
             self._thread = None
         if self._writer is not None:
             self._writer.stop()
@@ -121,7 +137,11 @@ class Ingestor:
             self._oldest_in_flight = first[2]
             batch, stopping = self._gather(first)
             try:
-                self._process_batch([(topic, payload) for topic, payload, _ in batch])
+                self._process_batch([(topic, payload, retained) for topic, payload, _, retained in batch])
+            except WriterStopped as exc:
+                # Stopped while the batch was in the writer: nothing after it can be stored either.
+                log.warning("%s", exc)
+                return
             except WriterError as exc:
                 # The writer logged the cause: the devices still hold these events and resend them.
                 log.error("batch of %d messages failed; devices will resend them: %s", len(batch), exc)
@@ -136,7 +156,7 @@ class Ingestor:
             if stopping:
                 return
 
-    def _gather(self, first: tuple[str, bytes, datetime]) -> tuple[list[tuple[str, bytes, datetime]], bool]:
+    def _gather(self, first: _Queued) -> tuple[list[_Queued], bool]:
         """Return the batch ``first`` starts, once full or due, and whether stopping was asked.
 
         Polls instead of waiting on the queue for each message: every wake-up would take the GIL
@@ -158,7 +178,7 @@ class Ingestor:
                 return batch, False
             time.sleep(min(remaining, COLLECT_POLL_S))
 
-    def _process_batch(self, batch: list[tuple[str, bytes]]) -> None:
+    def _process_batch(self, batch: Sequence[Message]) -> None:
         if self._writer is None:
             self.process(batch)
             return
@@ -172,7 +192,7 @@ class Ingestor:
         if outcome.error is not None:
             raise WriterError(outcome.error)
 
-    def process(self, batch: list[tuple[str, bytes]]) -> None:
+    def process(self, batch: Sequence[Message]) -> None:
         """Validate, store and acknowledge one batch of (topic, payload) messages, in this process."""
         for ack in self._processor.process(batch):
             self._acknowledge(ack)

@@ -30,6 +30,7 @@ class RejectReason(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
     SEQ_CONFLICT = "seq_conflict"
     EVENT_ID_CONFLICT = "event_id_conflict"
+    RETAINED = "retained"
 
 
 @dataclass(frozen=True, slots=True)

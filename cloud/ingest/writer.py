@@ -12,6 +12,10 @@ batch here, where a :class:`~cloud.ingest.batch.BatchProcessor` of this process'
 back the acknowledgements to publish and what the batch did to the counters.
 If this process dies, the worker starts another; the batch it held is not acknowledged, so the
 devices send it again.
+
+The child ignores SIGINT and SIGTERM: Ctrl-C in a terminal reaches the whole process group, and the
+child must finish the batch it holds and leave when the worker says so (None on the pipe), not die
+mid-commit and be taken for a crash.
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
+import signal
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cloud.db.engine import create_db_engine
 from cloud.errors import CloudError
-from cloud.ingest.batch import BatchProcessor
+from cloud.ingest.batch import BatchProcessor, Message
 from cloud.ingest.stats import IngestCounts, IngestStats
 from cloud.logs import configure_logging
 from shared.messages import EventsAcknowledged
@@ -33,10 +40,22 @@ from shared.messages import EventsAcknowledged
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
+# Signals meant for the worker, which stops the child itself: the child never acts on them.
+WORKER_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 class WriterError(CloudError):
     """A batch failed in the writer process, or the process died; the devices will resend it."""
+
+
+class WriterStopped(WriterError):
+    """The worker stopped the writer before a batch was done; the devices will resend it."""
+
+    def __init__(self, messages: int) -> None:
+        super().__init__(
+            f"a batch of {messages} messages was not stored: the worker is stopping; "
+            "the devices will send it again"
+        )
 
 
 @dataclass(frozen=True)
@@ -70,6 +89,9 @@ class WriterProcess:
         self._context = multiprocessing.get_context("spawn")
         self._process: multiprocessing.process.BaseProcess | None = None
         self._connection: multiprocessing.connection.Connection | None = None
+        # Held while a batch is in the pipe; stop() takes it to send None between batches.
+        self._lock = threading.Lock()
+        self._stopping = False
 
     @property
     def pid(self) -> int | None:
@@ -78,11 +100,21 @@ class WriterProcess:
 
     def start(self) -> None:
         """Start the child and wait until it has connected to the database."""
+        self._stopping = False
+        self._spawn()
+
+    def _spawn(self) -> None:
         parent, child = self._context.Pipe()
         process = self._context.Process(
             target=serve, args=(child, self._config), name="frigo-writer", daemon=True
         )
-        process.start()
+        # Blocked in this thread, the signals stay blocked through the child's fork and exec until
+        # serve() ignores them: a Ctrl-C while the child imports cannot kill it either.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child.close()
         if not parent.poll(START_TIMEOUT_S):
             process.kill()
@@ -97,34 +129,53 @@ class WriterProcess:
             raise WriterError(f"the writer process could not start: {detail}")
         self._process, self._connection = process, parent
 
-    def process(self, batch: list[tuple[str, bytes]], received_at: datetime) -> BatchOutcome:
+    def process(self, batch: Sequence[Message], received_at: datetime) -> BatchOutcome:
         """Have the child validate, store and acknowledge ``batch``, received at ``received_at``
-        (the worker's clock, virtual in a simulation); restart the child if it died."""
-        if self._connection is None:
-            self.start()
-        assert self._connection is not None
-        try:
-            self._connection.send((batch, received_at))
-            outcome: BatchOutcome = self._connection.recv()
-        except (EOFError, OSError) as exc:
-            code = self._process.exitcode if self._process is not None else None
-            self._discard()
-            log.error("the writer process died (exit code %s); starting another", code)
-            self.start()
-            raise WriterError(f"the writer process died with a batch of {len(batch)} messages") from exc
+        (the worker's clock, virtual in a simulation); restart the child if it died.
+
+        Raise :class:`WriterStopped` once :meth:`stop` was called."""
+        with self._lock:
+            if self._stopping:
+                raise WriterStopped(len(batch))
+            if self._connection is None:
+                self._spawn()
+            assert self._connection is not None
+            try:
+                self._connection.send((batch, received_at))
+                outcome: BatchOutcome = self._connection.recv()
+            except (EOFError, OSError) as exc:
+                code = self._process.exitcode if self._process is not None else None
+                self._discard()
+                if self._stopping:  # stop() killed it: a batch outlived its timeout, not a crash
+                    raise WriterStopped(len(batch)) from exc
+                log.error("the writer process died (exit code %s); starting another", code)
+                self._spawn()
+                raise WriterError(f"the writer process died with a batch of {len(batch)} messages") from exc
         return outcome
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Let the child finish and exit; kill it if it does not."""
-        if self._connection is not None:
-            with contextlib.suppress(OSError):  # the child is already gone
-                self._connection.send(None)
-        if self._process is not None:
-            self._process.join(timeout)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join(5)
-        self._discard()
+        """Let the child finish its batch and exit; kill it if it does not within ``timeout``."""
+        self._stopping = True  # read by process(): no new batch, and no restart
+        if not self._lock.acquire(timeout=timeout):
+            # A batch is still in the child: kill it; process() then raises WriterStopped.
+            process = self._process
+            if process is not None and process.is_alive():
+                process.kill()
+            if not self._lock.acquire(timeout=5):
+                log.warning("the writer process did not stop")
+                return
+        try:
+            if self._connection is not None:
+                with contextlib.suppress(OSError):  # the child is already gone
+                    self._connection.send(None)
+            if self._process is not None:
+                self._process.join(timeout)
+                if self._process.is_alive():
+                    self._process.kill()
+                    self._process.join(5)
+            self._discard()
+        finally:
+            self._lock.release()
 
     def _discard(self) -> None:
         if self._connection is not None:
@@ -136,6 +187,11 @@ class WriterProcess:
 
 def serve(connection: multiprocessing.connection.Connection, config: WriterConfig) -> None:
     """Run in the child: process batches from ``connection`` until it sends None or closes."""
+    for signum in WORKER_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    # Unblocked only now they are ignored (the worker blocked them for the start): one sent
+    # meanwhile is dropped.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
     configure_logging(config.log_level, json=config.log_json)
     try:
         engine = create_db_engine(config.database_url)
@@ -178,7 +234,7 @@ class _BatchClock:
         return self.at
 
 
-def _run_batch(processor: BatchProcessor, batch: list[tuple[str, bytes]]) -> BatchOutcome:
+def _run_batch(processor: BatchProcessor, batch: Sequence[Message]) -> BatchOutcome:
     stats = processor.stats
     before = stats.snapshot()
     acks: list[EventsAcknowledged] = []  # only ever sent after a commit

@@ -9,12 +9,14 @@
 - what each may do, as the ACL file of :func:`cloud.identity.devices.acl_text` says: a device (username =
   device id) publishes only to its own device-to-cloud topics and subscribes to and receives only
   its own commands and desired config; the cloud reads every device's device-to-cloud topics and
-  writes every device's cloud-to-device topics. A subscription is allowed only if everything it
-  could match is allowed, so ``frigo/v1/devices/+/#`` is refused to a device outright.
+  writes every device's cloud-to-device topics (and its events and telemetry, to clear a retained
+  message there). A subscription is allowed only if everything it could match is allowed, so
+  ``frigo/v1/devices/+/#`` is refused to a device outright.
 
 Binding a device's client id to its username stops one device from taking over another's
-persistent session and the messages queued in it (Mosquitto allows the takeover but checks the
-ACL before sending anything; amqtt does not). :mod:`cloud.mqtt.broker` closes two holes of amqtt
+connection, persistent session and the messages queued in it (Mosquitto does the same with
+``use_username_as_clientid``; amqtt has no such option). A cloud user may use any client id but a
+device's. :mod:`cloud.mqtt.broker` closes two holes of amqtt
 itself: it checks credentials before a CONNECT can touch an existing session, and it filters
 retained messages. Revoking a device takes effect at its next connection; a connected device
 stays connected until then (Mosquitto drops it when its files are rewritten and reloaded).
@@ -124,7 +126,10 @@ class BrokerAuth:
     def _writable(self, username: str | None) -> list[str]:
         role = self.role_of(username)
         if role is Role.CLOUD:
-            return [topics.all_devices(channel) for channel in topics.CLOUD_TO_DEVICE]
+            # The device streams too, as in Mosquitto's ACL: only to clear a retained message a
+            # device left there, which every new subscription would otherwise get again.
+            channels = (*topics.CLOUD_TO_DEVICE, *devices.CLOUD_CLEARS)
+            return [topics.all_devices(channel) for channel in channels]
         if role is Role.DEVICE and username is not None:
             return _own(username, topics.DEVICE_TO_CLOUD)
         return []

@@ -7,11 +7,16 @@ Without ``auth`` the broker is anonymous and has no ACLs: anyone who reaches the
 as any fridge and read everything. That mode is for ``frigo demo`` on 127.0.0.1 only. With a
 :class:`cloud.mqtt.auth.BrokerAuth`, devices log in with their provisioned secrets and the same
 ACLs as Mosquitto's confine them to their own topics.
+
+A client of another MQTT version (MQTT 5, 3.1) gets a CONNACK refusing its protocol version and
+one warning in the log: amqtt would read its CONNECT as 3.1.1, wait for bytes that never come,
+and leave an asyncio traceback once the client gave up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import threading
@@ -23,6 +28,20 @@ if TYPE_CHECKING:
     from cloud.mqtt.auth import BrokerAuth
 
 log = logging.getLogger(__name__)
+
+# amqtt's shutdown takes ~50 ms; one still running after this has a client reader to unstick.
+UNSTICK_READERS_AFTER_S = 1.0
+
+# The protocol level a CONNECT names, and the only one amqtt speaks (MQTT 3.1.1).
+_MQTT_311 = 4
+_VERSIONS = {3: "MQTT 3.1", 4: "MQTT 3.1.1", 5: "MQTT 5"}
+_CONNECT = 0x10
+# A CONNECT's protocol name: "MQTT" (3.1.1 and 5) or "MQIsdp" (3.1).
+_PROTOCOL_NAMES = (b"MQTT", b"MQIsdp")
+# CONNACK, return code 0x01 "unacceptable protocol version", in the 3.1.1 layout that MQTT 3.1.1
+# (section 3.1.2.2) says to answer an unsupported level with; paho's MQTT 5 client reads it as a
+# refusal ("Unsupported protocol version").
+_REFUSE_VERSION = bytes([0x20, 0x02, 0x00, 0x01])
 
 
 # The session attributes a reconnecting client's CONNECT brings to its stored session.
@@ -58,6 +77,16 @@ def _broker_class() -> type[Any]:
     from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 
     class CheckedBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
+        async def _client_connected(self, listener_name: str, reader: Any, writer: Any) -> None:
+            head, level = await _read_connect_head(reader)
+            if level is not None and level != _MQTT_311:
+                await _refuse_version(writer, level)
+                return
+            try:
+                await Broker._client_connected(self, listener_name, _Replay(reader, head), writer)
+            except OSError as exc:  # a client gone mid-handshake: not worth asyncio's traceback
+                log.info("MQTT connection from %s ended: %s", _peer(writer), exc)
+
         async def _initialize_client_session(
             self, reader: Any, writer: Any, remote_address: str, remote_port: int
         ) -> tuple[Any, Any]:
@@ -103,6 +132,88 @@ def _broker_class() -> type[Any]:
                 await asyncio.wait(sends)
 
     return CheckedBroker
+
+
+async def _read_connect_head(reader: Any) -> tuple[bytes, int | None]:
+    """Read a CONNECT up to its protocol level; return the bytes read and the level.
+
+    The level is None when the bytes are not the start of a CONNECT, or the stream ended: amqtt
+    then handles them (they are replayed to it) as it always has.
+    """
+    head = bytearray()
+
+    async def take(count: int) -> bytes:
+        try:
+            chunk = bytes(await reader.read(count))
+        except asyncio.IncompleteReadError as exc:
+            chunk = exc.partial
+        except OSError:
+            chunk = b""
+        head.extend(chunk)
+        return chunk
+
+    if await take(1) != bytes([_CONNECT]):
+        return bytes(head), None
+    for _ in range(4):  # the remaining length: 1 to 4 bytes, the last without the high bit
+        byte = await take(1)
+        if not byte:
+            return bytes(head), None
+        if not byte[0] & 0x80:
+            break
+    name_length = await take(2)
+    if len(name_length) < 2 or int.from_bytes(name_length, "big") > max(map(len, _PROTOCOL_NAMES)):
+        return bytes(head), None
+    if await take(int.from_bytes(name_length, "big")) not in _PROTOCOL_NAMES:
+        return bytes(head), None
+    level = await take(1)
+    return bytes(head), level[0] if level else None
+
+
+async def _refuse_version(writer: Any, level: int) -> None:
+    """Answer a CONNECT of an unsupported protocol level with a refusing CONNACK and hang up."""
+    version = _VERSIONS.get(level, f"protocol level {level}")
+    log.warning(
+        "refused the MQTT connection from %s: it speaks %s, the embedded broker only MQTT 3.1.1; "
+        "set the client's MQTT protocol to 3.1.1, or run Mosquitto for MQTT 5",
+        _peer(writer),
+        version,
+    )
+    with contextlib.suppress(OSError):  # the client may be gone already
+        writer.write(_REFUSE_VERSION)
+        await writer.drain()
+        await writer.close()
+
+
+def _peer(writer: Any) -> str:
+    peer = writer.get_peer_info()
+    return f"{peer[0]}:{peer[1]}" if peer else "an unknown address"
+
+
+class _Replay:
+    """A reader (amqtt's ``ReaderAdapter`` interface) that first gives back bytes already read."""
+
+    def __init__(self, reader: Any, head: bytes) -> None:
+        self._reader = reader
+        self._head = head
+
+    async def read(self, n: int = -1) -> bytes:
+        """Read ``n`` bytes (-1: up to the end), the replayed ones first."""
+        if not self._head:
+            return bytes(await self._reader.read(n))
+        if n < 0:
+            taken, self._head = self._head, b""
+            return taken + bytes(await self._reader.read(n))
+        taken, self._head = self._head[:n], self._head[n:]
+        if len(taken) == n:
+            return taken
+        try:
+            return taken + bytes(await self._reader.read(n - len(taken)))
+        except asyncio.IncompleteReadError as exc:
+            raise asyncio.IncompleteReadError(taken + exc.partial, n) from None
+
+    def feed_eof(self) -> None:
+        """Pass the end of the stream on to the wrapped reader."""
+        self._reader.feed_eof()
 
 
 async def _adopt_session(broker: Any, session: Any) -> Any:
@@ -219,7 +330,7 @@ class EmbeddedBroker:
         loop, broker = self._loop, self._broker
         if loop is None or broker is None or self._thread is None:
             return
-        future = asyncio.run_coroutine_threadsafe(broker.shutdown(), loop)
+        future = asyncio.run_coroutine_threadsafe(_shutdown(broker), loop)
         try:
             future.result(timeout)
         except Exception:  # shutting down anyway
@@ -227,3 +338,21 @@ class EmbeddedBroker:
         loop.call_soon_threadsafe(loop.stop)
         self._thread.join(timeout)
         self._thread = None
+
+
+async def _shutdown(broker: Any) -> None:
+    """Shut amqtt down; end the wait of a client reader that lost its cancellation.
+
+    Python 3.11's ``asyncio.wait_for`` drops a cancellation that comes as the read it wraps
+    completes (CPython gh-86296). amqtt stops a client by cancelling its reader, so when a packet
+    arrives at that moment (a PUBACK, say) the reader waits for the next one, up to the client's
+    keep-alive, and the shutdown with it. End of stream ends that wait: the reader stops at once.
+    """
+    handlers = [handler for _, handler in list(broker._sessions.values()) if handler is not None]
+    shutdown = asyncio.ensure_future(broker.shutdown())
+    done, _ = await asyncio.wait([shutdown], timeout=UNSTICK_READERS_AFTER_S)
+    if not done:
+        for handler in handlers:
+            if handler.reader is not None:
+                handler.reader.feed_eof()
+    await shutdown

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,8 +12,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from shared import topics
+from shared.errors import InvalidTopic
 from shared.messages import EventsAcknowledged, encode
-from shared.mqtt import MqttSettings, connect_in_background, create_client
+from shared.mqtt import MqttSettings, connect_in_background, create_client, release
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,12 @@ log = logging.getLogger(__name__)
 MAX_UNSENT_ACKS = 20_000
 # How long an acknowledgement waits for room before it is dropped; the device sends its events again.
 ACK_WAIT_S = 30.0
+# A retained message the cloud cleared comes back once, as an empty live message on the same topic:
+# that echo is dropped if it arrives within this long. Bounded in count, so topics cannot pile up.
+CLEARED_ECHO_S = 60.0
+MAX_CLEARED = 10_000
+# Device streams whose retained messages the cloud clears (availability is retained on purpose).
+STREAMS = (topics.Channel.EVENTS, topics.Channel.TELEMETRY)
 
 
 class Subscriber:
@@ -31,7 +39,7 @@ class Subscriber:
         self,
         settings: MqttSettings,
         client_id: str,
-        sink: Callable[[str, bytes], None],
+        sink: Callable[[str, bytes, bool], None],
         *,
         shared_group: str | None = None,
     ) -> None:
@@ -49,6 +57,8 @@ class Subscriber:
         self._unsent = 0
         self._room = threading.Condition()
         self.dropped_acks = 0
+        self._cleared: dict[str, float] = {}  # topic -> when its retained message was cleared
+        self.cleared_retained = 0
 
     @property
     def connected(self) -> bool:
@@ -64,10 +74,11 @@ class Subscriber:
         connect_in_background(self._client, self._settings, self._properties, persistent=True)
 
     def stop(self) -> None:
-        """Disconnect."""
+        """Disconnect for good, closing every socket the client holds."""
         self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
+        release(self._client)
         self._connected.clear()
 
     @property
@@ -140,4 +151,31 @@ class Subscriber:
         self._connected.clear()
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._sink(message.topic, bytes(message.payload))
+        topic, payload, retained = message.topic, bytes(message.payload), bool(message.retain)
+        if not payload and self._cleared.pop(topic, None) is not None:
+            return  # the echo of a retained message this worker cleared
+        if retained and payload and _is_stream(topic):
+            self._clear_retained(topic)
+        self._sink(topic, payload, retained)
+
+    def _clear_retained(self, topic: str) -> None:
+        """Delete the retained message on a device's stream, which every new subscription would get
+        again (a poison message, say); ingestion keeps it as a dead letter."""
+        now = time.monotonic()
+        if len(self._cleared) >= MAX_CLEARED:
+            self._cleared = {t: at for t, at in self._cleared.items() if now - at < CLEARED_ECHO_S}
+        if len(self._cleared) < MAX_CLEARED:
+            self._cleared[topic] = now
+        self.cleared_retained += 1
+        log.warning("cleared the retained message on %s: devices' streams are not retained", topic)
+        with self._room:
+            self._unsent += 1  # its PUBACK comes through _on_publish like every other publish
+        self._client.publish(topic, b"", qos=1, retain=True)
+
+
+def _is_stream(topic: str) -> bool:
+    """Return whether ``topic`` is a device's events or telemetry topic."""
+    try:
+        return topics.parse(topic).channel in STREAMS
+    except InvalidTopic:
+        return False

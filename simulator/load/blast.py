@@ -19,6 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from shared import topics
 from shared.messages import EventsAcknowledged, ItemAdded, decode_command, encode
+from shared.mqtt import release
 
 
 class Devices:
@@ -69,6 +70,7 @@ class Devices:
         for client in self.clients.values():
             client.disconnect()
             client.loop_stop()
+            release(client)
 
 
 def payloads(device_id: str, count: int) -> list[bytes]:

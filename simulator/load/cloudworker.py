@@ -27,6 +27,8 @@ def start_cloud(
         "FRIGO_CLOUD_MQTT__PORT": str(port),
         "FRIGO_CLOUD_HTTP_PORT": str(http_port),
         "FRIGO_CLOUD_CLIENT_ID": client_id,
+        # The swarm's devices are in the broker's password file, not in the cloud's database.
+        "FRIGO_CLOUD_AUTO_ENROLL": "true",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "frigo", "cloud"], env=environment, stdout=subprocess.DEVNULL

@@ -21,7 +21,7 @@ from cloud.service import CloudService
 from cloud.settings import CloudSettings
 from shared import topics
 from shared.clock import ManualClock
-from shared.messages import TelemetryReported, encode
+from shared.messages import AvailabilityChanged, TelemetryReported, encode
 from shared.mqtt import MqttSettings
 from tests.support.auth import bearer
 from tests.support.factories import T0, added, event_id, msg, removed
@@ -41,6 +41,7 @@ def start_service(database_url: str) -> CloudService:
         mqtt=MqttSettings(host="127.0.0.1", port=free_port()),
         http_port=0,
         client_id=f"frigo-api-test-{uuid.uuid4().hex[:8]}",
+        auto_enroll=True,
     )
     service = CloudService(settings, ManualClock(RECEIVED))
     service.start()
@@ -48,7 +49,10 @@ def start_service(database_url: str) -> CloudService:
 
 
 def populate(service: CloudService) -> None:
-    """Two households: hh-fridge-a with fridges a and c, hh-fridge-b with fridge b."""
+    """Two households: hh-fridge-a with fridges a and c, hh-fridge-b with fridge b.
+
+    Only fridge a said it is online (its retained availability): b only sent events, c nothing.
+    """
     ingest = service.ingestor.process
     ingest(
         [
@@ -67,6 +71,7 @@ def populate(service: CloudService) -> None:
     telemetry = TelemetryReported(
         device_id="fridge-a", occurred_at=T0 + timedelta(minutes=5), outbox_depth=3, uptime_s=60
     )
+    online = AvailabilityChanged(device_id="fridge-a", state="online", since=T0 + timedelta(minutes=4))
     ingest(
         [
             msg(added("fridge-c", 1, "APPLE", 3)),
@@ -74,6 +79,7 @@ def populate(service: CloudService) -> None:
             msg(added("fridge-a", 1, "MILK", 2)),  # a redelivery
             (topics.events("fridge-a"), b"not json"),
             (topics.telemetry("fridge-a"), encode(telemetry)),
+            (topics.availability("fridge-a"), encode(online)),
         ]
     )
 
@@ -174,7 +180,8 @@ def test_households_list_their_devices(client: httpx.Client) -> None:
         {
             "id": "hh-fridge-b",
             "name": "Household of fridge fridge-b",
-            "devices": [{"id": "fridge-b", "online": True, "last_seen_at": None, "outbox_depth": None}],
+            # Enrolled by its events, but never said online: offline.
+            "devices": [{"id": "fridge-b", "online": False, "last_seen_at": None, "outbox_depth": None}],
         },
     ]
 

@@ -170,6 +170,13 @@ CASES = [
         "already stored for another seq",
         before=(msg(added("fridge-1", 1)),),
     ),
+    Case(
+        (topics.events("fridge-1"), encode(added("fridge-1", 3)), True),
+        RejectReason.RETAINED,
+        "fridge-1",
+        encode(added("fridge-1", 3)),
+        "retained on a device's stream",
+    ),
 ]
 
 
@@ -342,6 +349,7 @@ def start_service(database_url: str) -> CloudService:
         mqtt=MqttSettings(host="127.0.0.1", port=free_port()),
         http_port=0,
         client_id=f"frigo-dl-test-{uuid.uuid4().hex[:8]}",
+        auto_enroll=True,
     )
     service = CloudService(settings, ManualClock(RECEIVED))
     service.start()

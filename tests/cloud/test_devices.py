@@ -150,6 +150,19 @@ def test_unknown_and_auto_enrolled_devices_never_verify(engine: Engine) -> None:
 # --- Mosquitto's hash --------------------------------------------------------------------------
 
 
+def test_cloud_users_hashes_are_stretched_and_devices_keep_mosquittos_count(
+    engine: Engine, tmp_path: Path
+) -> None:
+    with Session(engine) as session:
+        devices.provision(session, "kitchen")
+        devices.write_mosquitto_files(session, tmp_path / "passwd", tmp_path / "acl", {CLOUD_USER: "pw"})
+    users = password_users(tmp_path / "passwd")
+    assert users["kitchen"].startswith(f"$7${devices.DEVICE_ITERATIONS}$")
+    assert users[CLOUD_USER].startswith(f"$7${devices.CLOUD_ITERATIONS}$")
+    assert (devices.DEVICE_ITERATIONS, devices.CLOUD_ITERATIONS) == (101, 210_000)
+    assert devices.mosquitto_verify("pw", users[CLOUD_USER])
+
+
 def test_the_mosquitto_hash_is_pbkdf2_sha512_in_mosquittos_layout() -> None:
     hashed = devices.mosquitto_hash("s3cret", salt=bytes(range(12)))
     _, scheme, iterations, salt, digest = hashed.split("$")
@@ -208,6 +221,8 @@ def test_the_files_hold_active_devices_and_the_cloud_user_but_no_secret(
         "topic read frigo/v1/devices/+/availability",
         "topic write frigo/v1/devices/+/commands",
         "topic write frigo/v1/devices/+/config/desired",
+        "topic write frigo/v1/devices/+/events",
+        "topic write frigo/v1/devices/+/telemetry",
     ]
     assert "c-fridge" not in acl.read_text()
     assert "auto" not in passwd.read_text()
@@ -298,6 +313,47 @@ def test_the_devices_commands_provision_list_revoke_and_write_files(
     assert refused.exit_code != 0
     assert "unset or empty" in refused.output
     engine.dispose()
+
+
+def test_write_mosquitto_gives_each_cloud_worker_its_own_user_and_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    engine = create_db_engine(url)
+    create_schema(engine)
+    engine.dispose()
+    monkeypatch.setenv("FRIGO_CLOUD_DATABASE_URL", url)
+    monkeypatch.setenv("PW_1", "first-secret")
+    monkeypatch.setenv("PW_2", "second-secret")
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    write = ["write-mosquitto", "--password-file", str(passwd), "--acl-file", str(acl)]
+    pairs = ["--cloud-user", "cloud-1", "--cloud-password-env", "PW_1"]
+    pairs += ["--cloud-user", "cloud-2", "--cloud-password-env", "PW_2"]
+    runner = CliRunner()
+
+    done = runner.invoke(devices_app, [*write, *pairs])
+
+    assert done.exit_code == 0, done.output
+    assert "cloud user(s): cloud-1, cloud-2" in done.stdout
+    users = password_users(passwd)
+    assert devices.mosquitto_verify("first-secret", users["cloud-1"])
+    assert devices.mosquitto_verify("second-secret", users["cloud-2"])
+    acl_lines = acl.read_text().splitlines()
+    for user in ("cloud-1", "cloud-2"):
+        block = acl_lines[acl_lines.index(f"user {user}") + 1 :][:7]
+        assert "topic read frigo/v1/devices/+/events" in block
+        assert "topic write frigo/v1/devices/+/commands" in block
+
+    for wrong, message in [
+        (["--cloud-user", "cloud-1", "--cloud-user", "cloud-2", "--cloud-password-env", "PW_1"], "one"),
+        (["--cloud-user", "cloud-1", "--cloud-password-env", "PW_1"] * 2, "given twice"),
+        (["--cloud-user", "cloud-1", "--cloud-password-env", "PW_1", "--cloud-user", "cloud-2",
+          "--cloud-password-env", "PW_1"], "its own password"),
+    ]:  # fmt: skip
+        refused = runner.invoke(devices_app, [*write, *wrong])
+        assert refused.exit_code != 0
+        assert message in refused.output
+    assert password_users(passwd) == users, "a refused command leaves the files alone"
 
 
 def test_the_devices_commands_refuse_a_database_without_the_schema(tmp_path: Path) -> None:

@@ -161,7 +161,7 @@ def test_valid_batch_is_stored_acked_and_device_enrolled(harness: Harness) -> No
     assert harness.devices() == {
         "fridge-1": {
             "household_id": "hh-fridge-1",
-            "online": True,
+            "online": False,  # events say nothing of the connection: its availability will
             "outbox_depth": None,
             "last_seen_at": None,
             "created_at": T0,
@@ -477,6 +477,8 @@ def _telemetry(device_id: str, depth: int, at: datetime) -> Message:
 
 def test_availability_and_telemetry_update_the_device_row(harness: Harness) -> None:
     harness.process(msg(added("fridge-1", 1)))
+    assert harness.devices()["fridge-1"]["online"] is False  # never said online
+    harness.process(_availability("fridge-1", "online", T0))
     assert harness.devices()["fridge-1"]["online"] is True
 
     assert harness.process(_availability("fridge-1", "offline", T0 + timedelta(minutes=1))) == []
@@ -495,7 +497,7 @@ def test_availability_and_telemetry_update_the_device_row(harness: Harness) -> N
     assert (device["online"], device["outbox_depth"], device["last_seen_at"]) == (True, 0, later)
 
     assert harness.count() == 1
-    assert harness.ingestor.stats.batches == 4
+    assert harness.ingestor.stats.batches == 5
     assert harness.ingestor.stats.rejected_total == 0
 
 
@@ -508,7 +510,7 @@ def test_presence_of_a_new_device_enrolls_it(harness: Harness) -> None:
     assert harness.devices() == {
         "fridge-7": {
             "household_id": "hh-fridge-7",
-            "online": True,
+            "online": False,  # seen, but only its availability says it is connected
             "outbox_depth": 4,
             "last_seen_at": seen,
             "created_at": T0,

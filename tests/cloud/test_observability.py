@@ -33,7 +33,7 @@ from cloud.settings import CloudSettings
 from shared import topics
 from shared.clock import ManualClock
 from shared.messages import EventsAcknowledged
-from shared.mqtt import MqttSettings
+from shared.mqtt import MqttSettings, release
 from tests.conftest import CloudFactory
 from tests.support.auth import bearer
 from tests.support.factories import T0, added, msg
@@ -69,6 +69,7 @@ def start_service(database_url: str, clock: ManualClock | None = None) -> CloudS
         mqtt=MqttSettings(host="127.0.0.1", port=free_port()),
         http_port=0,
         client_id=f"frigo-obs-test-{uuid.uuid4().hex[:8]}",
+        auto_enroll=True,
     )
     service = CloudService(settings, clock or ManualClock(T0))
     service.start()
@@ -127,6 +128,7 @@ def test_metrics_count_a_known_batch(service: CloudService, client: httpx.Client
         "unknown_device": 0,
         "seq_conflict": 0,
         "event_id_conflict": 0,
+        "retained": 0,
     }
     assert value(samples, "frigo_ingest_batches_total") == 2
     assert value(samples, "frigo_dead_letters_total") == 2
@@ -297,6 +299,7 @@ def test_ready_with_a_real_broker_and_messages_through_it(
     finally:
         device.disconnect()
         device.loop_stop()
+        release(device)
 
     assert value(samples, "frigo_broker_connected") == 1
     assert value(samples, "frigo_ingest_received_total") == 2

@@ -101,6 +101,7 @@ class World:
             database_url=url,
             mqtt=MqttSettings(host="127.0.0.1", port=free_port()),
             client_id=f"offers-{self.suffix}",
+            auto_enroll=True,
             planning=False,
         )
         self.cloud = CloudService(settings, self.clock, serve_http=False)

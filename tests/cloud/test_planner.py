@@ -66,6 +66,7 @@ def service(database_url: str) -> Iterator[CloudService]:
         database_url=database_url,
         mqtt=MqttSettings(host="127.0.0.1", port=free_port()),
         client_id="planner-test",
+        auto_enroll=True,
         planning=False,
     )
     cloud = CloudService(settings, ManualClock(NOW), serve_http=False)
@@ -144,7 +145,10 @@ def test_two_workers_at_once_on_postgres_make_one_order_per_household() -> None:
 
     with postgres_database() as url:
         settings = CloudSettings(
-            database_url=url, mqtt=MqttSettings(host="127.0.0.1", port=free_port()), planning=False
+            database_url=url,
+            mqtt=MqttSettings(host="127.0.0.1", port=free_port()),
+            planning=False,
+            auto_enroll=True,
         )
         cloud = CloudService(settings, ManualClock(NOW), serve_http=False)
         engines = [create_db_engine(url) for _ in range(2)]
@@ -185,6 +189,7 @@ def test_the_forecast_and_shopping_list_routes(tmp_path: Path) -> None:
         mqtt=MqttSettings(host="127.0.0.1", port=free_port()),  # no broker: the API is what counts
         http_port=0,
         client_id="planner-api-test",
+        auto_enroll=True,
         planning=False,
     )
     cloud = CloudService(settings, ManualClock(NOW))
@@ -240,6 +245,7 @@ def test_a_household_whose_stock_falls_after_the_cycles_run_is_planned_again(tmp
         database_url=f"sqlite:///{tmp_path / 'cloud.db'}",
         mqtt=MqttSettings(host="127.0.0.1", port=free_port()),
         planning=False,
+        auto_enroll=True,
     )
     cloud = CloudService(settings, ManualClock(NOW), serve_http=False)
     stocked = history("fridge-x", milk_left=100)
@@ -275,6 +281,7 @@ def test_a_household_approves_or_cancels_its_baskets_through_the_api(tmp_path: P
         mqtt=MqttSettings(host="127.0.0.1", port=free_port()),
         http_port=0,
         client_id="planner-orders-test",
+        auto_enroll=True,
         planning=False,
     )
     cloud = CloudService(settings, clock)

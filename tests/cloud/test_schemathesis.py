@@ -283,6 +283,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
         mqtt=MqttSettings(host="127.0.0.1", port=port, protocol="3.1.1"),
         http_port=0,
         client_id=f"schemathesis-{uuid.uuid4().hex[:8]}",
+        auto_enroll=True,
         planning=False,
         # The seeded webhook endpoint is on loopback.
         webhook_allow_private=True,

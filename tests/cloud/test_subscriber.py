@@ -21,7 +21,9 @@ def test_acknowledgements_beyond_the_bound_wait_and_are_then_dropped(monkeypatch
     monkeypatch.setattr(subscriber, "MAX_UNSENT_ACKS", 3)
     monkeypatch.setattr(subscriber, "ACK_WAIT_S", 0.05)
     # No broker listens: nothing is ever PUBACKed.
-    cloud = Subscriber(MqttSettings(host="127.0.0.1", port=free_port()), "bound-test", lambda _t, _p: None)
+    cloud = Subscriber(
+        MqttSettings(host="127.0.0.1", port=free_port()), "bound-test", lambda _t, _p, _r: None
+    )
 
     for n in range(5):
         cloud.acknowledge(ack(f"fridge-{n}"))
@@ -31,7 +33,7 @@ def test_acknowledgements_beyond_the_bound_wait_and_are_then_dropped(monkeypatch
 
 @pytest.mark.mosquitto
 def test_acknowledgements_leave_the_count_once_the_broker_has_them(mosquitto: Mosquitto) -> None:
-    cloud = Subscriber(mosquitto.mqtt(), "count-test", lambda _t, _p: None)
+    cloud = Subscriber(mosquitto.mqtt(), "count-test", lambda _t, _p, _r: None)
     cloud.start()
     try:
         assert cloud.wait_connected(10)

@@ -3,11 +3,14 @@
 
 A device may publish only as itself and read only what is meant for it; the cloud user reads every
 device's uplink and writes every device's downlink; connections without a valid, unrevoked
-credential, and plaintext on the TLS port, are refused.
+credential, and plaintext on the TLS port, are refused; no device can knock the cloud or another
+device off by connecting under its client id, with README's sample ``mosquitto.conf`` too.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import secrets
 import socket
 import ssl
@@ -32,6 +35,7 @@ from cloud.mqtt.auth import BrokerAuth
 from cloud.mqtt.broker import EmbeddedBroker
 from cloud.mqtt.pki import make_ca, make_server_cert
 from shared import topics
+from shared.mqtt import release
 from tests.support.services import Mosquitto, free_port, require_mosquitto
 
 A, B, C = "fridge-a", "fridge-b", "fridge-c"
@@ -44,6 +48,7 @@ FORGED = {"mosquitto": 1000, "amqtt": 200}
 SETTLE_S = 1.0
 # Not 0 (no limit): Mosquitto 2.0.11 with 0 disconnects a client after a QoS 1 publish the ACL denies.
 MAX_QUEUED = 1_000_000
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @dataclass
@@ -174,11 +179,9 @@ class Probe:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-        # After a refused CONNACK paho may keep the socket the broker hung up on until the client is
-        # collected, in a later test, where its ResourceWarning fails that test: close it here.
-        sock = self.client.socket()
-        if isinstance(sock, socket.socket):
-            sock.close()
+        # paho closes its sockets only when the client is collected, perhaps in a later test whose
+        # warnings check then fails: close them here (shared.mqtt.release says why).
+        release(self.client)
 
     def _on_connect(self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
         if self.connack is None:
@@ -430,16 +433,146 @@ def test_taking_over_another_devices_session_yields_none_of_its_messages(
     b.close()
     cloud.publish(topics.commands(B), b"queued-for-b").wait_for_publish(WAIT_S)
     thief = probes(secured, B, username=A, password=secured.secrets[A], persistent=True)
-    if thief.connect():  # Mosquitto lets a client id be reused; the embedded broker refuses it
+    # Mosquitto admits it under its own username as client id; the embedded broker refuses it.
+    if thief.connect():
+        assert secured.kind == "mosquitto"
         thief.subscribe(topics.commands(A))
         cloud.publish(topics.commands(A), b"barrier").wait_for_publish(WAIT_S)
         assert thief.wait_for(b"barrier")
         assert thief.received(is_b) == []
-    else:
-        assert secured.kind == "amqtt"
-        # The real device still finds its session and the command queued in it.
-        again = login(probes, secured, B, persistent=True)
-        assert again.wait_for(b"queued-for-b")
+    # Either way the real device still finds its session and the command queued in it.
+    again = login(probes, secured, B, persistent=True)
+    assert again.wait_for(b"queued-for-b")
+
+
+def test_no_device_takes_the_clouds_or_another_devices_connection_over(
+    secured: SecuredBroker, probes: Callable[..., Probe]
+) -> None:
+    assert_no_takeover(secured, probes)
+
+
+class ReadmeMosquitto(Mosquitto):
+    """A Mosquitto with README's sample ``mosquitto.conf``, its directory and port changed."""
+
+    def config(self) -> str:
+        """Return README's sample configuration for this broker's directory and port."""
+        block = re.search(r"```\n# mosquitto\.conf\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+        assert block is not None, "README has a ``` block starting with '# mosquitto.conf'"
+        assert "listener 1883 " in block[1]
+        sample = block[1].replace("/var/lib/frigo-mqtt/", f"{self.directory}/")
+        return "\n".join(
+            [
+                # As root, Mosquitto would drop to the `mosquitto` user, which cannot read tmp_path.
+                *(["user root"] if os.geteuid() == 0 else []),
+                sample.replace("listener 1883 ", f"listener {self.port} "),
+                f"log_dest file {self.directory / 'mosquitto.log'}",
+                "",
+            ]
+        )
+
+
+@pytest.mark.mosquitto
+def test_readmes_mosquitto_conf_stops_a_takeover_of_the_cloud_or_a_device(
+    tmp_path: Path, probes: Callable[..., Probe]
+) -> None:
+    engine, issued = provisioned_database(tmp_path)
+    cloud_password = secrets.token_urlsafe(24)
+    with Session(engine) as session:
+        devices.write_mosquitto_files(session, tmp_path / "passwd", tmp_path / "acl", {CLOUD: cloud_password})
+    mosquitto = ReadmeMosquitto(require_mosquitto(), tmp_path)
+    mosquitto.start()
+    try:
+        broker = SecuredBroker(
+            "mosquitto", mosquitto.port, 5, engine, issued, cloud_password, lambda: None, mosquitto
+        )
+        assert_no_takeover(broker, probes)
+    finally:
+        mosquitto.stop()
+        engine.dispose()
+
+
+class MosquittoWithoutClientIdBinding(Mosquitto):
+    """The tests' Mosquitto with authentication but without ``use_username_as_clientid``."""
+
+    def config(self) -> str:
+        """Return the usual configuration less the option."""
+        return super().config().replace("use_username_as_clientid true\n", "")
+
+
+@pytest.mark.mosquitto
+def test_without_use_username_as_clientid_a_device_knocks_the_cloud_off(
+    tmp_path: Path, probes: Callable[..., Probe]
+) -> None:
+    # Why the configuration needs the option: without it the takeover works.
+    engine, issued = provisioned_database(tmp_path)
+    cloud_password = secrets.token_urlsafe(24)
+    with Session(engine) as session:
+        devices.write_mosquitto_files(session, tmp_path / "passwd", tmp_path / "acl", {CLOUD: cloud_password})
+    mosquitto = MosquittoWithoutClientIdBinding(
+        require_mosquitto(),
+        tmp_path,
+        anonymous=False,
+        password_file=tmp_path / "passwd",
+        acl_file=tmp_path / "acl",
+        max_queued_messages=MAX_QUEUED,
+    )
+    assert "use_username_as_clientid" not in mosquitto.config()
+    mosquitto.start()
+    try:
+        broker = SecuredBroker(
+            "mosquitto", mosquitto.port, 5, engine, issued, cloud_password, lambda: None, mosquitto
+        )
+        cloud = login(probes, broker, CLOUD, client_id=CLOUD)
+        intruder = probes(broker, CLOUD, username=A, password=issued[A])
+        assert intruder.connect()
+        assert cloud.wait_disconnected(), "the device took the cloud's connection over"
+    finally:
+        mosquitto.stop()
+        engine.dispose()
+
+
+def assert_no_takeover(broker: SecuredBroker, probes: Callable[..., Probe]) -> None:
+    """Device A connects with the cloud's and with device B's client id, with its own valid
+    credential: the cloud and B stay connected, keep their sessions and keep receiving."""
+    cloud = login(probes, broker, CLOUD, client_id=CLOUD, persistent=True)
+    assert not any(code.is_failure for code in cloud.subscribe(topics.all_devices(topics.Channel.EVENTS)))
+    b = login(probes, broker, B, persistent=True)
+    assert not b.subscribe(topics.commands(B))[0].is_failure
+    for stolen in (CLOUD, B):
+        intruder = probes(broker, stolen, username=A, password=broker.secrets[A], persistent=True)
+        # Mosquitto admits it under its username as client id; the embedded broker refuses it.
+        if intruder.connect():
+            assert broker.kind == "mosquitto"
+            intruder.publish(topics.events(A), b"a-as-%s" % stolen.encode()).wait_for_publish(WAIT_S)
+            assert cloud.wait_for(b"a-as-%s" % stolen.encode()), "A speaks as itself, under its own id"
+    b.publish(topics.events(B), b"b-after").wait_for_publish(WAIT_S)
+    cloud.publish(topics.commands(B), b"cloud-after").wait_for_publish(WAIT_S)
+    assert cloud.wait_for(b"b-after"), "the cloud keeps receiving"
+    assert b.wait_for(b"cloud-after"), "device B keeps receiving"
+    assert (cloud.disconnects, b.disconnects) == (0, 0)
+    assert cloud.client.is_connected()
+    assert b.client.is_connected()
+
+
+def test_the_cloud_can_clear_a_retained_message_a_device_left_on_its_stream(
+    secured: SecuredBroker, probes: Callable[..., Probe]
+) -> None:
+    a = login(probes, secured, A)
+    for topic in (topics.events(A), topics.telemetry(A)):
+        a.publish(topic, b"left-behind", retain=True).wait_for_publish(WAIT_S)
+    cloud = login(probes, secured, CLOUD)
+    cloud.subscribe(topics.all_devices(topics.Channel.EVENTS), topics.all_devices(topics.Channel.TELEMETRY))
+    assert cloud.wait_for(b"left-behind")
+    for topic in (topics.events(A), topics.telemetry(A)):
+        cloud.publish(topic, b"", retain=True).wait_for_publish(WAIT_S)
+    a.publish(topics.events(A), b"barrier").wait_for_publish(WAIT_S)
+    assert cloud.wait_for(b"barrier")
+    cloud.close()  # Mosquitto would hand a second connection of the cloud user its client id
+    late = login(probes, secured, CLOUD, client_id="cloud-late")
+    late.subscribe(topics.all_devices(topics.Channel.EVENTS), topics.all_devices(topics.Channel.TELEMETRY))
+    a.publish(topics.events(A), b"late-barrier").wait_for_publish(WAIT_S)
+    assert late.wait_for(b"late-barrier")
+    assert late.received(lambda _t, p: p == b"left-behind") == [], "the retained messages are gone"
 
 
 @pytest.mark.mosquitto
@@ -503,7 +636,10 @@ _DEVICE_RULES = [
 _CLOUD_RULES = [
     ("publish", topics.commands(B), True),
     ("publish", topics.desired_config(A), True),
-    ("publish", topics.events(B), False),
+    # Device streams too: only to clear a retained message a device left there.
+    ("publish", topics.events(B), True),
+    ("publish", topics.telemetry(B), True),
+    ("publish", topics.availability(B), False),
     ("publish", f"{topics.PREFIX}/{A}", False),
     ("subscribe", topics.all_devices(topics.Channel.EVENTS), True),
     ("subscribe", topics.all_devices(topics.Channel.TELEMETRY), True),

@@ -18,6 +18,7 @@ from edge.settings import EdgeSettings
 from shared import topics
 from shared.clock import ManualClock
 from shared.messages import CatalogUpdated, ProductInfo
+from shared.mqtt import release
 from tests.conftest import CloudFactory
 from tests.support.services import Mosquitto
 
@@ -93,6 +94,7 @@ def test_broker_subscriber_sees_no_consumption_detail_without_consent(
         agent.stop()
         spy.disconnect()
         spy.loop_stop()
+        release(spy)
 
     # A backlog may leave in batches: what the spy saw, event by event.
     events: list[dict[str, Any]] = []

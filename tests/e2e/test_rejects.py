@@ -14,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from shared import topics
 from shared.messages import EventsAcknowledged, ItemAdded, decode_command, encode
+from shared.mqtt import release
 from tests.conftest import CloudFactory
 from tests.support.services import Mosquitto
 
@@ -72,6 +73,7 @@ def test_bad_payloads_are_counted_and_the_next_event_is_stored(
     finally:
         device.disconnect()
         device.loop_stop()
+        release(device)
 
     assert ack == EventsAcknowledged(device_id=DEVICE, ranges=((1, 1),))
     stats = cloud.ingestor.stats

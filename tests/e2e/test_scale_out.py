@@ -1,12 +1,15 @@
 """Two cloud workers share the fleet's stream (MQTT shared subscription) and one PostgreSQL.
 
 One worker is killed with SIGKILL mid-stream: the devices' outboxes resend what it never
-acknowledged, the other worker stores it, and nothing is lost or stored twice.
+acknowledged, the other worker stores it, and nothing is lost or stored twice. The broker is
+configured as in production: provisioned fridges, one MQTT user per worker (the username is the
+client id), so the workers do not knock each other off.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,29 +20,37 @@ from typing import IO
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
+from sqlmodel import Session
 
 from cloud.db.engine import create_db_engine, create_schema
 from cloud.db.tables import EVENTS
+from cloud.identity import devices
 from edge.agent import Agent
 from edge.settings import EdgeSettings
+from shared.mqtt import MqttSettings
 from simulator.household import VirtualHousehold
-from tests.support.services import Mosquitto, free_port, postgres_database
+from tests.support.services import Mosquitto, free_port, postgres_database, require_mosquitto
 
 AGENTS = 3
 EVENTS_PER_AGENT = 2000
+WORKERS = ("worker-1", "worker-2")
+# Not 0 (no limit): Mosquitto 2.0.11 with 0 disconnects a client after a QoS 1 publish the ACL denies.
+MAX_QUEUED = 1_000_000
 
 
 def start_worker(
-    name: str, database_url: str, mqtt_port: int, log: IO[str]
+    name: str, password: str, database_url: str, mqtt_port: int, log: IO[str]
 ) -> tuple[subprocess.Popen[str], int]:
+    """Start `frigo cloud` logged in as its own MQTT user ``name``, which is also its client id."""
     http_port = free_port()
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("FRIGO_")},
         "FRIGO_CLOUD_DATABASE_URL": database_url,
         "FRIGO_CLOUD_MQTT__PORT": str(mqtt_port),
+        "FRIGO_CLOUD_MQTT__USERNAME": name,
+        "FRIGO_CLOUD_MQTT__PASSWORD": password,
         "FRIGO_CLOUD_SHARED_GROUP": "ingest",
-        "FRIGO_CLOUD_CLIENT_ID": name,
         "FRIGO_CLOUD_HTTP_PORT": str(http_port),
     }
     process = subprocess.Popen(
@@ -61,28 +72,74 @@ def stored(http_port: int) -> int:
     return int(httpx.get(f"http://127.0.0.1:{http_port}/stats", timeout=5).json()["stored"])
 
 
+def start_mosquitto(directory: Path, engine: Engine, passwords: dict[str, str]) -> Mosquitto:
+    """Start a Mosquitto that knows the provisioned fridges and one user per worker."""
+    directory.mkdir()
+    passwd, acl = directory / "passwd", directory / "acl"
+    with Session(engine) as session:
+        devices.write_mosquitto_files(session, passwd, acl, passwords)
+    broker = Mosquitto(
+        require_mosquitto(),
+        directory,
+        anonymous=False,
+        password_file=passwd,
+        acl_file=acl,
+        max_queued_messages=MAX_QUEUED,
+    )
+    broker.start()
+    return broker
+
+
 @pytest.mark.mosquitto
 @pytest.mark.postgres
 @pytest.mark.timeout(240)
-def test_two_workers_one_killed_mid_stream_lose_and_double_nothing(
-    mosquitto: Mosquitto, tmp_path: Path
-) -> None:
-    with postgres_database() as url, (tmp_path / "workers.log").open("w") as log:
+def test_two_workers_one_killed_mid_stream_lose_and_double_nothing(tmp_path: Path) -> None:
+    with postgres_database() as url:
         engine = create_db_engine(url)
         create_schema(engine)  # as `frigo cloud migrate` would, before the workers start
-        workers = [start_worker(f"worker-{n}", url, mosquitto.port, log) for n in (1, 2)]
-        agents = [
-            Agent(
-                EdgeSettings(
-                    device_id=f"fleet-{n}",
-                    data_dir=tmp_path / f"fleet-{n}",
-                    mqtt=mosquitto.mqtt(),
-                    resend_after_s=2,
-                )
-            )
-            for n in range(AGENTS)
-        ]
+        with Session(engine) as session:
+            issued = {f"fleet-{n}": devices.provision(session, f"fleet-{n}") for n in range(AGENTS)}
+        passwords = {name: secrets.token_urlsafe(24) for name in WORKERS}
+        mosquitto = start_mosquitto(tmp_path / "mosquitto", engine, passwords)
         try:
+            last_seqs = stream_and_kill_a_worker(tmp_path, url, mosquitto, issued, passwords)
+        finally:
+            mosquitto.stop()  # also when a check fails: a broker left running fails later tests
+        with engine.connect() as conn:
+            rows = conn.execute(select(EVENTS.c.device_id, EVENTS.c.seq)).all()
+            assert conn.execute(select(func.count()).select_from(EVENTS)).scalar_one() == len(rows)
+        engine.dispose()
+    assert sum(last_seqs.values()) == AGENTS * EVENTS_PER_AGENT
+    by_device: dict[str, list[int]] = {}
+    for device_id, seq in rows:
+        by_device.setdefault(device_id, []).append(seq)
+    assert {d: sorted(s) for d, s in by_device.items()} == {
+        d: list(range(1, last + 1)) for d, last in last_seqs.items()
+    }, "events lost or stored twice"
+
+
+def stream_and_kill_a_worker(
+    tmp_path: Path, url: str, mosquitto: Mosquitto, issued: dict[str, str], passwords: dict[str, str]
+) -> dict[str, int]:
+    """Stream from every fridge to two workers, kill one mid-stream; return each fridge's last seq."""
+    workers: list[tuple[subprocess.Popen[str], int]] = []
+    agents = [
+        Agent(
+            EdgeSettings(
+                device_id=device_id,
+                data_dir=tmp_path / device_id,
+                mqtt=MqttSettings.model_validate(
+                    {"port": mosquitto.port, "username": device_id, "password": secret}
+                ),
+                resend_after_s=2,
+            )
+        )
+        for device_id, secret in issued.items()
+    ]
+    with (tmp_path / "workers.log").open("w") as log:
+        try:
+            for name in WORKERS:
+                workers.append(start_worker(name, passwords[name], url, mosquitto.port, log))
             for agent in agents:
                 agent.start(poll=False)
 
@@ -107,7 +164,7 @@ def test_two_workers_one_killed_mid_stream_lose_and_double_nothing(
                 assert agent.wait_drained(timeout=120), (
                     f"{agent.device_id}: {agent.outbox_depth()} never acknowledged"
                 )
-            last_seqs = {agent.device_id: agent.recorder.outbox.last_seq() for agent in agents}
+            return {agent.device_id: agent.recorder.outbox.last_seq() for agent in agents}
         finally:
             for agent in agents:
                 agent.stop()
@@ -115,14 +172,3 @@ def test_two_workers_one_killed_mid_stream_lose_and_double_nothing(
                 if process.poll() is None:
                     process.terminate()
                     process.wait(15)
-        with engine.connect() as conn:
-            rows = conn.execute(select(EVENTS.c.device_id, EVENTS.c.seq)).all()
-            assert conn.execute(select(func.count()).select_from(EVENTS)).scalar_one() == len(rows)
-        engine.dispose()
-    assert sum(last_seqs.values()) == AGENTS * EVENTS_PER_AGENT
-    by_device: dict[str, list[int]] = {}
-    for device_id, seq in rows:
-        by_device.setdefault(device_id, []).append(seq)
-    assert {d: sorted(s) for d, s in by_device.items()} == {
-        d: list(range(1, last + 1)) for d, last in last_seqs.items()
-    }, "events lost or stored twice"

@@ -164,10 +164,12 @@ def test_open_database_creates_parent_dir_and_every_table(db_path: Path, conn: s
         "offers",
         "orders",
         "order_lines",
+        "owner",
+        "former_owners",
         "remote_config",
         "sqlite_sequence",  # AUTOINCREMENT: lot ids are never reused
     }
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
 
 
 def test_durable_pragmas(conn: sqlite3.Connection) -> None:

@@ -352,7 +352,7 @@ def test_run_stdin_returns_zero_once_acknowledged_before_the_end(
         agent.recorder.outbox.acknowledge([(1, 2)])
 
     out = io.StringIO()
-    assert run_stdin(agent, lines=lines(), out=out, drain_timeout=0) == 0  # type: ignore[arg-type]
+    assert run_stdin(agent, lines=lines(), out=out, drain_timeout=0) == 0
     assert out.getvalue().splitlines() == [f"ok seq=1 +1 {MILK} (now 1)", f"ok seq=2 +1 {EGGS} (now 1)"]
     assert capsys.readouterr().err == ""
 
@@ -373,7 +373,7 @@ def test_run_stdin_waits_for_the_acknowledgement(agent: Agent, capsys: pytest.Ca
         timer.start()
 
     try:
-        assert run_stdin(agent, lines=lines(), out=io.StringIO(), drain_timeout=10) == 0  # type: ignore[arg-type]
+        assert run_stdin(agent, lines=lines(), out=io.StringIO(), drain_timeout=10) == 0
     finally:
         timer.join()
     assert capsys.readouterr().err.splitlines() == [

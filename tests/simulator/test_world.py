@@ -40,6 +40,7 @@ def world(
                 mqtt=broker.mqtt(),
                 http_port=0,
                 client_id="sim-cloud",
+                auto_enroll=True,
             ),
             clock,
             serve_http=False,

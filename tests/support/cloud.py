@@ -48,7 +48,7 @@ def cloud_worker(
             http_port=0,
             client_id=f"{name}-{uuid.uuid4().hex[:8]}",
             planning=False,
-            **settings,
+            **{"auto_enroll": True, **settings},  # the tests' fridges are not provisioned
         ),
         clock,
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+from shared.mqtt import release
 
 
 def connack(
@@ -36,10 +37,8 @@ def connack(
     finally:
         client.disconnect()
         client.loop_stop()
-        # After a refused CONNACK paho may keep the socket the broker hung up on until the client is
-        # collected, in a later test, where its ResourceWarning fails that test: close it here.
-        sock = client.socket()
-        if isinstance(sock, socket.socket):
-            sock.close()
+        # paho closes its sockets only when the client is collected, perhaps in a later test whose
+        # warnings check then fails: close them here (shared.mqtt.release says why).
+        release(client)
     assert answers, "the broker never answered CONNECT"
     return answers[0]

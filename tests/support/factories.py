@@ -11,7 +11,8 @@ from shared.messages import ItemAdded, ItemConsumed, encode
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 _IDS = uuid.UUID("6f1c2b1e-8d1a-4c55-9a39-0c4f3c0a7b01")
 
-Message = tuple[str, bytes]
+# (topic, payload), with True third when the broker delivered it as a retained message.
+Message = tuple[str, bytes] | tuple[str, bytes, bool]
 StockEvent = ItemAdded | ItemConsumed
 
 
@@ -48,6 +49,6 @@ def removed(
     )
 
 
-def msg(event: StockEvent) -> Message:
+def msg(event: StockEvent) -> tuple[str, bytes]:
     """Return the (topic, payload) a device would publish ``event`` as."""
     return topics.events(event.device_id), encode(event)

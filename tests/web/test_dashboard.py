@@ -153,6 +153,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 mqtt=mqtt,
                 http_port=0,
                 client_id=f"web-{suffix}",
+                auto_enroll=True,
                 planning=False,
             )
         )
