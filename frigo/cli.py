@@ -130,18 +130,6 @@ def demo(
     )
 
 
-def _is_loopback(host: str) -> bool:
-    """Return whether ``host`` names only this machine (any other name may resolve elsewhere)."""
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @app.command()
 def broker(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -162,12 +150,13 @@ def broker(
 ) -> None:
     """Run the embedded MQTT broker (amqtt, MQTT 3.1.1) until Ctrl-C or SIGTERM."""
     from cloud.mqtt.broker import EmbeddedBroker
+    from shared.mqtt import is_loopback
 
     if (cloud_user is None) != (cloud_password_env is None):
         raise typer.BadParameter("give both --cloud-user and --cloud-password-env, or neither")
     if cloud_user is not None and database_url is None:
         raise typer.BadParameter("a cloud user needs --database-url (authentication on)")
-    if database_url is None and not _is_loopback(host):
+    if database_url is None and not is_loopback(host):
         # Anonymous and without ACLs, anyone who reaches the port could publish as any fridge.
         raise typer.BadParameter(
             f"{host} is reachable from other machines, and without --database-url the broker lets "

@@ -77,6 +77,8 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         "cloud migrate",
         "devices provision",
         "devices write-mosquitto",
+        "edge adopt",
+        "edge reset",
         "eval baskets",
         "eval reorder",
         "pki init",

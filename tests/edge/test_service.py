@@ -29,8 +29,8 @@ from cloud.service import CloudService
 from edge.service import STOP_FLUSH_S
 from shared.mqtt import MqttSettings
 from tests.conftest import CloudFactory
-from tests.shared.test_transport import hanging_up_server
 from tests.support.auth import bearer
+from tests.support.hangup import hanging_up_server
 from tests.support.services import Mosquitto, free_port, require_mosquitto, require_tool
 
 DEVICE = "kitchen"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from frigo.cli import _is_loopback, app
+from frigo.cli import app
+from shared.mqtt import is_loopback
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "fridges.example.org", ""])
@@ -34,4 +35,4 @@ def test_broker_refuses_a_reachable_address_without_authentication(host: str) ->
     ],
 )
 def test_only_loopback_addresses_count_as_loopback(host: str, loopback: bool) -> None:
-    assert _is_loopback(host) is loopback
+    assert is_loopback(host) is loopback

@@ -9,7 +9,6 @@ answer (amqtt's behaviour before it learnt to refuse MQTT 5); and a port where n
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from pydantic import SecretStr
 from cloud.mqtt.pki import make_ca, make_server_cert
 from shared.errors import BrokerRefused, InsecureTransport
 from shared.mqtt import Backoff, MqttSettings, check_transport, create_client, run_network_loop
+from tests.support.hangup import hanging_up_server
 from tests.support.services import Mosquitto, free_port, require_mosquitto, require_tool
 
 SECRET = SecretStr("s3cret-for-this-test")
@@ -204,35 +204,6 @@ def test_mqtt_5_to_the_embedded_broker_is_refused_for_its_protocol(amqtt_broker:
     assert str(refusal).startswith(f"the broker at 127.0.0.1:{settings.port} does not speak MQTT 5 (")
     assert 'use --mqtt-protocol 3.1.1 (setting mqtt.protocol = "3.1.1"' in str(refusal)
     assert len(refusals) == 1
-
-
-@contextmanager
-def hanging_up_server() -> Iterator[tuple[int, list[bytes]]]:
-    """Listen on a free port; read each connection's first packet and close it without a word."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.1)
-    port = int(server.getsockname()[1])
-    received: list[bytes] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(2)
-                received.append(conn.recv(1024))
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield port, received
-    finally:
-        stop.set()
-        thread.join(5)
-        server.close()
 
 
 def test_a_broker_hanging_up_on_mqtt_5_without_an_answer_is_taken_for_one_without_it() -> None:
