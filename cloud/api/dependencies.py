@@ -129,10 +129,10 @@ def _unauthorized(what: str) -> HTTPException:
     return HTTPException(401, f"send {what}", headers={"WWW-Authenticate": "Bearer"})
 
 
-def retailer_id(request: Request, session: SessionDep, _: RetailerKey) -> str:
+def retailer_id(request: Request, session: SessionDep, clock: ClockDep, _: RetailerKey) -> str:
     """Return the retailer whose API key came with the request (or in the dashboard's cookie, as
     ``caller_token`` allows), or answer 401."""
-    found = retailer_of(session.connection(), caller_token(request))
+    found = retailer_of(session.connection(), caller_token(request), clock.now())
     if found is None:
         raise _unauthorized(
             "the retailer's API key as 'Authorization: Bearer frk_...' (frigo retailers create)"
@@ -143,9 +143,9 @@ def retailer_id(request: Request, session: SessionDep, _: RetailerKey) -> str:
 RetailerDep = Annotated[str, Depends(retailer_id)]
 
 
-def caller(request: Request, session: SessionDep, _: CallerToken) -> Caller:
+def caller(request: Request, session: SessionDep, clock: ClockDep, _: CallerToken) -> Caller:
     """Return who holds the request's bearer token, or answer 401."""
-    found = caller_of(session.connection(), caller_token(request))
+    found = caller_of(session.connection(), caller_token(request), clock.now())
     if found is None:
         raise _unauthorized(
             "a household's or an operator's token as 'Authorization: Bearer frh_...' "

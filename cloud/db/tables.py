@@ -125,6 +125,8 @@ class RetailerKey(SQLModel, table=True):
     key_hash: str = Field(unique=True, max_length=64)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # Set when the key is made (cloud/identity/retailers.py says for how long).
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class AccessToken(SQLModel, table=True):
@@ -138,6 +140,28 @@ class AccessToken(SQLModel, table=True):
     prefix: str = Field(max_length=16)
     token_hash: str = Field(unique=True, max_length=64)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # Set when the token is made (cloud/identity/tokens.py says for how long).
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class WebSession(SQLModel, table=True):
+    """A web page sign-in: the browser's cookie holds an opaque id, stored here only hashed.
+
+    It stands for the credential signed in with (a token or a retailer key), which it checks at
+    every request: revoking either ends it at once.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_hash: str = Field(unique=True, max_length=64)
+    token_id: int | None = Field(default=None, foreign_key="access_tokens.id", index=True)
+    retailer_key_id: int | None = Field(default=None, foreign_key="retailer_keys.id", index=True)
+    household_id: str | None = Field(default=None, max_length=80, description="The household signed in to.")
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    last_seen_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
@@ -285,6 +309,9 @@ class WebhookDelivery(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=40, description="The webhook-id header: msg_...")
     endpoint_id: str = Field(foreign_key="webhook_endpoints.id", index=True, max_length=36)
     event_type: str = Field(max_length=40)
+    # Whom the message concerns, so an erasure finds its deliveries by equality, never in the payload.
+    household_id: str | None = Field(default=None, index=True, max_length=80)
+    order_id: str | None = Field(default=None, index=True, max_length=36)
     payload: str = Field(sa_column=Column(Text, nullable=False))
     status: str = Field(max_length=16, index=True, description="pending, delivered or failed")
     attempts: int = 0
@@ -443,6 +470,7 @@ RETAILERS = _table(Retailer)
 RETAILER_KEYS = _table(RetailerKey)
 CATALOG_ITEMS = _table(CatalogItem)
 ACCESS_TOKENS = _table(AccessToken)
+WEB_SESSIONS = _table(WebSession)
 PLANNED_ORDER_LINES = _table(PlannedOrderLine)
 DELIVERY_SLOTS = _table(DeliverySlot)
 ORDERS = _table(Order)

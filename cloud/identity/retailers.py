@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, select
 from sqlmodel import Session
@@ -24,6 +24,8 @@ KEY_PREFIX = "frk_"
 KEY_BYTES = 32
 # Characters of a key kept in the clear, to tell keys apart in listings.
 SHOWN = 12
+# How long a key lives unless its maker says otherwise: a year, rotated with `frigo retailers key`.
+KEY_LIFETIME = timedelta(days=365)
 
 
 class RetailerError(CloudError, ValueError):
@@ -57,23 +59,34 @@ def create_retailer(session: Session, name: str, now: datetime) -> tuple[Retaile
     return retailer, new_key(session, retailer_id, now)
 
 
-def new_key(session: Session, retailer_id: str, now: datetime) -> str:
-    """Give the retailer one more API key and return it."""
+def new_key(session: Session, retailer_id: str, now: datetime, *, lifetime: timedelta = KEY_LIFETIME) -> str:
+    """Give the retailer one more API key, alive for ``lifetime``, and return it."""
+    if lifetime <= timedelta(0):
+        raise RetailerError("a key's lifetime must be positive")
     if session.get(Retailer, retailer_id) is None:
         raise RetailerError(f"no retailer {retailer_id!r}: `frigo retailers list` shows them")
     key = KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
     session.add(
-        RetailerKey(retailer_id=retailer_id, prefix=key[:SHOWN], key_hash=key_hash(key), created_at=now)
+        RetailerKey(
+            retailer_id=retailer_id,
+            prefix=key[:SHOWN],
+            key_hash=key_hash(key),
+            created_at=now,
+            expires_at=now + lifetime,
+        )
     )
     return key
 
 
-def retailer_of(connection: Connection, key: str) -> str | None:
-    """Return the id of the retailer whose live key ``key`` is, or None."""
+def retailer_of(connection: Connection, key: str, now: datetime) -> str | None:
+    """Return the id of the retailer whose key ``key`` is live at ``now`` (neither revoked nor expired),
+    or None."""
     if not key.startswith(KEY_PREFIX):
         return None
     keys = RETAILER_KEYS.c
     found = connection.execute(
-        select(keys.retailer_id).where(keys.key_hash == key_hash(key), keys.revoked_at.is_(None))
+        select(keys.retailer_id).where(
+            keys.key_hash == key_hash(key), keys.revoked_at.is_(None), keys.expires_at > now
+        )
     ).scalar_one_or_none()
     return None if found is None else str(found)

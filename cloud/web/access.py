@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import Request
 from sqlalchemy import Engine, select
 
-from cloud.api.dependencies import caller_token
+from cloud.api.dependencies import caller_token, get_clock
 from cloud.db.tables import HOUSEHOLDS
 from cloud.identity.retailers import KEY_PREFIX, retailer_of
 from cloud.identity.tokens import Caller, caller_of
@@ -18,7 +18,7 @@ def signed_in(engine: Engine, request: Request) -> Caller | None:
     if not token:
         return None
     with engine.connect() as connection:
-        return caller_of(connection, token)
+        return caller_of(connection, token, get_clock(request).now())
 
 
 def signed_in_retailer(engine: Engine, request: Request) -> str | None:
@@ -27,7 +27,7 @@ def signed_in_retailer(engine: Engine, request: Request) -> str | None:
     if not token.startswith(KEY_PREFIX):
         return None
     with engine.connect() as connection:
-        return retailer_of(connection, token)
+        return retailer_of(connection, token, get_clock(request).now())
 
 
 def household_exists(engine: Engine, household_id: str) -> bool:

@@ -31,7 +31,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from cloud.api.dependencies import WEB_COOKIE, ClockDep, EngineDep
+from cloud.api.dependencies import WEB_COOKIE, ClockDep, EngineDep, get_clock
 from cloud.identity.retailers import retailer_of
 from cloud.identity.tokens import Caller, caller_of
 from cloud.web.access import household_exists, signed_in, signed_in_retailer
@@ -115,9 +115,11 @@ async def sign_in(request: Request, engine: EngineDep) -> Response:
     token = (form.get("token") or [""])[0].strip()
     wanted = (form.get("household") or [""])[0].strip()
 
+    now = get_clock(request).now()
+
     def check() -> tuple[Caller | None, str | None]:
         with engine.connect() as connection:
-            return caller_of(connection, token), retailer_of(connection, token)
+            return caller_of(connection, token, now), retailer_of(connection, token, now)
 
     who, retailer = await run_in_threadpool(check)
     if retailer is not None:

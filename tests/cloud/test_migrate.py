@@ -29,6 +29,7 @@ TABLES = {
     "retailer_keys",
     "catalog_items",
     "access_tokens",
+    "web_sessions",
     "delivery_slots",
     "orders",
     "order_lines",
