@@ -31,7 +31,7 @@ import httpx
 
 from shared import topics
 from simulator.load.blast import Devices, blast, payloads
-from simulator.load.cloudworker import start_cloud, stop_cloud
+from simulator.load.cloudworker import operator_headers, start_cloud, stop_cloud
 from tests.support.services import Mosquitto, mosquitto_binary, postgres_database
 
 BARE_SUBSCRIBER = """
@@ -112,7 +112,9 @@ def cloud_rate(
         deadline = time.time() + 600
         while generator.acked_count() < total and time.time() < deadline:
             time.sleep(0.01)
-        stored = int(httpx.get(f"http://127.0.0.1:{http_port}/stats", timeout=5).json()["stored"])
+        operator = operator_headers(database_url)
+        stats = httpx.get(f"http://127.0.0.1:{http_port}/stats", timeout=5, headers=operator)
+        stored = int(stats.json()["stored"])
     finally:
         stop_cloud(process)
         generator.close()

@@ -1,11 +1,11 @@
-"""The worker's outbound loop: commands to fridges, webhooks to retailers, answers from fridges.
+"""The worker's loop for fridges: commands to them, and the order answers they sent.
 
-Each of these is a table the API and the planner write in the same transaction as the change they
-carry (an outbox), and this loop drains: pending fridge commands are published at QoS 1 and
-marked sent once the broker acknowledges them; due webhooks are sent and retried
-(``cloud/outbox/deliveries.py``); order answers that fridges sent are applied
-(``cloud/commerce/answers.py``). A pass that fails (the database restarting) is logged and tried
-again on the next tick.
+Both are tables the API and the planner write in the same transaction as the change they carry
+(an outbox), and this loop drains: pending fridge commands (order updates, erasure wipes) are
+published at QoS 1 and marked sent once the broker acknowledges them; order answers that fridges
+sent are applied (``cloud/commerce/answers.py``). A pass that fails (the database restarting) is
+logged and tried again on the next tick. Webhooks to retailers wait on other people's servers, so
+they have a lane of their own (``cloud/outbox/lane.py``): nothing here waits behind them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from sqlalchemy import Engine
 
 from cloud.commerce.answers import apply_answers
 from cloud.outbox import commands
-from cloud.outbox.deliveries import WebhookSender
 from shared.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ Publish = Callable[[str, bytes, float], bool]
 
 
 class Dispatcher:
-    """Drain the outboxes on a background thread."""
+    """Publish fridge commands and apply fridge answers on a background thread."""
 
     def __init__(
         self,
@@ -41,13 +40,11 @@ class Dispatcher:
         clock: Clock,
         publish: Publish,
         *,
-        allow_private_webhooks: bool = False,
         tick_s: float = TICK_S,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._publish = publish
-        self._sender = WebhookSender(engine, clock, allow_private=allow_private_webhooks)
         self._tick_s = tick_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -63,13 +60,11 @@ class Dispatcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(30)
-        self._sender.close()
 
     def run_once(self) -> None:
-        """Do one pass: commands, answers, webhooks."""
+        """Do one pass: commands, then answers."""
         self.publish_commands()
         apply_answers(self._engine, self._clock.now())
-        self._sender.send_due()
 
     def publish_commands(self) -> int:
         """Publish the pending fridge commands; return how many the broker took."""

@@ -4,6 +4,7 @@ FrigoError
 └── CloudError
     ├── ConfigurationError (ValueError)   settings that cannot work
     ├── BrokerStartError (OSError)        the embedded broker could not listen
+    ├── BrokerBusy (ConnectionRefusedError) the embedded broker refused a CONNECT: too many logins at once
     ├── EvaluationDataError (ValueError)  an evaluation data file that cannot be read
     ├── OrderStateError (ValueError)      an order that cannot change that way now (409)
     ├── VersionMismatch (ValueError)      If-Match named another version of the order (412)
@@ -25,6 +26,14 @@ class ConfigurationError(CloudError, ValueError):
 
 class BrokerStartError(CloudError, OSError):
     """The embedded broker could not start listening."""
+
+
+class BrokerBusy(CloudError, ConnectionRefusedError):
+    """The embedded broker refused a CONNECT without checking it: too many checks were pending."""
+
+    def __init__(self, pending: int) -> None:
+        super().__init__(f"{pending} credential checks are pending: connect again in a moment")
+        self.pending = pending
 
 
 class EvaluationDataError(CloudError, ValueError):

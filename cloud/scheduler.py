@@ -5,6 +5,11 @@ scheduler (one job, never two at once in a worker, a missed run coalesced into t
 callers ask for a run soon, e.g. after a burst of events. Several workers may each run the
 schedule: on PostgreSQL they share the households through row leases, and a cycle's basket has one
 idempotency key, so a household gets one order per cycle whatever runs.
+
+The same scheduler purges the API's Idempotency-Keys past their retention every hour
+(:data:`PURGE_INTERVAL_S`, :func:`cloud.api.idempotency.purge`): a worker with planning off
+(``FRIGO_CLOUD_PLANNING=false``) does not, so keep it on in at least one worker. Two workers
+purging at once delete the same rows, which is harmless.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, exists, select, update
 
+from cloud.api import idempotency
 from cloud.commerce.baskets import PlanningRun, plan_cycle
 from cloud.commerce.offers import LiftCache, OfferRun, run_offers
 from cloud.db.tables import DEVICES, HOUSEHOLDS, PLANNED_ORDERS
@@ -27,6 +33,10 @@ from shared.clock import Clock
 log = logging.getLogger(__name__)
 
 JOB_ID = "plan"
+PURGE_JOB_ID = "purge-idempotency-keys"
+# Idempotency keys are kept a day (cloud/api/idempotency.py KEEP): purged hourly, none outlives it
+# by more than an hour, and the purge is one indexed DELETE.
+PURGE_INTERVAL_S = 3600.0
 # A run asked for "soon" waits this long, so that a burst of events leads to one run.
 SOON_S = 30.0
 
@@ -61,6 +71,13 @@ class PlanningSchedule:
             coalesce=True,
             misfire_grace_time=int(self.interval_s),
         )
+        self._scheduler.add_job(
+            self.purge_once,
+            IntervalTrigger(seconds=PURGE_INTERVAL_S, timezone=UTC),
+            id=PURGE_JOB_ID,
+            max_instances=1,
+            coalesce=True,
+        )
         self._scheduler.start()
 
     def note_events(self, device_id: str) -> None:
@@ -89,6 +106,17 @@ class PlanningSchedule:
             except Exception:
                 log.exception("offer run failed; the next interval tries again")
         return self.last
+
+    def purge_once(self) -> int:
+        """Delete the idempotency keys past their retention at the clock's now; return how many (the job)."""
+        try:
+            purged = idempotency.purge(self._engine, self._clock.now())
+        except Exception:
+            log.exception("purging idempotency keys failed; the next hour tries again")
+            raise
+        if purged:
+            log.info("purged %d idempotency keys older than %s", purged, idempotency.KEEP)
+        return purged
 
     def _replan(self, devices: set[str]) -> None:
         """Mark the devices' households for planning again in this cycle, unless they have an order."""

@@ -9,6 +9,7 @@ import time
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from cloud.api.limits import RateLimits
 from cloud.api.metrics import create_registry
 from cloud.app import create_app
 from cloud.db.engine import create_db_engine, create_schema
@@ -16,6 +17,7 @@ from cloud.dispatcher import Dispatcher
 from cloud.ingest.ingestor import Ingestor
 from cloud.ingest.writer import WriterConfig, WriterProcess
 from cloud.mqtt.subscriber import Subscriber
+from cloud.outbox.lane import WebhookLane
 from cloud.scheduler import PlanningSchedule
 from cloud.settings import CloudSettings
 from shared.clock import Clock, SystemClock
@@ -61,12 +63,22 @@ class CloudService:
             registry=self.registry,
             clock=clock,
             allow_private_webhooks=settings.webhook_allow_private,
+            assume_https=settings.assume_https,
+            rate_limits=RateLimits(
+                household=settings.rate_limit_household,
+                operator=settings.rate_limit_operator,
+                retailer=settings.rate_limit_retailer,
+                address=settings.rate_limit_address,
+            ),
         )
         self.dispatcher = Dispatcher(
             self.engine,
             clock or SystemClock(),
             self.subscriber.publish_command,
-            allow_private_webhooks=settings.webhook_allow_private,
+        )
+        # Webhooks wait on retailers' servers: on threads of their own, so no fridge waits for them.
+        self.webhooks = WebhookLane(
+            self.engine, clock or SystemClock(), allow_private=settings.webhook_allow_private
         )
         self.planning = PlanningSchedule(self.engine, clock or SystemClock(), settings.planning_interval_s)
         self._serve_http = serve_http
@@ -128,6 +140,7 @@ class CloudService:
         self.ingestor.start()
         self.subscriber.start()
         self.dispatcher.start()
+        self.webhooks.start()
         if self.settings.planning:
             self.planning.start()
         if self._serve_http:
@@ -167,6 +180,7 @@ class CloudService:
         self.ingestor.stop()
         self.planning.stop()
         self.dispatcher.stop()
+        self.webhooks.stop()  # waits for the deliveries in flight: each ends by its deadline
         self._wait_acks_sent(ACK_DRAIN_S)
         self.subscriber.stop()
         self.engine.dispose()

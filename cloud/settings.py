@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cloud.api import limits
 from cloud.ingest.deadletters import DEFAULT_MAX_DEAD_LETTERS
 from shared.mqtt import MqttSettings
 
@@ -61,6 +62,29 @@ class CloudSettings(BaseSettings):
         default=False,
         description="Let webhooks go to loopback and private addresses (tests, a trusted LAN); "
         "otherwise only public ones.",
+    )
+    assume_https: bool = Field(
+        default=False,
+        description="Browsers reach this worker over HTTPS through a TLS-terminating reverse proxy: treat "
+        "every request as HTTPS (Secure sign-in cookie, HSTS) even if the proxy sends no "
+        "X-Forwarded-Proto. A proxy that sends it needs no setting from 127.0.0.1 or ::1, and "
+        "FORWARDED_ALLOW_IPS=its address from elsewhere (uvicorn's own variable).",
+    )
+    # Per worker (cloud/api/limits.py): with N workers a caller gets up to N times each rate.
+    rate_limit_household: Annotated[str, AfterValidator(limits.check_rate)] = Field(
+        default=limits.HOUSEHOLD_RATE,
+        description='Requests per household token (and its web sessions), e.g. "120/minute" or '
+        '"10/second;300/minute"; past it, 429 with Retry-After.',
+    )
+    rate_limit_operator: Annotated[str, AfterValidator(limits.check_rate)] = Field(
+        default=limits.OPERATOR_RATE, description="Requests per operator token (and its web sessions)."
+    )
+    rate_limit_retailer: Annotated[str, AfterValidator(limits.check_rate)] = Field(
+        default=limits.RETAILER_RATE, description="Requests per retailer API key (and its web sessions)."
+    )
+    rate_limit_address: Annotated[str, AfterValidator(limits.check_rate)] = Field(
+        default=limits.ADDRESS_RATE,
+        description="Requests per client address (an IPv6 /64) without a live credential.",
     )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text, or as one JSON object per line for a collector."

@@ -1,5 +1,5 @@
 """Operator commands: fridges' broker credentials (`frigo devices`), the broker's TLS (`frigo pki`),
-and retailers' API keys (`frigo retailers`).
+retailers' API keys (`frigo retailers`) and the API's tokens (`frigo tokens`).
 
 Both are Typer apps for the main command to mount; they import the cloud's modules only when run,
 so the edge install (without the ``cloud`` extra) can still load this file.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -24,7 +24,7 @@ devices_app = typer.Typer(
     no_args_is_help=True,
 )
 retailers_app = typer.Typer(
-    help="Retailers of the order API: create one with its API key, add keys, list them.",
+    help="Retailers of the order API: create one with its API key, add, list and revoke keys.",
     no_args_is_help=True,
 )
 pki_app = typer.Typer(
@@ -41,6 +41,9 @@ PasswordFile = Annotated[
     Path | None, typer.Option("--mosquitto-passwd", help="Rewrite this Mosquitto password file.")
 ]
 AclFile = Annotated[Path | None, typer.Option("--mosquitto-acl", help="Rewrite this Mosquitto ACL file.")]
+KeyDays = Annotated[
+    int | None, typer.Option("--days", min=1, max=3650, help="How long the key lives [default: 365 days]")
+]
 RELOAD_HINT = "reload Mosquitto to apply them: systemctl reload mosquitto (or kill -HUP its pid)"
 
 
@@ -93,6 +96,13 @@ def _utc(moment: datetime | None) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC)
     return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Print rows as columns under their header."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        typer.echo("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
 
 
 def _paired(password_file: Path | None, acl_file: Path | None) -> tuple[Path, Path] | None:
@@ -280,14 +290,16 @@ def init(
 @retailers_app.command("create")
 def retailers_create(
     name: Annotated[str, typer.Argument(help="The retailer's name; its id is made from it.")],
+    days: KeyDays = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create a retailer and print its API key (shown once; only its hash is stored)."""
-    from cloud.identity.retailers import RetailerError, create_retailer
+    from cloud.identity.retailers import KEY_LIFETIME, RetailerError, create_retailer
 
+    lifetime = KEY_LIFETIME if days is None else timedelta(days=days)
     with _session(database_url, needs="retailers") as session:
         try:
-            retailer, key = create_retailer(session, name, datetime.now(UTC))
+            retailer, key = create_retailer(session, name, datetime.now(UTC), lifetime=lifetime)
         except RetailerError as exc:
             raise typer.BadParameter(str(exc), param_hint="NAME") from None
         session.commit()
@@ -300,17 +312,22 @@ def retailers_create(
         )
 
 
+RetailerId = Annotated[str, typer.Argument(help="The retailer's id (frigo retailers list).")]
+
+
 @retailers_app.command("key")
 def retailers_key(
-    retailer_id: Annotated[str, typer.Argument(help="The retailer's id (frigo retailers list).")],
+    retailer_id: RetailerId,
+    days: KeyDays = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Give a retailer one more API key (for rotation: the old keys keep working until revoked)."""
-    from cloud.identity.retailers import RetailerError, new_key
+    from cloud.identity.retailers import KEY_LIFETIME, RetailerError, new_key
 
+    lifetime = KEY_LIFETIME if days is None else timedelta(days=days)
     with _session(database_url, needs="retailers") as session:
         try:
-            key = new_key(session, retailer_id, datetime.now(UTC))
+            key = new_key(session, retailer_id, datetime.now(UTC), lifetime=lifetime)
         except RetailerError as exc:
             raise typer.BadParameter(str(exc), param_hint="RETAILER_ID") from None
         session.commit()
@@ -323,19 +340,74 @@ def retailers_list(database_url: DatabaseUrl = None) -> None:
     from sqlmodel import select
 
     from cloud.db.tables import Retailer, RetailerKey
+    from cloud.identity.tokens import state_at
 
+    now = datetime.now(UTC)
     with _session(database_url, needs="retailers") as session:
         for retailer in session.exec(select(Retailer).order_by(Retailer.id)):
             keys = session.exec(select(RetailerKey).where(RetailerKey.retailer_id == retailer.id)).all()
             shown = ", ".join(
-                f"{k.prefix}… ({'revoked' if k.revoked_at else 'live'} since {_utc(k.created_at)})"
+                f"{k.prefix}… ({state_at(k.expires_at, k.revoked_at, now)} since {_utc(k.created_at)})"
                 for k in keys
             )
             typer.echo(f"{retailer.id}\t{retailer.name}\t{shown or 'no keys'}")
 
 
+@retailers_app.command("keys")
+def retailers_keys(retailer_id: RetailerId, database_url: DatabaseUrl = None) -> None:
+    """List a retailer's API keys: id, prefix, times and state (never the key)."""
+    from cloud.identity.retailers import list_keys
+
+    now = datetime.now(UTC)
+    with _session(database_url, needs="retailers") as session:
+        keys = list_keys(session.connection(), retailer_id)
+    if keys is None:
+        raise typer.BadParameter(
+            f"no retailer {retailer_id!r}: `frigo retailers list` shows them", param_hint="RETAILER_ID"
+        )
+    _table(
+        ("ID", "PREFIX", "CREATED", "EXPIRES", "REVOKED", "STATE"),
+        [
+            (
+                str(k.id),
+                f"{k.prefix}…",
+                _utc(k.created_at),
+                _utc(k.expires_at),
+                _utc(k.revoked_at),
+                k.state(now),
+            )
+            for k in keys
+        ],
+    )
+
+
+@retailers_app.command("revoke-key")
+def retailers_revoke_key(
+    retailer_id: RetailerId,
+    key_id: Annotated[int, typer.Argument(help="The key's id (frigo retailers keys RETAILER_ID).")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke a retailer's API key at once: its requests get 401, its web sign-ins end."""
+    from cloud.identity.retailers import revoke_key
+
+    now = datetime.now(UTC)
+    with _session(database_url, needs="retailers") as session:
+        revoked = revoke_key(session.connection(), retailer_id, key_id, now)
+        session.commit()
+    if revoked is None:
+        raise typer.BadParameter(
+            f"retailer {retailer_id!r} has no key {key_id}: `frigo retailers keys {retailer_id}` lists them",
+            param_hint="KEY_ID",
+        )
+    typer.echo(
+        f"key {revoked.id} ({revoked.prefix}…) of {retailer_id} revoked at {_utc(revoked.revoked_at)}; "
+        "its web sign-ins ended with it"
+    )
+
+
 tokens_app = typer.Typer(
-    help="Bearer tokens for the HTTP API: a household's (its own data only) or an operator's (admin).",
+    help="Bearer tokens for the HTTP API, a household's (its own data only) or an operator's (admin): "
+    "issue, list, revoke.",
     no_args_is_help=True,
 )
 
@@ -343,24 +415,86 @@ tokens_app = typer.Typer(
 @tokens_app.command("household")
 def tokens_household(
     household_id: Annotated[str, typer.Argument(help="The household (GET /households lists them).")],
+    days: Annotated[
+        int | None, typer.Option("--days", min=1, max=3650, help="How long it lives [default: 365 days]")
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Issue a household its token (shown once): it opens that household's routes only."""
-    _issue("household", household_id, database_url)
+    _issue("household", household_id, days, database_url)
 
 
 @tokens_app.command("admin")
-def tokens_admin(database_url: DatabaseUrl = None) -> None:
+def tokens_admin(
+    days: Annotated[
+        int | None, typer.Option("--days", min=1, max=3650, help="How long it lives [default: 90 days]")
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
     """Issue an operator's token (shown once): it opens every household's and the admin routes."""
-    _issue("admin", None, database_url)
+    _issue("admin", None, days, database_url)
 
 
-def _issue(role: Literal["household", "admin"], household_id: str | None, database_url: str | None) -> None:
-    from cloud.identity.tokens import AccessError, issue_token
+@tokens_app.command("list")
+def tokens_list(
+    household: Annotated[str | None, typer.Option(help="This household's tokens only.")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List the tokens: id, role, household, prefix, times and state (never the token)."""
+    from cloud.identity.tokens import list_tokens
+
+    now = datetime.now(UTC)
+    with _session(database_url, needs="access_tokens") as session:
+        tokens = list_tokens(session.connection(), household)
+    _table(
+        ("ID", "ROLE", "HOUSEHOLD", "PREFIX", "CREATED", "EXPIRES", "REVOKED", "STATE"),
+        [
+            (
+                str(t.id),
+                t.role,
+                t.household_id or "-",
+                f"{t.prefix}…",
+                _utc(t.created_at),
+                _utc(t.expires_at),
+                _utc(t.revoked_at),
+                t.state(now),
+            )
+            for t in tokens
+        ],
+    )
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id (frigo tokens list).")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke a token at once: its requests get 401, its web sign-ins end."""
+    from cloud.identity.tokens import revoke_token
 
     with _session(database_url, needs="access_tokens") as session:
+        revoked = revoke_token(session.connection(), token_id, datetime.now(UTC))
+        session.commit()
+    if revoked is None:
+        raise typer.BadParameter(
+            f"no token {token_id}: `frigo tokens list` shows them", param_hint="TOKEN_ID"
+        )
+    whose = revoked.household_id or "an operator"
+    typer.echo(
+        f"token {revoked.id} ({revoked.prefix}…, {whose}) revoked at {_utc(revoked.revoked_at)}; "
+        "its web sign-ins ended with it"
+    )
+
+
+def _issue(
+    role: Literal["household", "admin"], household_id: str | None, days: int | None, database_url: str | None
+) -> None:
+    from cloud.identity.tokens import AccessError, issue_token
+
+    lifetime = None if days is None else timedelta(days=days)
+    with _session(database_url, needs="access_tokens") as session:
         try:
-            token = issue_token(session, role, household_id, datetime.now(UTC))
+            token = issue_token(session, role, household_id, datetime.now(UTC), lifetime=lifetime)
         except AccessError as exc:
             raise typer.BadParameter(str(exc)) from None
         session.commit()

@@ -50,7 +50,10 @@ CloudFactory = Callable[..., CloudService]
 
 @pytest.fixture
 def start_cloud() -> Iterator[CloudFactory]:
-    """Start cloud workers on free ports; every one is stopped at the end of the test."""
+    """Start cloud workers on free ports; every one is stopped at the end of the test.
+
+    Ask for it after ``database_url``: fixtures end in the reverse order, so the workers stop before
+    their database is dropped."""
     started: list[CloudService] = []
 
     def start(mqtt: MqttSettings, database_url: str, **settings: object) -> CloudService:

@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the clock, the database, and who the bearer token says the caller is.
+"""FastAPI dependencies: the clock, the database, and who the bearer token (or the web dashboard's
+session cookie, ``cloud/identity/sessions.py``) says the caller is.
 
 ``create_app`` (``cloud/app.py``) keeps what they hand out on ``app.state``: the engine, the clock.
 """
@@ -6,18 +7,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 
 from cloud.api.schemas.common import ErrorPublic, InvalidRequestPublic
 from cloud.db.tables import Household
-from cloud.identity.retailers import retailer_of
-from cloud.identity.tokens import Caller, caller_of
+from cloud.identity.sessions import Holder, holder_of, session_of
+from cloud.identity.tokens import Caller
 from shared.clock import Clock
 
 
@@ -105,53 +107,89 @@ def _bearer(request: Request) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-# The web dashboard's sign-in cookie (cloud/web/pages.py): HttpOnly, SameSite=Strict.
-WEB_COOKIE = "frigo_token"
+# The web dashboard's sign-in cookie (cloud/web/pages.py): a session id (cloud/identity/sessions.py),
+# never the token or key signed in with; HttpOnly, SameSite=Strict, Secure (cloud/web/transport.py).
+WEB_COOKIE = "frigo_session"
 # The header the dashboard's scripts send with every request that changes something: a page of
 # another site cannot send it without the browser asking first (CORS), which Frigo never allows.
 WEB_HEADER = "x-frigo-web"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
+# What a request presents: a bearer secret (a token or a retailer key), or the dashboard's session id.
+Presented = tuple[Literal["bearer", "session"], str]
 
-def caller_token(request: Request) -> str:
-    """Return the request's bearer secret (a household's or an operator's token, or a retailer's
-    key): the bearer header's, or else the dashboard's cookie (on a request that changes something,
-    only with the dashboard's header). Without an Authorization header only: a header wins."""
+
+def presented(request: Request) -> Presented | None:
+    """Return the request's credential: the bearer header's secret, or else the dashboard's session
+    cookie (on a request that changes something, only with the dashboard's header); None if neither.
+    An Authorization header wins: with one, the cookie does not count."""
     token = _bearer(request)
     if token or "authorization" in request.headers:
-        return token
+        return ("bearer", token) if token else None
     if request.method not in SAFE_METHODS and request.headers.get(WEB_HEADER) != "1":
-        return ""
-    return request.cookies.get(WEB_COOKIE, "").strip()
+        return None
+    session_id = request.cookies.get(WEB_COOKIE, "").strip()
+    return ("session", session_id) if session_id else None
+
+
+def holder_in(
+    connection: Connection, found: Presented, now: datetime, *, touch: bool = True
+) -> Holder | None:
+    """Return who the presented credential stands for at ``now``, or None if it is no live one."""
+    kind, secret = found
+    if kind == "bearer":
+        return holder_of(connection, secret, now)
+    return session_of(connection, secret, now, touch=touch)
+
+
+def holder(engine: Engine, request: Request, now: datetime) -> Holder | None:
+    """Return who the request's bearer secret or session cookie stands for, or None."""
+    found = presented(request)
+    if found is None:
+        return None
+    # A transaction of its own: a session's last request is written (sessions.TOUCH_EVERY) whatever
+    # the route does with its own.
+    with engine.begin() as connection:
+        return holder_in(connection, found, now)
 
 
 def _unauthorized(what: str) -> HTTPException:
     return HTTPException(401, f"send {what}", headers={"WWW-Authenticate": "Bearer"})
 
 
-def retailer_id(request: Request, session: SessionDep, clock: ClockDep, _: RetailerKey) -> str:
-    """Return the retailer whose API key came with the request (or in the dashboard's cookie, as
-    ``caller_token`` allows), or answer 401."""
-    found = retailer_of(session.connection(), caller_token(request), clock.now())
-    if found is None:
+def retailer_id(request: Request, engine: EngineDep, clock: ClockDep, _: RetailerKey) -> str:
+    """Return the retailer whose API key came with the request (or stands behind the dashboard's
+    session, as ``presented`` allows), or answer 401."""
+    found = holder(engine, request, clock.now())
+    if found is None or found.retailer_id is None:
         raise _unauthorized(
             "the retailer's API key as 'Authorization: Bearer frk_...' (frigo retailers create)"
         )
-    return found
+    return found.retailer_id
 
 
 RetailerDep = Annotated[str, Depends(retailer_id)]
 
 
-def caller(request: Request, session: SessionDep, clock: ClockDep, _: CallerToken) -> Caller:
-    """Return who holds the request's bearer token, or answer 401."""
-    found = caller_of(session.connection(), caller_token(request), clock.now())
-    if found is None:
+def signed_caller(request: Request, engine: EngineDep, clock: ClockDep, _: CallerToken) -> Holder:
+    """Return the holder of the request's household's or operator's token (its bearer header, or the
+    dashboard's session), or answer 401."""
+    found = holder(engine, request, clock.now())
+    if found is None or found.caller is None:
         raise _unauthorized(
             "a household's or an operator's token as 'Authorization: Bearer frh_...' "
             "(frigo tokens household HOUSEHOLD_ID, or frigo tokens admin)"
         )
     return found
+
+
+HolderDep = Annotated[Holder, Depends(signed_caller)]
+
+
+def caller(who: HolderDep) -> Caller:
+    """Return who holds the request's token, or answer 401."""
+    assert who.caller is not None  # signed_caller lets no other holder through
+    return who.caller
 
 
 CallerDep = Annotated[Caller, Depends(caller)]

@@ -10,9 +10,14 @@ timeout or a dropped connection without doing the work twice:
 - the same key while the first request still runs gets 409: retry a moment later;
 - a key over 255 characters gets 400.
 
-Keys belong to the caller (the SHA-256 of its bearer secret), so two callers' keys never collide,
-and are kept 24 hours, then forgotten. A response of 500 or more is not stored: the request did
-not finish, and the same key may try again. Requests without the header run as usual.
+Keys belong to the caller's credential (its token or retailer key, whether it came as the bearer
+header or behind the dashboard's session: ``cloud/api/credentials.py``), so two callers' keys never
+collide. Only a live credential's keys are stored: a request without one runs as if it had no key
+(its route answers 401), so that no one can fill the table without signing in. Keys are kept
+:data:`KEEP`, then forgotten: the planning schedule (``cloud/scheduler.py``) calls :func:`purge`
+every hour. A response of 500 or more is not stored: the request did not finish, and the same key
+may try again. Requests without the header run as usual. The body limit
+(``cloud/api/limits.py``) runs first: nothing buffered here is larger than it lets through.
 """
 
 from __future__ import annotations
@@ -26,13 +31,14 @@ import anyio.to_thread
 from sqlalchemy import Engine, delete, select, update
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cloud.api.credentials import credential_of
 from cloud.db.engine import insert_ignoring_duplicates
 from cloud.db.tables import IDEMPOTENCY_KEYS
-from cloud.identity.tokens import token_hash
 from shared.clock import Clock
 
 HEADER = "idempotency-key"
 MAX_KEY = 255
+# Stripe's retention: a client retries within minutes or hours, not days.
 KEEP = timedelta(hours=24)
 
 
@@ -58,9 +64,14 @@ class IdempotencyMiddleware:
         if not key or len(key) > MAX_KEY:
             await _answer(send, 400, {"detail": f"an Idempotency-Key is 1 to {MAX_KEY} characters"})
             return
+        credential = await credential_of(scope, self.engine, self.clock)
+        if credential is None:
+            await self.app(scope, receive, send)
+            return
+        principal = credential.name
         body = await _read_body(receive)
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        principal = token_hash(token.strip()) if scheme.lower() == "bearer" and token.strip() else "anonymous"
+        if body is None:
+            return  # the client left before its body came: nothing to run, no one to answer
         request_hash = hashlib.sha256(
             b"\n".join(
                 [scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body]
@@ -199,16 +210,16 @@ class IdempotencyMiddleware:
             await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive) -> bytes | None:
+    """Return the whole body, or None if the client disconnected first."""
     chunks = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks)
 
 
 async def _answer(send: Send, status: int, document: dict[str, Any]) -> None:
@@ -224,7 +235,7 @@ async def _answer(send: Send, status: int, document: dict[str, Any]) -> None:
 
 
 def purge(engine: Engine, now: datetime) -> int:
-    """Delete keys older than a day; return how many."""
+    """Delete the keys older than :data:`KEEP` at ``now``; return how many."""
     with engine.begin() as connection:
         result = connection.execute(
             delete(IDEMPOTENCY_KEYS)

@@ -9,10 +9,18 @@ anti-echo, caps, quiet hours) while the budget lasts.
 
 Results are aggregates only. Per arm: households, offers shown, accepted, and households that
 bought the product within :data:`CONVERSION_WINDOW` of joining (the holdout's purchases are the
-baseline), each rate with a 95 % Wilson interval. Any figure over fewer than :data:`MIN_HOUSEHOLDS`
-households is withheld (``None``), so no household can be singled out. A variant beats the holdout
-if a two-sided two-proportion z-test on conversion gives p < 0.05; no winner is named until every
-arm has ``min_sample`` households.
+baseline), each rate with a 95 % Wilson interval. Conversion is made of purchases, so it counts
+only the households whose ``analytics`` consent to the campaign's retailer, naming ``purchases``,
+holds when the results are read (``consents.py``: analytics is what lets a household's purchases
+count in the aggregates a retailer sees, and it is given to one retailer): its rate is over those
+households alone, and a withdrawal takes a household's purchases out at once. Any figure over
+fewer than :data:`MIN_HOUSEHOLDS` households is withheld (``None``), so no household can be singled
+out. A variant beats the holdout if a two-sided two-proportion z-test on conversion gives p < 0.05;
+no winner is named until every arm has ``min_sample`` households whose purchases count.
+
+A household whose ``offers`` consent to the retailer is withdrawn leaves the retailer's running
+campaigns (:func:`leave`, from ``cloud/commerce/withdrawal.py``): it is not in their figures any
+more, and without the consent it is not assigned again.
 """
 
 from __future__ import annotations
@@ -25,8 +33,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, func, insert, select
+from sqlalchemy import Connection, and_, delete, func, insert, select
 
+from cloud.commerce import consents
 from cloud.db.engine import as_utc, insert_ignoring_duplicates
 from cloud.db.tables import CAMPAIGN_ASSIGNMENTS, CAMPAIGNS, CATALOG_ITEMS, EVENTS, OFFERS
 from cloud.errors import CloudError
@@ -161,6 +170,21 @@ def assign(connection: Connection, campaign: Active, household_id: str, now: dat
     return arm
 
 
+def leave(connection: Connection, household_id: str, retailer_id: str, now: datetime) -> int:
+    """Take the household out of the retailer's running campaigns (not stopped, not ended); return
+    from how many. Campaigns that are over keep their figures as they were."""
+    running = select(CAMPAIGNS.c.id).where(
+        CAMPAIGNS.c.retailer_id == retailer_id, CAMPAIGNS.c.stopped_at.is_(None), CAMPAIGNS.c.ends_at > now
+    )
+    removed = connection.execute(
+        delete(CAMPAIGN_ASSIGNMENTS).where(
+            CAMPAIGN_ASSIGNMENTS.c.household_id == household_id,
+            CAMPAIGN_ASSIGNMENTS.c.campaign_id.in_(running),
+        )
+    )
+    return int(removed.rowcount or 0)
+
+
 def stop(connection: Connection, retailer_id: str, campaign_id: str, now: datetime) -> bool:
     """Stop the retailer's campaign; return whether it had one by that id."""
     table = CAMPAIGNS.c
@@ -232,8 +256,9 @@ def two_proportion_p(a: int, n_a: int, b: int, n_b: int) -> float:
     return math.erfc(z / math.sqrt(2))
 
 
-def results(connection: Connection, retailer_id: str, campaign_id: str) -> Results | None:
-    """Return the campaign's aggregates; None if the retailer has no such campaign."""
+def results(connection: Connection, retailer_id: str, campaign_id: str, now: datetime) -> Results | None:
+    """Return the campaign's aggregates as they may be shown at ``now``; None if the retailer has no
+    such campaign."""
     campaign = connection.execute(
         select(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign_id, CAMPAIGNS.c.retailer_id == retailer_id)
     ).first()
@@ -250,6 +275,10 @@ def results(connection: Connection, retailer_id: str, campaign_id: str) -> Resul
     offered = connection.execute(
         select(OFFERS.c.arm, OFFERS.c.status).where(OFFERS.c.campaign_id == campaign_id)
     ).all()
+    # Only the households whose purchases may count: the others' are not even read.
+    allowing = consents.holding("analytics", now, recipient=retailer_id, naming="purchases")
+    counted = {str(h) for h in connection.execute(allowing).scalars()}
+    joined = {str(h): (str(arm), as_utc(at)) for h, arm, at in assigned}
     bought = connection.execute(
         select(EVENTS.c.household_id, EVENTS.c.occurred_at)
         .join(
@@ -259,51 +288,73 @@ def results(connection: Connection, retailer_id: str, campaign_id: str) -> Resul
                 CAMPAIGN_ASSIGNMENTS.c.campaign_id == campaign_id,
             ),
         )
-        .where(EVENTS.c.type == "item_added", EVENTS.c.code == campaign.gtin)
+        .where(
+            EVENTS.c.type == "item_added",
+            EVENTS.c.code == campaign.gtin,
+            EVENTS.c.household_id.in_(allowing),
+        )
     ).all()
-    joined = {str(h): (str(arm), as_utc(at)) for h, arm, at in assigned}
     converted_households = {
         str(h)
         for h, at in bought
-        if str(h) in joined and joined[str(h)][1] <= as_utc(at) <= joined[str(h)][1] + CONVERSION_WINDOW
+        if str(h) in counted and joined[str(h)][1] <= as_utc(at) <= joined[str(h)][1] + CONVERSION_WINDOW
     }
-    per_arm: dict[str, dict[str, int]] = {
-        arm: {"households": 0, "offers": 0, "accepted": 0, "converted": 0} for arm in arms
-    }
+    per_arm = {arm: _Figures() for arm in arms}
     for household, (arm, _at) in joined.items():
-        per_arm.setdefault(arm, {"households": 0, "offers": 0, "accepted": 0, "converted": 0})
-        per_arm[arm]["households"] += 1
-        per_arm[arm]["converted"] += household in converted_households
+        figures = per_arm.setdefault(arm, _Figures())
+        figures.households += 1
+        if household in counted:
+            figures.measured += 1
+            figures.converted += household in converted_households
     for arm, status in offered:
         if arm in per_arm:
-            per_arm[arm]["offers"] += 1
-            per_arm[arm]["accepted"] += status in ("accepted", "ordered")
+            per_arm[arm].offers += 1
+            per_arm[arm].accepted += status in ("accepted", "ordered")
+    return _results(campaign_id, arms, per_arm, max(int(campaign.min_sample), MIN_HOUSEHOLDS))
+
+
+@dataclass
+class _Figures:
+    """One arm's counts: households in it, those whose purchases count, and what they did."""
+
+    households: int = 0
+    measured: int = 0
+    offers: int = 0
+    accepted: int = 0
+    converted: int = 0
+
+
+def _results(campaign_id: str, arms: list[str], per_arm: dict[str, _Figures], enough: int) -> Results:
+    """Return the results from each arm's counts, withholding what covers too few households."""
     control = per_arm[CONTROL]
     out: list[ArmResult] = []
     best: tuple[float, str] | None = None
-    short = [arm for arm in arms if per_arm[arm]["households"] < max(campaign.min_sample, MIN_HOUSEHOLDS)]
     for arm in arms:
         figures = per_arm[arm]
-        withheld = figures["households"] < MIN_HOUSEHOLDS
-        if withheld:
+        if figures.households < MIN_HOUSEHOLDS:
             empty = Rate(None, None, None, None)
             out.append(ArmResult(arm, None, None, empty, empty, None, True))
             continue
-        n = figures["households"]
-        accepted = _rate(figures["accepted"], figures["offers"])
-        converted = _rate(figures["converted"], n)
+        accepted = _rate(figures.accepted, figures.offers)
+        # Conversion is over the households whose purchases count: withheld below MIN_HOUSEHOLDS of
+        # them, though the arm itself is shown.
+        converted = (
+            _rate(figures.converted, figures.measured)
+            if figures.measured >= MIN_HOUSEHOLDS
+            else Rate(None, None, None, None)
+        )
         p_value = None
-        if arm != CONTROL and control["households"] >= MIN_HOUSEHOLDS:
-            p_value = two_proportion_p(figures["converted"], n, control["converted"], control["households"])
-            lift = figures["converted"] / n - control["converted"] / control["households"]
+        if arm != CONTROL and min(figures.measured, control.measured) >= MIN_HOUSEHOLDS:
+            ours, theirs = (figures.converted, figures.measured), (control.converted, control.measured)
+            p_value = two_proportion_p(*ours, *theirs)
+            lift = ours[0] / ours[1] - theirs[0] / theirs[1]
             if p_value < SIGNIFICANCE and lift > 0 and (best is None or lift > best[0]):
                 best = (lift, arm)
-        out.append(ArmResult(arm, n, figures["offers"], accepted, converted, p_value, False))
+        out.append(ArmResult(arm, figures.households, figures.offers, accepted, converted, p_value, False))
+    short = [arm for arm in arms if per_arm[arm].measured < enough]
     if short:
         arms_short = f"arm {short[0]} has" if len(short) == 1 else f"arms {', '.join(short)} have"
-        verdict = (
-            f"no winner yet: {arms_short} fewer than {max(campaign.min_sample, MIN_HOUSEHOLDS)} households"
-        )
+        verdict = f"no winner yet: {arms_short} fewer than {enough} households whose purchases count"
         return Results(campaign_id, out, None, verdict)
     if best is None:
         return Results(campaign_id, out, None, "no variant converts better than the holdout at p < 0.05")

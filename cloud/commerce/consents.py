@@ -12,10 +12,13 @@ Purposes:
 - ``ordering``: the retailer receives the household's orders (lines, slot, substitutions). Choosing a
   retailer (``PUT /households/{id}/retailer``) grants it; withdrawing it cancels the household's
   orders with that retailer that can still be cancelled, and no new order goes there.
-- ``offers``: the retailer may make the household offers, from what the household's fridge
-  predicts it needs. Default: none.
+- ``offers``: the retailer may make the household offers, from the data the grant names: by
+  default its inventory and consumption (what the fridge predicts it needs); with ``purchases``,
+  complements from its own baskets too (``offers.py``). Withdrawing it takes the household out of
+  the retailer's running campaigns. Default: none.
 - ``analytics``: the household's purchases count in the co-purchase statistics ("bought
-  together") and in the aggregates retailers see. Default: none.
+  together") and in the aggregates retailers see (the retailer's campaigns' conversion), while a
+  grant naming ``purchases`` holds. Default: none.
 
 Withdrawing is as easy as granting: one API call, or one command on the fridge.
 """
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, Select, and_, insert, or_, select, update
 
 from cloud.db.engine import as_utc
 from cloud.db.tables import CONSENTS, RETAILERS
@@ -183,6 +186,42 @@ def active_grants(connection: Connection, purpose: str, now: datetime) -> dict[t
         )
     ).all()
     return {(str(h), str(r)): str(i) for h, r, i in rows}
+
+
+def active_scopes(
+    connection: Connection, purpose: str, now: datetime, *, recipient: str | None = None
+) -> dict[tuple[str, str], tuple[str, frozenset[str]]]:
+    """Return the grant that holds now, and the data categories it names, for every (household,
+    recipient) with the purpose (only ``recipient``'s if given): what a use of data checks its scope
+    against."""
+    table = CONSENTS.c
+    query = select(table.household_id, table.recipient, table.id, table.data_categories).where(
+        table.purpose == purpose,
+        table.granted_at <= now,
+        or_(table.withdrawn_at.is_(None), table.withdrawn_at > now),
+        or_(table.expires_at.is_(None), table.expires_at > now),
+    )
+    if recipient is not None:
+        query = query.where(table.recipient == recipient)
+    return {
+        (str(h), str(r)): (str(i), frozenset(c for c in str(categories).split(",") if c))
+        for h, r, i, categories in connection.execute(query).all()
+    }
+
+
+def holding(purpose: str, now: datetime, *, recipient: str, naming: DataCategory) -> Select[tuple[str]]:
+    """Return a query of the households whose consent to the recipient for the purpose holds at
+    ``now`` and names the data category: a subquery, so that a use of data reads only theirs."""
+    table = CONSENTS.c
+    return select(table.household_id).where(
+        table.purpose == purpose,
+        table.recipient == recipient,
+        table.granted_at <= now,
+        or_(table.withdrawn_at.is_(None), table.withdrawn_at > now),
+        or_(table.expires_at.is_(None), table.expires_at > now),
+        # Categories are stored sorted and comma-separated, and no category's name is in another's.
+        table.data_categories.contains(naming),
+    )
 
 
 def consenting(connection: Connection, purpose: str, now: datetime) -> set[str]:

@@ -1,7 +1,9 @@
 """Offers: useful, explained, capped, and only from the companies the household chose.
 
 An offer run goes through the households that consented to offers from a retailer
-(``cloud/commerce/consents.py``; none by default) and, for each, gathers candidates from two signals:
+(``cloud/commerce/consents.py``; none by default) and, for each, gathers candidates from three
+signals, each only where the grant names every data category it reads (:data:`NEED_DATA`,
+:data:`HISTORY_DATA`):
 
 - **need**: an item the household's fridge predicts runs out within :data:`NEED_DAYS`, sold by the
   retailer ("your milk runs out on Thursday"); it uses the household's inventory and consumption.
@@ -13,13 +15,21 @@ An offer run goes through the households that consented to offers from a retaile
 - **campaign**: the retailer's campaign (``cloud/commerce/campaigns.py``), in the variant the household's arm
   gives it (none for the holdout); it uses none of the household's data.
 
+The offers grant's default categories (inventory and consumption) allow needs and campaigns; a
+complement needs a grant naming purchases. The rules below that read the fridge's data read only
+what the grant names too: "plenty of it" the inventory and consumption, "just bought" the
+purchases. The household's dealings with the offers and orders themselves (what it has on order,
+was offered, answered, turned off) are always read: they only ever hold an offer back.
+
 Never echoes: no item the household has plenty of, bought in the last :data:`JUST_BOUGHT`, has on
 order or in a basket, or was offered in the last :data:`COOLDOWN`; nothing of a category it turned
 off ("not this category"). Answers teach the ranking: each dismissal in a category halves the
 score of that category's candidates, each acceptance raises it by a fifth. At most
 :data:`WEEKLY_CAP` offers a household a week, none in its quiet hours (its own time zone), at most
 :data:`PER_RUN` a run. Every offer records the consent that allowed it, the signal and the data it
-used, and goes to the household's fridges (``offer_sent``) and its API.
+used (its signal's categories), and goes to the household's fridges (``offer_sent``) and its API.
+The co-purchase statistics are fitted on the baskets of households whose ``analytics`` consent
+names purchases.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import itertools
 import logging
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, Literal
@@ -52,7 +62,7 @@ from cloud.db.tables import (
 from cloud.errors import CloudError
 from cloud.planning.planner import HouseholdPlan, ItemPlan, plan_households
 from shared.clock import Clock
-from shared.vocabulary import OFFER_ANSWERS, OfferKind
+from shared.vocabulary import OFFER_ANSWERS, DataCategory, OfferKind
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +87,10 @@ EXPLORE_NEIGHBOURS = 100
 LIFT_MAX_AGE = timedelta(hours=6)
 DISMISSED_FACTOR = 0.5
 ACCEPTED_FACTOR = 1.2
+# The household's data each signal reads: a signal runs only under a grant naming all of it, and its
+# offers record it. Popularity (without the household's history) and campaigns read none.
+NEED_DATA: tuple[DataCategory, ...] = ("inventory", "consumption")
+HISTORY_DATA: tuple[DataCategory, ...] = ("purchases",)
 
 Strategy = Literal["frigo", "popular"]
 
@@ -165,7 +179,13 @@ class LiftCache:
 
     def get(self, connection: Connection, now: datetime) -> Lift:
         """Return the statistics for a run at ``now``, fitting them again if they are due."""
-        consenting = consents.consenting(connection, "analytics", now)
+        consenting = {
+            household
+            for (household, _recipient), (_id, data) in consents.active_scopes(
+                connection, "analytics", now
+            ).items()
+            if set(HISTORY_DATA) <= data
+        }
         fresh = (
             self._lift is not None
             and self._fitted_at is not None
@@ -197,14 +217,14 @@ def run_offers(
     now = clock.now()
     run = OfferRun()
     with engine.begin() as connection:
-        grants = consents.active_grants(connection, "offers", now)
+        grants = consents.active_scopes(connection, "offers", now)
         if not grants:
             return run
         lift = (lift_cache or LiftCache()).get(connection, now)
         catalogs: dict[str, dict[str, Any]] = {}  # each retailer's, read once a run
-        by_household: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for (household, retailer), consent_id in sorted(grants.items()):
-            by_household[household].append((retailer, consent_id))
+        by_household: dict[str, list[tuple[str, str, frozenset[str]]]] = defaultdict(list)
+        for (household, retailer), (consent_id, data) in sorted(grants.items()):
+            by_household[household].append((retailer, consent_id, data))
         for household, recipients in by_household.items():
             run.households += 1
             made = _offer_household(
@@ -226,10 +246,12 @@ def candidates(
     now: datetime,
     strategy: Strategy = "frigo",
     *,
+    granted: Collection[str],
     catalog: dict[str, Any] | None = None,
     plan: HouseholdPlan | None = None,
 ) -> list[Candidate]:
-    """Return the household's candidates from the retailer, best first, after every filter.
+    """Return the household's candidates from the retailer, best first, after every filter, reading
+    only the data categories ``granted`` (those the household's offers consent to the retailer names).
 
     ``catalog`` (the retailer's, from :func:`sold_by`) and ``plan`` (the household's) save a run
     that offers for several households or retailers from reading them again.
@@ -237,10 +259,11 @@ def candidates(
     catalog = catalog if catalog is not None else sold_by(connection, retailer)
     if not catalog:
         return []
-    if plan is None:
+    reads_stock, reads_history = set(NEED_DATA) <= set(granted), set(HISTORY_DATA) <= set(granted)
+    if reads_stock and plan is None:
         (plan,) = plan_households(connection, [household], now)
-    items = {item.code: item for item in plan.items}
-    history = bought(connection, household, now - LOOKBACK)
+    items = {item.code: item for item in plan.items} if reads_stock and plan is not None else {}
+    history = bought(connection, household, now - LOOKBACK) if reads_history else None
 
     found: dict[str, Candidate] = {}
     if strategy == "popular":
@@ -248,16 +271,21 @@ def candidates(
         items = {}
     _add_needs(found, items, catalog, now)
     if strategy == "frigo":
-        _add_explored(found, lift.explore.get(household, []), catalog, history)
-        if household not in lift.explore:
-            _add_co_purchased(found, lift, catalog, history)
+        if history is not None:
+            _add_explored(found, lift.explore.get(household, []), catalog, history)
+            if household not in lift.explore:
+                _add_co_purchased(found, lift, catalog, history)
         _add_campaigns(found, connection, retailer, household, catalog, now)
-    return _kept(connection, household, found, items, now)
+    return _kept(connection, household, found, items, now, reads_history=reads_history)
 
 
-def _add_popular(found: dict[str, Candidate], lift: Lift, catalog: dict[str, Any], history: set[str]) -> None:
-    """Add the most bought products the household never bought (the popularity baseline)."""
-    ranked = sorted((n, code) for code, n in lift.count.items() if code in catalog and code not in history)
+def _add_popular(
+    found: dict[str, Candidate], lift: Lift, catalog: dict[str, Any], history: set[str] | None
+) -> None:
+    """Add the most bought products the household never bought (the popularity baseline); without
+    its history (``None``: not granted), the most bought products, from others' baskets alone."""
+    seen = history or set()
+    ranked = sorted((n, code) for code, n in lift.count.items() if code in catalog and code not in seen)
     for rank, (_n, code) in enumerate(reversed(ranked)):
         found[code] = Candidate(
             code,
@@ -265,7 +293,7 @@ def _add_popular(found: dict[str, Candidate], lift: Lift, catalog: dict[str, Any
             catalog[code].category,
             "complement",
             f"{catalog[code].name} is popular with other households",
-            ("purchases",),
+            HISTORY_DATA if history is not None else (),
             1.0 / (1 + rank),
         )
 
@@ -286,7 +314,7 @@ def _add_needs(
             catalog[code].category,
             "need",
             f"your {name} {when}, as your fridge sees it used",
-            ("inventory", "consumption"),
+            NEED_DATA,
             1.0 + (NEED_DAYS - p50) / NEED_DAYS,
         )
 
@@ -310,7 +338,7 @@ def _add_explored(
         else:
             reason = f"{name} is what households are taking up lately"
         found[code] = Candidate(
-            code, name, catalog[code].category, "complement", reason, ("purchases",), 0.85 / (1 + rank)
+            code, name, catalog[code].category, "complement", reason, HISTORY_DATA, 0.85 / (1 + rank)
         )
 
 
@@ -338,7 +366,7 @@ def _add_co_purchased(
                 "complement",
                 f"households who buy {owned_name} often buy {catalog[b].name} "
                 f"({strength:.1f}× as often as others)",
-                ("purchases",),
+                HISTORY_DATA,
                 score,
             )
 
@@ -379,9 +407,15 @@ def _kept(
     found: dict[str, Candidate],
     items: dict[str, ItemPlan],
     now: datetime,
+    *,
+    reads_history: bool,
 ) -> list[Candidate]:
-    """Return the candidates that pass every filter, best first, scored by the household's taste."""
-    just = bought(connection, household, now - JUST_BOUGHT)
+    """Return the candidates that pass every filter, best first, scored by the household's taste.
+
+    "Plenty of it" reads ``items`` (empty unless the grant names inventory and consumption), "just
+    bought" the purchases only if ``reads_history``.
+    """
+    just = bought(connection, household, now - JUST_BOUGHT) if reads_history else set()
     coming = on_order(connection, household, now - JUST_BOUGHT)
     recent = offered(connection, household, now - COOLDOWN)
     turned_off = suppressed(connection, household)
@@ -435,7 +469,7 @@ def answer(connection: Connection, household: str, offer_id: str, given: str, no
 def _offer_household(
     connection: Connection,
     household: str,
-    recipients: list[tuple[str, str]],
+    recipients: list[tuple[str, str, frozenset[str]]],
     lift: Lift,
     now: datetime,
     weekly_cap: int,
@@ -459,12 +493,22 @@ def _offer_household(
         run.capped += 1
         return 0
     pool = []
-    (plan,) = plan_households(connection, [household], now)  # once, whatever the retailers
-    for retailer, consent_id in recipients:
+    plan = None
+    if any(set(NEED_DATA) <= data for _retailer, _consent, data in recipients):
+        (plan,) = plan_households(connection, [household], now)  # once, whatever the retailers
+    for retailer, consent_id, data in recipients:
         if retailer not in catalogs:
             catalogs[retailer] = sold_by(connection, retailer)
         found = candidates(
-            connection, household, retailer, lift, now, strategy, catalog=catalogs[retailer], plan=plan
+            connection,
+            household,
+            retailer,
+            lift,
+            now,
+            strategy,
+            granted=data,
+            catalog=catalogs[retailer],
+            plan=plan,
         )
         pool += [(candidate, retailer, consent_id) for candidate in found]
     pool.sort(key=lambda entry: (-entry[0].score, entry[0].gtin, entry[1]))

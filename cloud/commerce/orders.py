@@ -557,7 +557,15 @@ def _announce(connection: Connection, order_id: str, now: datetime, webhook: str
     commands.enqueue_for_household(connection, order.household_id, message, now)
     if webhook is not None:
         body = ORDER_JSON.dump_python(order, mode="json")
-        deliveries.enqueue(connection, order.retailer_id, webhook, body, now)
+        deliveries.enqueue(
+            connection,
+            order.retailer_id,
+            webhook,
+            body,
+            now,
+            household_id=order.household_id,
+            order_id=order.id,
+        )
 
 
 def _effective_quantity() -> ColumnElement[int]:

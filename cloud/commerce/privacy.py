@@ -47,6 +47,7 @@ from cloud.db.tables import (
     PLANNED_ORDER_LINES,
     PLANNED_ORDERS,
     RETAILERS,
+    WEB_SESSIONS,
     WEBHOOK_DELIVERIES,
 )
 from shared.messages import WipeRequested
@@ -230,10 +231,12 @@ def erase(connection: Connection, household_id: str, now: datetime) -> str:
     tokens = select(ACCESS_TOKENS.c.token_hash).where(ACCESS_TOKENS.c.household_id == household_id)
     # Stored responses of the household's requests, and webhooks that named it.
     connection.execute(delete(IDEMPOTENCY_KEYS).where(IDEMPOTENCY_KEYS.c.principal.in_(tokens)))
-    mentions = [WEBHOOK_DELIVERIES.c.payload.contains(household_id)] + [
-        WEBHOOK_DELIVERIES.c.payload.contains(order) for order in orders
-    ]
-    connection.execute(delete(WEBHOOK_DELIVERIES).where(or_(*mentions)))
+    # By equality: matching the payload (LIKE '%hh-kitchen%') also erased hh-kitchen-2's webhooks.
+    connection.execute(
+        delete(WEBHOOK_DELIVERIES).where(
+            or_(WEBHOOK_DELIVERIES.c.household_id == household_id, WEBHOOK_DELIVERIES.c.order_id.in_(orders))
+        )
+    )
     connection.execute(delete(OFFERS).where(OFFERS.c.household_id == household_id))
     connection.execute(delete(OFFER_SUPPRESSIONS).where(OFFER_SUPPRESSIONS.c.household_id == household_id))
     connection.execute(
@@ -246,6 +249,13 @@ def erase(connection: Connection, household_id: str, now: datetime) -> str:
     connection.execute(delete(PLANNED_ORDER_LINES).where(PLANNED_ORDER_LINES.c.order_id.in_(baskets)))
     connection.execute(delete(PLANNED_ORDERS).where(PLANNED_ORDERS.c.household_id == household_id))
     connection.execute(delete(EVENTS).where(EVENTS.c.household_id == household_id))
+    # Its web sign-ins go with its tokens (they point at them), and operators' sign-ins to it too.
+    household_tokens = select(ACCESS_TOKENS.c.id).where(ACCESS_TOKENS.c.household_id == household_id)
+    connection.execute(
+        delete(WEB_SESSIONS).where(
+            or_(WEB_SESSIONS.c.token_id.in_(household_tokens), WEB_SESSIONS.c.household_id == household_id)
+        )
+    )
     connection.execute(delete(ACCESS_TOKENS).where(ACCESS_TOKENS.c.household_id == household_id))
     connection.execute(delete(DEAD_LETTERS).where(DEAD_LETTERS.c.device_id.in_(devices)))
     connection.execute(delete(DEVICE_COMMANDS).where(DEVICE_COMMANDS.c.device_id.in_(devices)))

@@ -22,7 +22,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from cloud.errors import BrokerStartError
+from cloud.errors import BrokerBusy, BrokerStartError
 
 if TYPE_CHECKING:
     from cloud.mqtt.auth import BrokerAuth
@@ -73,7 +73,7 @@ def _broker_class() -> type[Any]:
     from amqtt.broker import Broker  # imported here: only the cloud extra installs amqtt
     from amqtt.contexts import Action
     from amqtt.errors import AMQTTError, MQTTError, NoDataError
-    from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+    from amqtt.mqtt.connack import NOT_AUTHORIZED, SERVER_UNAVAILABLE, ConnackPacket
     from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 
     class CheckedBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
@@ -99,8 +99,13 @@ def _broker_class() -> type[Any]:
                 raise MQTTError(exc) from exc
             except (AMQTTError, NoDataError) as exc:
                 raise AMQTTError(exc) from exc
-            if not await Broker._authenticate(self, session, None):
-                await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+            refusal = NOT_AUTHORIZED
+            try:
+                admitted = await Broker._authenticate(self, session, None)
+            except BrokerBusy:  # cloud/mqtt/auth.py: too many checks pending; the client retries
+                admitted, refusal = False, SERVER_UNAVAILABLE
+            if not admitted:
+                await ConnackPacket.build(0, refusal).to_stream(writer)
                 await writer.close()
                 raise MQTTError(f"refused client {session.client_id!r} (user {session.username!r})")
             return handler, await _adopt_session(self, session)
@@ -189,6 +194,14 @@ def _peer(writer: Any) -> str:
     return f"{peer[0]}:{peer[1]}" if peer else "an unknown address"
 
 
+class _RefusalsLoggedElsewhere(logging.Filter):
+    """Drop amqtt's warning for each refused CONNECT: cloud/mqtt/auth.py logs refusals already, a
+    flood of them once a minute, and a warning each would flood the log instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Failed to initialize client session: refused client" not in record.getMessage()
+
+
 class _Replay:
     """A reader (amqtt's ``ReaderAdapter`` interface) that first gives back bytes already read."""
 
@@ -264,6 +277,9 @@ class EmbeddedBroker:
         # amqtt logs every connection at INFO; keep the demo's console readable.
         logging.getLogger("amqtt").setLevel(logging.WARNING)
         logging.getLogger("transitions").setLevel(logging.WARNING)
+        amqtt_broker = logging.getLogger("amqtt.broker")
+        if not any(isinstance(f, _RefusalsLoggedElsewhere) for f in amqtt_broker.filters):
+            amqtt_broker.addFilter(_RefusalsLoggedElsewhere())
         self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):

@@ -147,7 +147,10 @@ def _load(connection: Connection, household_ids: list[str], now: datetime) -> _I
     start = now.date() - timedelta(days=WINDOW_DAYS)
     since = datetime.combine(start, time(), UTC)
     events = EVENTS.c
-    mine = (events.household_id.in_(household_ids), events.code.is_not(None))
+    # Both reads stop at the same stored event: on SQLite each SELECT outside a transaction sees
+    # its own moment, and an event stored between them would name a product the totals lack.
+    last = connection.execute(select(func.max(events.id))).scalar() or 0
+    mine = (events.household_id.in_(household_ids), events.code.is_not(None), events.id <= last)
     added = case((events.type == "item_added", events.quantity_delta))
     totals = connection.execute(
         select(

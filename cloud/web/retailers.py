@@ -1,13 +1,18 @@
 """What the retailer's dashboard page (``/web/retailer``, ``cloud/web/pages.py``) shows: its order
 queue with the moves each order allows, a summary of its catalog, its campaigns' A/B results with a
 chart of conversion, and its webhook endpoints with their delivery logs. Only the retailer's own rows.
-``marks`` tells the page's live stream which sections changed.
+``marks`` tells the page's live stream which sections changed, in digests that carry no figure.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import math
+import secrets
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, case, func, select
@@ -116,8 +121,8 @@ def campaign_chart_scale(highs: list[float]) -> float:
     return min(max(math.ceil(max(highs, default=0.0) * 10 - 1e-9), 1), 10) / 10
 
 
-def campaign_results(connection: Connection, retailer_id: str) -> list[dict[str, Any]]:
-    """Return the retailer's campaigns, newest first, with their results and chart rows."""
+def campaign_results(connection: Connection, retailer_id: str, now: datetime) -> list[dict[str, Any]]:
+    """Return the retailer's campaigns, newest first, with their results at ``now`` and chart rows."""
     rows = connection.execute(
         select(CAMPAIGNS)
         .where(CAMPAIGNS.c.retailer_id == retailer_id)
@@ -125,7 +130,7 @@ def campaign_results(connection: Connection, retailer_id: str) -> list[dict[str,
     ).all()
     out = []
     for row in rows:
-        found = campaigns.results(connection, retailer_id, str(row.id))
+        found = campaigns.results(connection, retailer_id, str(row.id), now)
         assert found is not None  # the campaign is the retailer's
         arms = [asdict(arm) for arm in found.arms]
         scale = campaign_chart_scale([arm["converted"]["high"] or 0.0 for arm in arms])
@@ -197,10 +202,13 @@ def webhook_log(connection: Connection, retailer_id: str) -> list[dict[str, Any]
 def marks(connection: Connection, retailer_id: str) -> dict[str, str]:
     """Return a mark per live section of the page that changes whenever what the section shows does.
 
-    Orders: every move raises an order's version, so their count and the versions' sum. Webhooks:
-    the endpoints' states and the deliveries' attempts and outcomes. Campaigns: their stops, the
-    households assigned and the offers made and answered (conversions, which come from the fridges'
-    events, show at the next of these or on reload).
+    Each mark is an opaque digest (:func:`digest`), never a count: the page and its stream carry no
+    figure the page does not show. Orders: every move raises an order's version, so their count and
+    the versions' sum. Webhooks: the endpoints' states and the deliveries' attempts and outcomes.
+    Campaigns: their stops and, per arm the page shows, its households, offers made and answered;
+    of an arm withheld (fewer than MIN_HOUSEHOLDS households) only that it is withheld, so that
+    nothing of it moves the mark: no reload tells when one of its households joins or answers.
+    Conversions, which come from the fridges' events, show at the next of these or on reload.
     """
     orders = connection.execute(
         select(func.count(), func.coalesce(func.sum(ORDERS.c.version), 0)).where(
@@ -223,28 +231,69 @@ def marks(connection: Connection, retailer_id: str) -> dict[str, str]:
             func.coalesce(func.sum(case((WEBHOOK_DELIVERIES.c.status == "pending", 0), else_=1)), 0),
         ).where(WEBHOOK_DELIVERIES.c.endpoint_id.in_(mine))
     ).one()
-    theirs = select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.retailer_id == retailer_id).scalar_subquery()
-    stops = connection.execute(
-        select(
-            func.count(), func.coalesce(func.sum(case((CAMPAIGNS.c.stopped_at.is_(None), 0), else_=1)), 0)
-        ).where(CAMPAIGNS.c.retailer_id == retailer_id)
-    ).one()
-    assigned = connection.execute(
-        select(func.count()).where(CAMPAIGN_ASSIGNMENTS.c.campaign_id.in_(theirs))
-    ).scalar_one()
-    answered = connection.execute(
-        select(func.count(), func.count(OFFERS.c.answered_at)).where(OFFERS.c.campaign_id.in_(theirs))
-    ).one()
     return {
-        "orders": "-".join(str(part) for part in orders),
-        "webhooks": "-".join(str(part) for part in (*hooks, *sent)),
-        "campaigns": "-".join(str(part) for part in (*stops, assigned, *answered)),
+        "orders": digest(retailer_id, "orders", list(orders)),
+        "webhooks": digest(retailer_id, "webhooks", [*hooks, *sent]),
+        "campaigns": digest(retailer_id, "campaigns", _campaign_figures(connection, retailer_id)),
     }
 
 
-def retailer_dashboard(connection: Connection, retailer_id: str) -> dict[str, Any]:
-    """Return everything the retailer's page shows, and its marks, taken first: a change made while
-    the page is read then reaches the page through its stream."""
+def _campaign_figures(connection: Connection, retailer_id: str) -> list[Any]:
+    """Return what the campaigns section shows that can change: each campaign's stop, and the
+    households, offers and answers of each arm it does not withhold."""
+    theirs = select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.retailer_id == retailer_id).scalar_subquery()
+    table = CAMPAIGN_ASSIGNMENTS.c
+    households = {
+        (str(campaign), str(arm)): int(n)
+        for campaign, arm, n in connection.execute(
+            select(table.campaign_id, table.arm, func.count())
+            .where(table.campaign_id.in_(theirs))
+            .group_by(table.campaign_id, table.arm)
+        ).all()
+    }
+    answers = {
+        (str(campaign), str(arm)): (int(made), int(answered))
+        for campaign, arm, made, answered in connection.execute(
+            select(OFFERS.c.campaign_id, OFFERS.c.arm, func.count(), func.count(OFFERS.c.answered_at))
+            .where(OFFERS.c.campaign_id.in_(theirs))
+            .group_by(OFFERS.c.campaign_id, OFFERS.c.arm)
+        ).all()
+    }
+    stops = connection.execute(
+        select(CAMPAIGNS.c.id, CAMPAIGNS.c.stopped_at.is_not(None))
+        .where(CAMPAIGNS.c.retailer_id == retailer_id)
+        .order_by(CAMPAIGNS.c.id)
+    ).all()
+    figures: list[Any] = []
+    for campaign, stopped in stops:
+        arms = sorted({arm for (c, arm) in (*households, *answers) if c == campaign})
+        shown = [
+            [arm, households.get((campaign, arm), 0), *answers.get((campaign, arm), (0, 0))]
+            if households.get((campaign, arm), 0) >= campaigns.MIN_HOUSEHOLDS
+            else [arm, "withheld"]
+            for arm in arms
+        ]
+        figures.append([str(campaign), bool(stopped), shown])
+    return figures
+
+
+# The marks' key, drawn by each worker when it starts: without it, a digest of small counts could be
+# reversed by trying them all. A page read from one worker and streamed from another sees every
+# section as changed once and reloads it; a key shared through the database would spare that.
+_MARK_KEY = secrets.token_bytes(32)
+# 64 bits of HMAC-SHA256: two states of a section share a mark once in 2**64.
+MARK_HEX = 16
+
+
+def digest(retailer_id: str, section: str, figures: list[Any]) -> str:
+    """Return the mark of what a section shows: a keyed digest (HMAC-SHA256, hex, truncated)."""
+    message = json.dumps([retailer_id, section, figures], default=str, separators=(",", ":"))
+    return hmac.new(_MARK_KEY, message.encode(), hashlib.sha256).hexdigest()[:MARK_HEX]
+
+
+def retailer_dashboard(connection: Connection, retailer_id: str, now: datetime) -> dict[str, Any]:
+    """Return everything the retailer's page shows at ``now`` (the worker's clock), and its marks,
+    taken first: a change made while the page is read then reaches the page through its stream."""
     found = marks(connection, retailer_id)
     name = connection.execute(select(RETAILERS.c.name).where(RETAILERS.c.id == retailer_id)).scalar()
     return {
@@ -253,7 +302,7 @@ def retailer_dashboard(connection: Connection, retailer_id: str) -> dict[str, An
         "retailer_name": str(name or retailer_id),
         "queue": order_queue(connection, retailer_id),
         "catalog": catalog_summary(connection, retailer_id),
-        "campaigns": campaign_results(connection, retailer_id),
+        "campaigns": campaign_results(connection, retailer_id, now),
         "webhooks": webhook_log(connection, retailer_id),
         "chart_width": LABEL_WIDTH + BAR_WIDTH + 10,
         "label_width": LABEL_WIDTH,

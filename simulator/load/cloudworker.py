@@ -36,13 +36,34 @@ def start_cloud(
     deadline = time.monotonic() + CLOUD_START_TIMEOUT_S
     while True:
         try:
-            if httpx.get(f"http://127.0.0.1:{http_port}/stats", timeout=1).json()["broker_connected"]:
+            # Ready: the database and the broker answer (/stats takes an operator's token).
+            if httpx.get(f"http://127.0.0.1:{http_port}/readyz", timeout=1).status_code == 200:
                 return process, http_port
         except httpx.HTTPError:
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
                 raise
         time.sleep(0.1)
+
+
+def operator_headers(database_url: str) -> dict[str, str]:
+    """Return the Authorization header of a new operator's token in the worker's database, for
+    ``/stats`` and ``/metrics`` (after :func:`start_cloud`: the worker made the schema)."""
+    from datetime import UTC, datetime
+
+    from sqlmodel import Session
+
+    from cloud.db.engine import create_db_engine
+    from cloud.identity.tokens import issue_token
+
+    engine = create_db_engine(database_url)
+    try:
+        with Session(engine) as session:
+            token = issue_token(session, "admin", None, datetime.now(UTC))
+            session.commit()
+    finally:
+        engine.dispose()
+    return {"Authorization": f"Bearer {token}"}
 
 
 def stop_cloud(process: subprocess.Popen[bytes]) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from simulator.errors import ScenarioError
 from simulator.load.broker import CLOUD_USER, MAX_QUEUED, Credential, make_credentials, write_broker_files
-from simulator.load.cloudworker import start_cloud, stop_cloud
+from simulator.load.cloudworker import operator_headers, start_cloud, stop_cloud
 from simulator.load.procfs import cpu_seconds, rss_mb, tree_cpu_seconds
 from simulator.load.progress import show_progress
 from simulator.load.settings import LoadSettings
@@ -69,10 +69,11 @@ class Sampler:
 
 @dataclass(frozen=True, slots=True)
 class CloudProcess:
-    """The ``frigo cloud`` worker of a run: its process id and HTTP port."""
+    """The ``frigo cloud`` worker of a run: its process id, HTTP port and an operator's header."""
 
     pid: int
     http_port: int
+    operator: dict[str, str]
 
 
 async def _run_swarm(swarm: Swarm, sampler: Sampler, progress: bool) -> SwarmStats:
@@ -146,9 +147,10 @@ def _start_broker(
 def _start_cloud(stack: ExitStack, directory: Path, port: int, cloud_password: str) -> CloudProcess:
     """Start a cloud worker on SQLite logged in as the cloud user; stop it when ``stack`` closes."""
     env = {"FRIGO_CLOUD_MQTT__USERNAME": CLOUD_USER, "FRIGO_CLOUD_MQTT__PASSWORD": cloud_password}
-    process, http_port = start_cloud(f"sqlite:///{directory / 'cloud.db'}", port, "sim-swarm", env)
+    database_url = f"sqlite:///{directory / 'cloud.db'}"
+    process, http_port = start_cloud(database_url, port, "sim-swarm", env)
     stack.callback(stop_cloud, process)
-    return CloudProcess(process.pid, http_port)
+    return CloudProcess(process.pid, http_port, operator_headers(database_url))
 
 
 def _measure(swarm: Swarm, broker_pid: int, cloud: CloudProcess | None, progress: bool) -> dict[str, Any]:
@@ -192,7 +194,7 @@ def _cloud_figures(cloud: CloudProcess, cpu_before: float, wall: float) -> dict[
     """Return what the cloud worker stored, the duplicates it saw, and its CPU since ``cpu_before``."""
     import httpx
 
-    stored = httpx.get(f"http://127.0.0.1:{cloud.http_port}/stats", timeout=10).json()
+    stored = httpx.get(f"http://127.0.0.1:{cloud.http_port}/stats", timeout=10, headers=cloud.operator).json()
     return {
         "cloud_stored": stored["stored"],
         "cloud_duplicates": stored["duplicates"],

@@ -283,6 +283,10 @@ def test_docs_and_openapi_are_served(client: httpx.Client) -> None:
     assert body["info"]["version"] == "0.1.0"
     assert sorted(body["paths"]) == [
         "/admin/dead-letters",
+        "/admin/retailers/{retailer_id}/keys",
+        "/admin/retailers/{retailer_id}/keys/{key_id}/revoke",
+        "/admin/tokens",
+        "/admin/tokens/{token_id}/revoke",
         "/healthz",
         "/households",
         "/households/{household_id}",

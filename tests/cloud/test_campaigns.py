@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,8 @@ from cloud.commerce import campaigns, consents
 from cloud.commerce.campaigns import CONTROL, Active, Variant, arm_of, two_proportion_p, wilson
 from cloud.commerce.catalog import upsert_catalog
 from cloud.commerce.offers import run_offers
-from cloud.db.tables import CAMPAIGN_ASSIGNMENTS, OFFERS
+from cloud.commerce.withdrawal import withdraw_consent
+from cloud.db.tables import CAMPAIGN_ASSIGNMENTS, CAMPAIGNS, OFFERS
 from cloud.identity.retailers import create_retailer
 from cloud.service import CloudService
 from shared import topics
@@ -93,13 +94,25 @@ def shop(engine: Engine) -> tuple[str, str]:
     return retailer_id, key
 
 
-def households(cloud: CloudService, arm_counts: dict[str, tuple[int, int]], campaign_id: str) -> None:
-    """Make households in each arm, ``converted`` of ``n`` of them buying chocolate after joining."""
+def households(
+    cloud: CloudService,
+    retailer: str,
+    arm_counts: dict[str, tuple[int, int]],
+    campaign_id: str,
+    *,
+    measured: Callable[[str, int], bool] = lambda arm, i: True,
+) -> list[str]:
+    """Make households in each arm, ``converted`` of ``n`` of them buying chocolate after joining;
+    the ``measured`` ones (by arm and index; all by default) allow the retailer analytics. Return
+    them, arm by arm, converters first."""
     messages = []
     rows = []
+    allowing = []
     for arm, (n, converted) in arm_counts.items():
         for i in range(n):
             device = f"{arm.lower()}-{i}-{campaign_id[:6]}"
+            if measured(arm, i):
+                allowing.append(f"hh-{device}")
             # Every household has one event (so it exists); converters buy the chocolate.
             code = CHOCOLATE if i < converted else MILK
             event = ItemAdded(
@@ -118,6 +131,9 @@ def households(cloud: CloudService, arm_counts: dict[str, tuple[int, int]], camp
     cloud.ingestor.process(messages)
     with cloud.engine.begin() as connection:
         connection.execute(insert(CAMPAIGN_ASSIGNMENTS), rows)
+        for household in allowing:
+            consents.grant(connection, household, retailer, "analytics", NOW - timedelta(days=1))
+    return [str(row["household_id"]) for row in rows]
 
 
 def new_campaign(client: httpx.Client, *, min_sample: int = 20) -> dict[str, Any]:
@@ -145,10 +161,10 @@ def new_campaign(client: httpx.Client, *, min_sample: int = 20) -> dict[str, Any
 def test_results_withhold_small_arms_and_name_no_winner_before_the_minimum_sample(
     cloud: CloudService,
 ) -> None:
-    _retailer, key = shop(cloud.engine)
+    retailer, key = shop(cloud.engine)
     with httpx.Client(base_url=cloud.url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as client:
         campaign = new_campaign(client, min_sample=40)
-        households(cloud, {CONTROL: (30, 3), "A": (30, 15), "B": (12, 6)}, campaign["id"])
+        households(cloud, retailer, {CONTROL: (30, 3), "A": (30, 15), "B": (12, 6)}, campaign["id"])
         results = client.get(f"/retailer/campaigns/{campaign['id']}/results").json()
     arms = {arm["arm"]: arm for arm in results["arms"]}
     # B has 12 households: everything about it is withheld.
@@ -170,13 +186,13 @@ def test_results_withhold_small_arms_and_name_no_winner_before_the_minimum_sampl
 def test_a_winner_is_named_only_when_every_arm_is_large_enough_and_the_difference_holds(
     cloud: CloudService,
 ) -> None:
-    _retailer, key = shop(cloud.engine)
+    retailer, key = shop(cloud.engine)
     with httpx.Client(base_url=cloud.url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as client:
         strong = new_campaign(client)
-        households(cloud, {CONTROL: (40, 4), "A": (40, 20), "B": (40, 6)}, strong["id"])
+        households(cloud, retailer, {CONTROL: (40, 4), "A": (40, 20), "B": (40, 6)}, strong["id"])
         clear = client.get(f"/retailer/campaigns/{strong['id']}/results").json()
         weak = new_campaign(client)
-        households(cloud, {CONTROL: (40, 8), "A": (40, 10), "B": (40, 9)}, weak["id"])
+        households(cloud, retailer, {CONTROL: (40, 8), "A": (40, 10), "B": (40, 9)}, weak["id"])
         unclear = client.get(f"/retailer/campaigns/{weak['id']}/results").json()
         # Another retailer sees nothing of it.
         _other, other_key = shop(cloud.engine)
@@ -187,6 +203,98 @@ def test_a_winner_is_named_only_when_every_arm_is_large_enough_and_the_differenc
     assert unclear["winner"] is None
     assert unclear["verdict"] == "no variant converts better than the holdout at p < 0.05"
     assert other.status_code == 404
+
+
+def test_conversion_counts_only_the_households_that_allow_the_retailer_analytics(cloud: CloudService) -> None:
+    retailer, key = shop(cloud.engine)
+    other, _other_key = shop(cloud.engine)
+    with httpx.Client(base_url=cloud.url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as client:
+        campaign = new_campaign(client)
+
+        def results() -> dict[str, dict[str, Any]]:
+            found = client.get(f"/retailer/campaigns/{campaign['id']}/results").json()
+            return {arm["arm"]: arm for arm in found["arms"]}
+
+        # A: 30 households, the first 15 bought the chocolate; only the last 25 allow analytics
+        # (10 of the buyers). B: 30, of which 12 allow it. The holdout: 30, all allowing it.
+        made = households(
+            cloud,
+            retailer,
+            {CONTROL: (30, 3), "A": (30, 15), "B": (30, 10)},
+            campaign["id"],
+            measured=lambda arm, i: arm == CONTROL or (arm == "A" and i >= 5) or (arm == "B" and i < 12),
+        )
+        arms = results()
+        # A's conversion is over the 25 that allow it: 10 of them bought; the arm shows all 30.
+        assert arms["A"]["households"] == 30
+        assert arms["A"]["converted"]["count"] == 10
+        assert arms["A"]["converted"]["rate"] == round(10 / 25, 4)
+        assert arms["A"]["p_value"] == pytest.approx(two_proportion_p(10, 25, 3, 30))
+        # B's 12 are too few to show a conversion: withheld, though the arm is not.
+        assert arms["B"]["households"] == 30
+        assert arms["B"]["converted"] == {"count": None, "rate": None, "low": None, "high": None}
+        assert arms["B"]["p_value"] is None
+        a_buyers = made[35:45]  # A's buyers that allow it
+        with cloud.engine.begin() as connection:
+            # Analytics for another retailer, or of other data, counts for none of this one's figures.
+            for household in made[30:35]:  # A's buyers that do not allow this retailer analytics
+                consents.grant(connection, household, other, "analytics", NOW - timedelta(days=1))
+                consents.grant(
+                    connection,
+                    household,
+                    retailer,
+                    "analytics",
+                    NOW - timedelta(days=1),
+                    data_categories=["inventory"],
+                )
+        assert results()["A"]["converted"]["count"] == 10
+        # A withdrawal takes the household's purchases out at once.
+        with cloud.engine.begin() as connection:
+            for household in a_buyers[:4]:
+                withdraw_consent(connection, household, retailer, "analytics", NOW - timedelta(minutes=1))
+        arms = results()
+    assert arms["A"]["converted"]["count"] == 6
+    assert arms["A"]["converted"]["rate"] == round(6 / 21, 4)
+    assert arms["A"]["households"] == 30  # still in the arm: its offers consent is not withdrawn
+
+
+def test_withdrawing_offers_takes_the_household_out_of_the_retailers_running_campaigns(
+    cloud: CloudService,
+) -> None:
+    retailer, key = shop(cloud.engine)
+    with httpx.Client(base_url=cloud.url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as client:
+        running, over = new_campaign(client), new_campaign(client)
+        made = households(cloud, retailer, {CONTROL: (2, 0), "A": (2, 1)}, running["id"])
+    leaving, staying = made[2], made[3]
+    with cloud.engine.begin() as connection:
+        connection.execute(
+            insert(CAMPAIGN_ASSIGNMENTS),
+            [{"campaign_id": over["id"], "household_id": h, "arm": "A", "assigned_at": NOW} for h in made],
+        )
+        connection.execute(
+            CAMPAIGNS.update().where(CAMPAIGNS.c.id == over["id"]).values(ends_at=NOW - timedelta(hours=1))
+        )
+        for household in made:
+            consents.grant(connection, household, retailer, "offers", NOW - timedelta(days=1))
+        # Withdrawing analytics leaves the assignment: it comes from the offers consent.
+        withdraw_consent(connection, staying, retailer, "analytics", NOW)
+        withdraw_consent(connection, leaving, retailer, "offers", NOW)
+
+    def members(campaign_id: str) -> set[str]:
+        with cloud.engine.connect() as connection:
+            return set(
+                connection.execute(
+                    select(CAMPAIGN_ASSIGNMENTS.c.household_id).where(
+                        CAMPAIGN_ASSIGNMENTS.c.campaign_id == campaign_id
+                    )
+                ).scalars()
+            )
+
+    assert members(running["id"]) == set(made) - {leaving}
+    assert members(over["id"]) == set(made)  # a campaign that is over keeps its figures
+    # The next offer run does not put it back: it has no offers consent any more.
+    run_offers(cloud.engine, ManualClock(NOW))
+    assert leaving not in members(running["id"])
 
 
 def test_the_engine_offers_the_campaign_to_its_variants_and_never_to_the_holdout(cloud: CloudService) -> None:
@@ -236,7 +344,7 @@ def test_the_engine_offers_the_campaign_to_its_variants_and_never_to_the_holdout
         message = {"A": "Try our chocolate", "B": "Treat yourself (20 % off)"}[offer.arm]
         assert offer.reason.startswith(message)
     with cloud.engine.connect() as connection:
-        assert campaigns.results(connection, retailer, campaign["id"]) is not None
+        assert campaigns.results(connection, retailer, campaign["id"], NOW) is not None
 
 
 def _spec() -> dict[str, Any]:

@@ -184,3 +184,56 @@ def test_frigo_cloud_migrate_reports_what_it_did(database_url: str, tmp_path: Pa
     assert first_out.strip() == f"database migrated from empty to {migrate.head()}"
     assert second.returncode == 0, second_err
     assert second_out.strip() == f"database already at revision {migrate.head()}"
+
+
+def test_0009_gives_old_credentials_an_end_and_old_deliveries_their_owner(database_url: str) -> None:
+    engine = create_db_engine(database_url)
+    try:
+        migrate.upgrade(engine, "0008")
+        order = '{"id":"o-1","household_id":"hh-a_b","status":"created"}'
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO households (id, name, created_at) "
+                    "VALUES ('hh-a_b', 'Home', CURRENT_TIMESTAMP)"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO access_tokens (role, household_id, prefix, token_hash, created_at) "
+                    "VALUES ('household', 'hh-a_b', 'frh_x', 'h1', CURRENT_TIMESTAMP)"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO retailers (id, name, created_at) VALUES ('shop', 'Shop', CURRENT_TIMESTAMP)"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO webhook_endpoints (id, retailer_id, url, secret, created_at) "
+                    "VALUES ('e-1', 'shop', 'https://shop.example/hook', 's', CURRENT_TIMESTAMP)"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO webhook_deliveries (id, endpoint_id, event_type, payload, status, "
+                    "attempts, created_at) "
+                    "VALUES ('msg_1', 'e-1', 'order.created', :payload, 'pending', 0, CURRENT_TIMESTAMP)"
+                ),
+                {
+                    "payload": '{"type":"order.created","timestamp":"2026-12-01T00:00:00Z","data":'
+                    + order
+                    + "}"
+                },
+            )
+        migrate.upgrade(engine)
+
+        with engine.connect() as connection:
+            owners = connection.execute(text("SELECT household_id, order_id FROM webhook_deliveries")).all()
+            ends = connection.execute(text("SELECT expires_at FROM access_tokens")).scalars().all()
+        assert [tuple(row) for row in owners] == [("hh-a_b", "o-1")]
+        assert len(ends) == 1
+        assert ends[0] is not None
+    finally:
+        engine.dispose()

@@ -87,7 +87,8 @@ def service(database_url: str) -> Iterator[CloudService]:
 
 @pytest.fixture
 def client(service: CloudService) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.url, timeout=10) as client:
+    """A client with an operator's token: /metrics and /stats take one."""
+    with httpx.Client(base_url=service.url, timeout=10, headers=bearer(service.engine)) as client:
         yield client
 
 
@@ -218,9 +219,9 @@ def test_two_workers_in_one_process_keep_their_own_metrics(database_url: str, tm
         first.ingestor.process(KNOWN_BATCH)
         second.ingestor.process([msg(added("fridge-9", 1))])
 
-        with httpx.Client(base_url=first.url, timeout=10) as client:
+        with httpx.Client(base_url=first.url, timeout=10, headers=bearer(first.engine)) as client:
             one = scrape(client)
-        with httpx.Client(base_url=second.url, timeout=10) as client:
+        with httpx.Client(base_url=second.url, timeout=10, headers=bearer(second.engine)) as client:
             two = scrape(client)
     finally:
         second.stop()
@@ -232,6 +233,25 @@ def test_two_workers_in_one_process_keep_their_own_metrics(database_url: str, tm
     assert (value(one, "frigo_dead_letters_total"), value(two, "frigo_dead_letters_total")) == (2, 0)
     # Nothing went to prometheus_client's global registry.
     assert b"frigo_" not in generate_latest(REGISTRY)
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/stats"])
+def test_metrics_and_stats_take_an_operators_token(service: CloudService, path: str) -> None:
+    with httpx.Client(base_url=service.url, timeout=10) as anyone:
+        refused = anyone.get(path)
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert "frigo_" not in refused.text
+        assert "received" not in refused.text
+        service.ingestor.process([msg(added("fridge-h", 1))])
+        household = bearer(service.engine, "household", "hh-fridge-h")
+        assert anyone.get(path, headers=household).status_code == 403
+        assert anyone.get(path, headers={"Authorization": "Bearer fra_not-a-token"}).status_code == 401
+        # Prometheus' scrape config sends the token as a bearer header (README).
+        assert anyone.get(path, headers=bearer(service.engine)).status_code == 200
+        # The probes stay open: load balancers and orchestrators send no credentials.
+        assert anyone.get("/healthz").status_code == 200
+        assert anyone.get("/readyz").status_code in (200, 503)
 
 
 # --- /healthz and /readyz ---------------------------------------------------------------------
@@ -272,14 +292,14 @@ def test_ready_needs_the_database(service: CloudService, client: httpx.Client) -
 
 @pytest.mark.mosquitto
 def test_ready_with_a_real_broker_and_messages_through_it(
-    mosquitto: Mosquitto, start_cloud: CloudFactory, database_url: str
+    mosquitto: Mosquitto, database_url: str, start_cloud: CloudFactory
 ) -> None:
     cloud = start_cloud(mosquitto.mqtt(), database_url)
     device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fridge-obs", protocol=mqtt.MQTTv5)
     device.connect("127.0.0.1", mosquitto.port)
     device.loop_start()
     try:
-        with httpx.Client(base_url=cloud.url, timeout=10) as client:
+        with httpx.Client(base_url=cloud.url, timeout=10, headers=bearer(cloud.engine)) as client:
             response = client.get("/readyz")
             assert response.status_code == 200
             assert response.json() == {
@@ -291,11 +311,14 @@ def test_ready_with_a_real_broker_and_messages_through_it(
             device.publish(topics.events("fridge-obs"), b"\x00not an event", qos=1).wait_for_publish(5)
             device.publish(*msg(added("fridge-obs", 1)), qos=1).wait_for_publish(5)
             deadline = time.monotonic() + 10
-            while cloud.ingestor.stats.stored < 1 and time.monotonic() < deadline:
+            # Through its batch: stored, and counted out of the queue (the count follows the commit).
+            while (cloud.ingestor.stats.stored < 1 or cloud.ingestor.queue_depth() > 0) and (
+                time.monotonic() < deadline
+            ):
                 time.sleep(0.02)
 
             samples = scrape(client)
-            letters = client.get("/admin/dead-letters", headers=bearer(cloud.engine)).json()
+            letters = client.get("/admin/dead-letters").json()
     finally:
         device.disconnect()
         device.loop_stop()

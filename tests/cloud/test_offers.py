@@ -18,7 +18,15 @@ from cloud.commerce.baskets import plan_cycle
 from cloud.commerce.catalog import upsert_catalog
 from cloud.commerce.offers import candidates, run_offers
 from cloud.db.engine import as_utc
-from cloud.db.tables import DEVICE_COMMANDS, HOUSEHOLDS, OFFERS, ORDER_LINES, ORDERS, PLANNED_ORDER_LINES
+from cloud.db.tables import (
+    CONSENTS,
+    DEVICE_COMMANDS,
+    HOUSEHOLDS,
+    OFFERS,
+    ORDER_LINES,
+    ORDERS,
+    PLANNED_ORDER_LINES,
+)
 from cloud.identity.retailers import create_retailer
 from cloud.service import CloudService
 from cloud.settings import CloudSettings
@@ -27,6 +35,7 @@ from shared.clock import ManualClock
 from shared.gtin import make_gtin13
 from shared.messages import ItemAdded, ItemConsumed, OfferSent, decode_command, encode
 from shared.mqtt import MqttSettings
+from shared.vocabulary import DATA_CATEGORIES
 from tests.support.factories import event_id
 from tests.support.services import free_port
 
@@ -131,10 +140,16 @@ class World:
         self.cloud.ingestor.process(life(device, **habits))
         return f"hh-{device}"
 
-    def consent(self, household: str, purpose: str = "offers") -> str:
+    def consent(self, household: str, purpose: str = "offers", data: Sequence[str] | None = None) -> str:
+        """Grant the shop the purpose, with ``data`` (the purpose's defaults without)."""
         with self.engine.begin() as connection:
             return consents.grant(
-                connection, household, self.shop, purpose, self.clock.now() - timedelta(days=40)
+                connection,
+                household,
+                self.shop,
+                purpose,
+                self.clock.now() - timedelta(days=40),
+                data_categories=data,
             )
 
     def offers_of(self, household: str) -> Sequence[Any]:
@@ -143,10 +158,22 @@ class World:
                 select(OFFERS).where(OFFERS.c.household_id == household).order_by(OFFERS.c.created_at)
             ).all()
 
-    def candidates(self, household: str) -> list[offers.Candidate]:
+    def candidates(
+        self, household: str, granted: Sequence[str] | None = None, strategy: offers.Strategy = "frigo"
+    ) -> list[offers.Candidate]:
+        """Return the household's candidates under ``granted`` (its offers grant's categories without;
+        every category if it has none: what there would be to offer)."""
         with self.engine.connect() as connection:
-            lift = offers.LiftCache().get(connection, self.clock.now())
-            return candidates(connection, household, self.shop, lift, self.clock.now())
+            now = self.clock.now()
+            if granted is None:
+                scopes = consents.active_scopes(connection, "offers", now, recipient=self.shop)
+                granted = (
+                    sorted(scopes[(household, self.shop)][1]) if (household, self.shop) in scopes else None
+                )
+            lift = offers.LiftCache().get(connection, now)
+            return candidates(
+                connection, household, self.shop, lift, now, strategy, granted=granted or DATA_CATEGORIES
+            )
 
 
 @pytest.fixture
@@ -202,13 +229,14 @@ def test_after_consent_is_withdrawn_the_next_run_sends_nothing_and_every_offer_t
         assert every
         for offer in every:
             assert consents.was_active(connection, offer.consent_id, offer.household_id, offer.created_at)
+    assert_within_their_grants(world.engine)
 
 
 def test_complements_come_from_consenting_households_and_name_the_signal(world: World) -> None:
     others = [world.home(f"cook{i}", pasta=True, parmesan=True) for i in range(4)]
     world.home("loner", milk=False, parmesan=True)  # parmesan without pasta, no analytics consent
     household = world.home("pastalover", milk=False, pasta=True)
-    world.consent(household)
+    world.consent(household, data=[*offers.NEED_DATA, *offers.HISTORY_DATA])
     assert world.candidates(household) == []  # no one consented to analytics: no statistics
     for other in others:
         world.consent(other, "analytics")
@@ -224,6 +252,82 @@ def test_complements_come_from_consenting_households_and_name_the_signal(world: 
         "households that buy what you buy also buy Parmesan",
         "Parmesan is what households are taking up lately",
     ) or explored.reason.startswith("households who buy Pasta go on to buy Parmesan")
+
+
+def test_each_signal_reads_only_the_data_the_grant_names(world: World) -> None:
+    for cook in [world.home(f"cook{i}", pasta=True, parmesan=True) for i in range(4)]:
+        world.consent(cook, "analytics")
+    household = world.home("scoped", pasta=True)  # its milk runs low; it buys pasta every week
+
+    def found(
+        granted: Sequence[str], strategy: offers.Strategy = "frigo"
+    ) -> set[tuple[str, str, tuple[str, ...]]]:
+        return {(c.gtin, c.kind, c.data) for c in world.candidates(household, granted, strategy)}
+
+    default = consents.DEFAULT_CATEGORIES["offers"]
+    assert set(default) == {"inventory", "consumption"}
+    # A need reads the inventory and the consumption; a complement from its own baskets, its purchases.
+    assert found(default) == {(MILK, "need", ("inventory", "consumption"))}
+    assert found(["purchases"]) == {(PARMESAN, "complement", ("purchases",))}
+    assert found([*default, "purchases"]) == {
+        (MILK, "need", ("inventory", "consumption")),
+        (PARMESAN, "complement", ("purchases",)),
+    }
+    assert found(["inventory"]) == set()  # a need reads the consumption too
+    assert found(["orders"]) == set()
+    # The popularity baseline: without the household's purchases, others' bestsellers as they are (it
+    # cannot know the household buys pasta), from none of its data; with them, what it never bought.
+    assert (PASTA, "complement", ()) in found(default, "popular")
+    assert all(data == () for _g, _k, data in found(default, "popular"))
+    assert PASTA not in {gtin for gtin, _k, _d in found(["purchases"], "popular")}
+    assert all(data == ("purchases",) for _g, _k, data in found(["purchases"], "popular"))
+
+
+def test_under_the_default_grant_no_offer_comes_from_the_purchases(world: World) -> None:
+    for cook in [world.home(f"cook{i}", pasta=True, parmesan=True) for i in range(4)]:
+        world.consent(cook, "analytics")
+    household = world.home("defaults", milk=False, pasta=True)  # nothing runs out: a complement or none
+    world.consent(household)  # offers, with the default data: inventory and consumption
+    world.consent(household, "analytics")  # its baskets count in the statistics: not an offers grant
+    there = world.candidates(household, DATA_CATEGORIES)
+    assert PARMESAN in {c.gtin for c in there}  # there would be complements to offer
+    assert {(c.kind, c.data) for c in there} == {("complement", ("purchases",))}
+    for _day in range(5):
+        run_offers(world.engine, world.clock)
+        world.clock.advance(timedelta(days=1))
+    assert world.offers_of(household) == []
+    # Granted its purchases too, it gets the complement, which says what it was made from.
+    consent = world.consent(household, data=[*consents.DEFAULT_CATEGORIES["offers"], "purchases"])
+    assert household in run_offers(world.engine, world.clock).sent_to
+    (offer,) = world.offers_of(household)
+    assert (offer.gtin, offer.kind, offer.consent_id) == (there[0].gtin, "complement", consent)
+    assert offer.data_categories == "purchases"
+    assert_within_their_grants(world.engine)
+
+
+def test_the_statistics_fit_only_the_baskets_analytics_grants_name(world: World) -> None:
+    def pasta_baskets() -> int:
+        with world.engine.connect() as connection:
+            return offers.LiftCache().get(connection, world.clock.now()).count.get(PASTA, 0)
+
+    cooks = [world.home(f"cook{i}", pasta=True, parmesan=True) for i in range(3)]
+    before = pasta_baskets()  # other tests' households share the database
+    for cook in cooks:
+        world.consent(cook, "analytics", data=["inventory"])  # analytics, but not of its purchases
+    assert pasta_baskets() == before
+    world.consent(cooks[0], "analytics")  # the default: its purchases
+    assert pasta_baskets() == before + 5  # its five weeks of pasta
+
+
+def assert_within_their_grants(engine: Engine) -> None:
+    """Check every offer's recorded data against the categories of the consent that allowed it."""
+    with engine.connect() as connection:
+        made = connection.execute(select(OFFERS.c.id, OFFERS.c.data_categories, OFFERS.c.consent_id)).all()
+        granted = dict(connection.execute(select(CONSENTS.c.id, CONSENTS.c.data_categories)).all())
+    assert made
+    for offer_id, data, consent_id in made:
+        used = {c for c in str(data).split(",") if c}
+        assert used <= set(str(granted[consent_id]).split(",")), (offer_id, used, granted[consent_id])
 
 
 def test_the_statistics_are_kept_between_runs_and_fitted_again_when_a_household_withdraws(
@@ -316,7 +420,7 @@ def test_capped_each_week_and_none_in_quiet_hours(world: World) -> None:
     household = world.home("busy", pasta=True)
     for cook in [world.home(f"sous{i}", pasta=True, parmesan=True) for i in range(3)]:
         world.consent(cook, "analytics")
-    world.consent(household)
+    world.consent(household, data=DATA_CATEGORIES)
     assert {c.gtin for c in world.candidates(household)} == {MILK, PARMESAN}  # two to offer
     with world.engine.begin() as connection:
         connection.execute(
@@ -365,7 +469,7 @@ def test_not_this_category_removes_it_from_the_next_hundred_candidates(world: Wo
 def test_dismissals_lower_a_category_and_an_accepted_offer_goes_into_the_next_basket(world: World) -> None:
     household = world.home("learner", pasta=True)
     cooks = [world.home(f"chef{i}", pasta=True, parmesan=True) for i in range(3)]
-    world.consent(household)
+    world.consent(household, data=DATA_CATEGORIES)
     for cook in cooks:
         world.consent(cook, "analytics")
     before = {c.gtin: c.score for c in world.candidates(household)}

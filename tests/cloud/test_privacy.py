@@ -1,10 +1,12 @@
 """Erasure against the ids others keep their place by, on SQLite (migrated, as deployed) and
-PostgreSQL: the rows stored after an erasure get ids never used before, and a wipe is never marked
-sent by a dispatcher that read, before the erasure, a command the erasure deleted."""
+PostgreSQL: the rows stored after an erasure get ids never used before, a wipe is never marked
+sent by a dispatcher that read, before the erasure, a command the erasure deleted, and the
+household's webhooks go, found by equality, while a household with a similar name keeps its own."""
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -12,12 +14,20 @@ import pytest
 from sqlalchemy import Engine, func, insert, select
 from sqlmodel import Session
 
-from cloud.commerce import privacy
+from cloud.commerce import consents, orders, privacy
+from cloud.commerce.catalog import upsert_catalog
 from cloud.db import migrate
 from cloud.db.engine import create_db_engine
-from cloud.db.tables import DEVICE_COMMANDS, EVENTS
+from cloud.db.tables import (
+    DEVICE_COMMANDS,
+    EVENTS,
+    HOUSEHOLDS,
+    RETAILERS,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_ENDPOINTS,
+)
 from cloud.identity import devices
-from cloud.outbox import commands
+from cloud.outbox import commands, deliveries
 from shared.messages import CatalogUpdated, ProductInfo, decode_command
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -98,3 +108,79 @@ def test_a_command_read_before_an_erasure_does_not_mark_the_wipe_sent(engine: En
         (wipe,) = commands.pending(connection)
     assert wipe[1] == GOES
     assert decode_command(wipe[2].encode()).type == "wipe_requested"
+
+
+def add_shop(engine: Engine, retailer: str) -> None:
+    """A retailer that sells milk and has a webhook endpoint."""
+    milk = {
+        "gtin": MILK.code,
+        "name": MILK.name,
+        "price": 1.19,
+        "currency": "EUR",
+        "pack_size": 1,
+        "unit": "ml",
+    }
+    with engine.begin() as connection:
+        connection.execute(insert(RETAILERS).values(id=retailer, name=retailer, created_at=NOW))
+        upsert_catalog(connection, retailer, [milk], NOW)
+        connection.execute(
+            insert(WEBHOOK_ENDPOINTS).values(
+                id=str(uuid.uuid4()),
+                retailer_id=retailer,
+                url="https://shop.example/hook",
+                secret="s",
+                created_at=NOW,
+            )
+        )
+
+
+def place_order(engine: Engine, household: str, retailer: str) -> str:
+    """Make the household a customer of the retailer and place an order; return the order's id."""
+    with engine.begin() as connection:
+        connection.execute(
+            insert(HOUSEHOLDS).values(id=household, name=household, created_at=NOW, retailer_id=retailer)
+        )
+        consents.grant(connection, household, retailer, "ordering", NOW)
+        return orders.create_order(connection, household, [orders.Wanted(MILK.code, 1)], NOW)
+
+
+def owners(engine: Engine) -> Counter[tuple[str | None, str | None]]:
+    """Count the webhook deliveries by the household and the order they name."""
+    with engine.connect() as connection:
+        table = WEBHOOK_DELIVERIES.c
+        return Counter(
+            (row.household_id, row.order_id)
+            for row in connection.execute(select(table.household_id, table.order_id))
+        )
+
+
+def test_an_erasure_deletes_the_households_webhooks_and_no_one_elses(engine: Engine) -> None:
+    # Matched in the payload with LIKE '%hh-a_b%', hh-aXb's webhooks went too ("_" is any character),
+    # and with '%hh-kitchen%', hh-kitchen-2's.
+    add_shop(engine, "shop-erasure")
+    households = ("hh-a_b", "hh-aXb", "hh-kitchen", "hh-kitchen-2")
+    placed = {household: place_order(engine, household, "shop-erasure") for household in households}
+    with engine.begin() as connection:
+        for household, order in placed.items():
+            orders.cancel(connection, household, order, NOW)  # a second webhook for each
+    assert owners(engine) == Counter(dict.fromkeys(placed.items(), 2))
+
+    with engine.begin() as connection:
+        privacy.erase(connection, "hh-a_b", NOW)
+        privacy.erase(connection, "hh-kitchen", NOW)
+    assert owners(engine) == Counter(
+        {("hh-aXb", placed["hh-aXb"]): 2, ("hh-kitchen-2", placed["hh-kitchen-2"]): 2}
+    )
+
+
+def test_an_erasure_deletes_a_webhook_that_names_only_one_of_the_households_orders(engine: Engine) -> None:
+    add_shop(engine, "shop-orders")
+    order = place_order(engine, "hh-orders", "shop-orders")
+    with engine.begin() as connection:
+        deliveries.enqueue(
+            connection, "shop-orders", "order.created", {}, NOW, household_id=None, order_id=order
+        )
+    assert owners(engine) == Counter({("hh-orders", order): 1, (None, order): 1})
+    with engine.begin() as connection:
+        privacy.erase(connection, "hh-orders", NOW)
+    assert owners(engine) == Counter()

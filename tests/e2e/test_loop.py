@@ -65,7 +65,7 @@ def run_scans(mqtt: MqttSettings, tmp_path: Path, cloud: CloudService) -> None:
 @pytest.mark.mosquitto
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_thousand_scans_through_mosquitto(
-    mosquitto: Mosquitto, start_cloud: CloudFactory, database_url: str, tmp_path: Path, protocol: str
+    mosquitto: Mosquitto, database_url: str, start_cloud: CloudFactory, tmp_path: Path, protocol: str
 ) -> None:
     mqtt = mosquitto.mqtt(protocol)
     cloud = start_cloud(mqtt, database_url)

@@ -62,7 +62,7 @@ def fridge_status(agent: Agent, order_id: str) -> str | None:
 
 
 @pytest.fixture
-def setup(mosquitto: Mosquitto, start_cloud: CloudFactory, database_url: str, tmp_path: Path) -> Any:
+def setup(mosquitto: Mosquitto, database_url: str, start_cloud: CloudFactory, tmp_path: Path) -> Any:
     mqtt = mosquitto.mqtt()
     cloud = start_cloud(mqtt, database_url)
     agent = Agent(EdgeSettings(device_id="fridge-orders", data_dir=tmp_path / "fridge", mqtt=mqtt))

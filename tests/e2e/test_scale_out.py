@@ -30,6 +30,7 @@ from edge.agent import Agent
 from edge.settings import EdgeSettings
 from shared.mqtt import MqttSettings
 from simulator.household import VirtualHousehold
+from tests.support.auth import bearer
 from tests.support.services import Mosquitto, free_port, postgres_database, require_mosquitto
 
 AGENTS = 3
@@ -59,7 +60,8 @@ def start_worker(
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{http_port}/stats", timeout=1).json()["broker_connected"]:
+            # Ready: the database and the broker answer (/stats takes an operator's token).
+            if httpx.get(f"http://127.0.0.1:{http_port}/readyz", timeout=1).status_code == 200:
                 return process, http_port
         except httpx.HTTPError:
             pass
@@ -68,8 +70,9 @@ def start_worker(
     raise TimeoutError(f"worker {name} did not start")
 
 
-def stored(http_port: int) -> int:
-    return int(httpx.get(f"http://127.0.0.1:{http_port}/stats", timeout=5).json()["stored"])
+def stored(http_port: int, operator: dict[str, str]) -> int:
+    stats = httpx.get(f"http://127.0.0.1:{http_port}/stats", timeout=5, headers=operator)
+    return int(stats.json()["stored"])
 
 
 def start_mosquitto(directory: Path, engine: Engine, passwords: dict[str, str]) -> Mosquitto:
@@ -102,7 +105,8 @@ def test_two_workers_one_killed_mid_stream_lose_and_double_nothing(tmp_path: Pat
         passwords = {name: secrets.token_urlsafe(24) for name in WORKERS}
         mosquitto = start_mosquitto(tmp_path / "mosquitto", engine, passwords)
         try:
-            last_seqs = stream_and_kill_a_worker(tmp_path, url, mosquitto, issued, passwords)
+            operator = bearer(engine)
+            last_seqs = stream_and_kill_a_worker(tmp_path, url, mosquitto, issued, passwords, operator)
         finally:
             mosquitto.stop()  # also when a check fails: a broker left running fails later tests
         with engine.connect() as conn:
@@ -119,7 +123,12 @@ def test_two_workers_one_killed_mid_stream_lose_and_double_nothing(tmp_path: Pat
 
 
 def stream_and_kill_a_worker(
-    tmp_path: Path, url: str, mosquitto: Mosquitto, issued: dict[str, str], passwords: dict[str, str]
+    tmp_path: Path,
+    url: str,
+    mosquitto: Mosquitto,
+    issued: dict[str, str],
+    passwords: dict[str, str],
+    operator: dict[str, str],
 ) -> dict[str, int]:
     """Stream from every fridge to two workers, kill one mid-stream; return each fridge's last seq."""
     workers: list[tuple[subprocess.Popen[str], int]] = []
@@ -153,7 +162,7 @@ def stream_and_kill_a_worker(
                 thread.start()
             # Kill the first worker once both have stored a share of the stream.
             deadline = time.monotonic() + 60
-            while stored(workers[0][1]) < 500 or stored(workers[1][1]) < 500:
+            while stored(workers[0][1], operator) < 500 or stored(workers[1][1], operator) < 500:
                 assert time.monotonic() < deadline, "the workers did not share the stream"
                 time.sleep(0.05)
             workers[0][0].send_signal(signal.SIGKILL)

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import insert
 from sqlmodel import Session
 
+from cloud.api.dependencies import WEB_COOKIE
 from cloud.commerce import consents
 from cloud.commerce.catalog import upsert_catalog
 from cloud.db.tables import OFFERS, PLANNED_ORDER_LINES, PLANNED_ORDERS, Device
@@ -33,7 +34,7 @@ from edge.settings import EdgeSettings
 from shared import topics
 from shared.gtin import make_gtin13
 from shared.messages import ItemAdded, ItemConsumed, ItemMoved, Location, encode
-from tests.support.pages import PAGE_LIMIT, transferred
+from tests.support.pages import PAGE_LIMIT, sign_in, transferred
 from tests.support.services import require_chromium, running_mosquitto
 
 if TYPE_CHECKING:
@@ -316,6 +317,11 @@ def test_signing_in_and_out_works_from_the_keyboard(site: Site) -> None:
     page.keyboard.type(site.token)
     page.keyboard.press("Enter")
     page.wait_for_url(f"**/web/households/{site.household}")
+    (cookie,) = [c for c in context.cookies() if c["name"] == WEB_COOKIE]
+    # The cookie holds a session's id, never the token, and no script of the page can read it.
+    assert site.token not in cookie["value"]
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict"
     tab_to("form.sign-out button")
     page.keyboard.press("Enter")
     page.wait_for_url("**/web/sign-in")
@@ -323,6 +329,14 @@ def test_signing_in_and_out_works_from_the_keyboard(site: Site) -> None:
     page.goto(f"/web/households/{site.household}")
     assert page.url.endswith("/web/sign-in")
     context.close()
+    # The old cookie, replayed (copied off the machine before signing out), opens nothing either.
+    replayed = {WEB_COOKIE: cookie["value"]}
+    with httpx.Client(base_url=site.cloud.url, timeout=10, cookies=replayed) as stolen:
+        assert stolen.get(f"/households/{site.household}/inventory").status_code == 401
+        assert stolen.get(f"/households/{site.household}/stream").status_code == 401
+        page_answer = stolen.get(f"/web/households/{site.household}")
+        assert page_answer.status_code == 303
+        assert page_answer.headers["location"] == "/web/sign-in"
 
 
 def test_a_basket_approved_on_the_page_is_approved_in_the_api(site: Site) -> None:
@@ -403,7 +417,8 @@ def test_another_households_token_sees_none_of_its_data(site: Site) -> None:
     assert "Milk 1 l" not in page.content()
     anonymous.close()
     # A change through the cookie needs the dashboard's header: a form of another site cannot.
-    with httpx.Client(base_url=site.cloud.url, timeout=10, cookies={"frigo_token": site.token}) as raw:
+    session = {WEB_COOKIE: sign_in(site.cloud.url, site.token)}
+    with httpx.Client(base_url=site.cloud.url, timeout=10, cookies=session) as raw:
         assert (
             raw.post(
                 f"/households/{site.household}/consents/withdraw",

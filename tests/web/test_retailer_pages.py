@@ -2,17 +2,22 @@
 worker: sign in with the retailer's key, move an order from the queue (checked through the API),
 new orders and moves show without a reload, stop a campaign, disable, enable and rotate a webhook
 endpoint (each checked through the API), another retailer sees none of it, household tokens and
-retailer keys open only their own pages, the campaign chart withholds a small arm, and the page
-stays small. docs/screenshots/retailer.png comes from here.
+retailer keys open only their own pages, the campaign chart withholds a small arm (and its stream
+never tells when one of its households joins or answers), the page and its stream carry no number
+the page does not show (their marks are digests), and the page stays small.
+docs/screenshots/retailer.png comes from here.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,17 +26,27 @@ import pytest
 from sqlalchemy import insert, select
 from sqlmodel import Session
 
+from cloud.api.dependencies import WEB_COOKIE
 from cloud.commerce import campaigns, consents, orders
 from cloud.commerce.catalog import upsert_catalog
-from cloud.db.tables import CAMPAIGN_ASSIGNMENTS, HOUSEHOLDS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
+from cloud.db.tables import (
+    CAMPAIGN_ASSIGNMENTS,
+    CAMPAIGNS,
+    CONSENTS,
+    HOUSEHOLDS,
+    OFFERS,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_ENDPOINTS,
+)
 from cloud.identity.retailers import create_retailer
 from cloud.identity.tokens import issue_token
 from cloud.service import CloudService
+from cloud.web.retailers import marks
 from shared import topics
 from shared.gtin import make_gtin13
 from shared.messages import ItemAdded, encode
 from tests.support.cloud import cloud_worker
-from tests.support.pages import PAGE_LIMIT, transferred
+from tests.support.pages import PAGE_LIMIT, sign_in, transferred
 from tests.support.services import require_chromium
 
 if TYPE_CHECKING:
@@ -181,6 +196,9 @@ def seed(cloud: CloudService, browser: Browser) -> Site:
     cloud.ingestor.process(messages)
     with cloud.engine.begin() as connection:
         connection.execute(insert(CAMPAIGN_ASSIGNMENTS), assignments)
+        # Conversion counts the households that allow the shop analytics (cloud/commerce/campaigns.py).
+        for assignment in assignments:
+            consents.grant(connection, str(assignment["household_id"]), shop_id, "analytics", now)
     with Session(cloud.engine) as session:
         household_token = issue_token(session, "household", households[0], now)
         session.commit()
@@ -315,7 +333,8 @@ def test_household_tokens_and_retailer_keys_open_only_their_own_pages(site: Site
 
     # The cookie stands for the key only when no Authorization header came, and a change needs the
     # dashboard's header; without a cookie the page sends to the sign-in form.
-    with httpx.Client(base_url=site.cloud.url, timeout=10, cookies={"frigo_token": site.key}) as raw:
+    session = {WEB_COOKIE: sign_in(site.cloud.url, site.key)}
+    with httpx.Client(base_url=site.cloud.url, timeout=10, cookies=session) as raw:
         assert raw.get("/retailer/orders").status_code == 200
         assert raw.get("/retailer/orders", headers={"Authorization": "Bearer frk_wrong"}).status_code == 401
         event = {"type": "cancelled"}
@@ -370,6 +389,173 @@ def test_a_new_order_shows_in_the_open_queue_without_a_reload(site: Site) -> Non
     page.locator(f'table[data-status="rejected"] tr[data-order="{placed}"]').wait_for(timeout=5000)
     assert page.evaluate("window.notReloaded") is True
     context.close()
+
+
+# Attributes that lay out or draw what the page shows, never data: table spans, focus order, the
+# chart's geometry (its bars are the table's rates and intervals), and a <time>'s machine-readable
+# form of the date it shows.
+LAYOUT = {
+    "colspan",
+    "rowspan",
+    "tabindex",
+    "x",
+    "y",
+    "x1",
+    "x2",
+    "y1",
+    "y2",
+    "width",
+    "height",
+    "rx",
+    "viewbox",
+}
+NUMBER = re.compile(r"\d+(?:\.\d+)?")
+DIGEST = re.compile(r"[0-9a-f]{16}")
+
+
+class Figures(HTMLParser):
+    """The numbers of a page's visible text and those in its body's attributes (by attribute)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.attributes: list[tuple[str, str, str]] = []  # tag, attribute, value
+        self.marks: list[str] = []
+        self._skip = 0
+        self._in_body = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_body = self._in_body or tag == "body"
+        self._skip += tag in ("script", "style")
+        for name, value in attrs:
+            if name == "data-marks":
+                self.marks.append(value or "")
+            elif (
+                self._in_body and value and name not in LAYOUT and not (tag == "time" and name == "datetime")
+            ):
+                self.attributes.append((tag, name, value))
+
+    def handle_endtag(self, tag: str) -> None:
+        self._skip -= tag in ("script", "style")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.text.append(data)
+
+
+def numbers_in(value: str) -> list[str]:
+    """Return the numbers standing alone in a value: a token of digits, not part of an id (a UUID's
+    digits, a GTIN in a URL are parts of names, and names are checked by the tests above)."""
+    return [token for token in re.split(r"[^\w.-]+", value) if NUMBER.fullmatch(token)]
+
+
+def shown(number: str, visible: set[str]) -> bool:
+    return number in visible or any(float(number) == float(v) for v in visible)
+
+
+def assert_opaque(marks_text: str) -> None:
+    """Check a page's (or event id's) marks: one per section, each a digest and never a count."""
+    found = dict(part.split("=", 1) for part in marks_text.split("~"))
+    assert set(found) == {"orders", "webhooks", "campaigns"}, marks_text
+    for section, mark in found.items():
+        assert DIGEST.fullmatch(mark), (section, mark)
+
+
+def test_the_page_and_its_stream_carry_no_number_the_page_does_not_show(site: Site) -> None:
+    context = site.signed_in(site.key)
+    html = context.request.get("/web/retailer").text()  # as the server sent it, before any script
+    context.close()
+    page = Figures()
+    page.feed(html)
+    visible = set(NUMBER.findall(" ".join(page.text)))
+    hidden = [
+        (tag, name, value, number)
+        for tag, name, value in page.attributes
+        for number in numbers_in(value)
+        if not shown(number, visible)
+    ]
+    assert hidden == []
+    assert any(numbers_in(value) for _tag, _name, value in page.attributes)  # orders' versions, say
+    (marks_text,) = page.marks
+    assert_opaque(marks_text)
+    # The stream: every field of its first messages (the first names every section as changed).
+    headers = {"Authorization": f"Bearer {site.key}"}
+    fields: list[tuple[str, str]] = []
+    with (
+        httpx.Client(base_url=site.cloud.url, timeout=10, headers=headers) as api,
+        api.stream("GET", "/retailer/stream") as stream,
+    ):
+        for line in stream.iter_lines():
+            name, _, value = line.partition(": ")
+            fields.append((name, value))
+            if name == "data":
+                break
+    by_name = dict(fields)
+    assert by_name["event"] == "changed"
+    assert_opaque(by_name["id"])
+    assert json.loads(by_name["data"]) == {"sections": ["campaigns", "orders", "webhooks"]}
+    # Beyond those, only the protocol's reconnect delay.
+    assert {name for name, _ in fields} <= {"retry", "event", "id", "data", ""}
+
+
+def test_a_withheld_arm_moves_no_mark_and_a_shown_one_does(site: Site) -> None:
+    now = datetime.now(UTC)
+    with site.cloud.engine.connect() as connection:
+        campaign = connection.execute(
+            select(CAMPAIGNS.c.id).where(
+                CAMPAIGNS.c.retailer_id == site.shop, CAMPAIGNS.c.name == "Chocolate week"
+            )
+        ).scalar_one()
+        consent = connection.execute(select(CONSENTS.c.id).limit(1)).scalar_one()
+
+    def mark() -> str:
+        with site.cloud.engine.connect() as connection:
+            return marks(connection, site.shop)["campaigns"]
+
+    def joins(arm: str) -> str:
+        household = f"hh-late-{arm}-{uuid.uuid4().hex[:6]}"
+        with site.cloud.engine.begin() as connection:
+            connection.execute(insert(HOUSEHOLDS).values(id=household, name=household, created_at=now))
+            connection.execute(
+                insert(CAMPAIGN_ASSIGNMENTS).values(
+                    campaign_id=campaign, household_id=household, arm=arm, assigned_at=now
+                )
+            )
+        return household
+
+    before = mark()
+    # B has fewer than 20 households: one more joining, offered and answering moves nothing.
+    household = joins("B")
+    offer = str(uuid.uuid4())
+    with site.cloud.engine.begin() as connection:
+        connection.execute(
+            insert(OFFERS).values(
+                id=offer,
+                household_id=household,
+                retailer_id=site.shop,
+                consent_id=consent,
+                gtin=CHOCOLATE,
+                name="Dark chocolate",
+                kind="campaign",
+                reason="Treat yourself",
+                data_categories="",
+                score=0.8,
+                created_at=now,
+                expires_at=now + timedelta(days=3),
+                status="sent",
+                campaign_id=campaign,
+                arm="B",
+            )
+        )
+    assert mark() == before
+    with site.cloud.engine.begin() as connection:
+        connection.execute(
+            OFFERS.update().where(OFFERS.c.id == offer).values(status="accepted", answered_at=now)
+        )
+    assert mark() == before
+    # A is shown: a household joining it changes what the page shows, and the mark.
+    joins("A")
+    assert mark() != before
 
 
 def test_the_retailer_stream_wants_a_retailer_key(site: Site) -> None:

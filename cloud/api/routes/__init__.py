@@ -1,6 +1,7 @@
 """The API's routes, one module per resource, each an ``APIRouter`` that ``cloud/app.py`` mounts."""
 
 __all__ = [
+    "admin",
     "baskets",
     "campaigns",
     "catalog",

@@ -88,10 +88,13 @@ def stop_campaign(
 
 
 @router.get("/retailer/campaigns/{campaign_id}/results", responses=NO_CAMPAIGN)
-def campaign_results(campaign_id: str, retailer: RetailerDep, session: SessionDep) -> CampaignResultsPublic:
+def campaign_results(
+    campaign_id: str, retailer: RetailerDep, session: SessionDep, clock: ClockDep
+) -> CampaignResultsPublic:
     """Return the campaign's results per arm with 95 % intervals; any arm of fewer than 20
-    households is withheld, and no winner is named before every arm has min_sample."""
-    found = campaigns.results(session.connection(), retailer, campaign_id)
+    households is withheld, conversion counts only the households whose analytics consent to you
+    holds, and no winner is named before every arm has min_sample of those."""
+    found = campaigns.results(session.connection(), retailer, campaign_id, clock.now())
     if found is None:
         raise HTTPException(404, f"retailer {retailer!r} has no campaign {campaign_id!r}")
     return CampaignResultsPublic.model_validate(dataclasses.asdict(found))

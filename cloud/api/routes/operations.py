@@ -1,8 +1,11 @@
 """The worker's own routes: liveness, readiness, metrics, ingestion counters and dead letters.
 
-``/healthz`` says the process answers; ``/readyz`` that the database and the broker do too;
-``/metrics`` is Prometheus' text format and ``/stats`` the same counters as JSON;
-``/admin/dead-letters`` lists what ingestion refused, for operators.
+``/healthz`` says the process answers; ``/readyz`` that the database and the broker do too (both
+open: load balancers and orchestrators probe them without credentials, and they say nothing but
+up or down). ``/metrics`` is Prometheus' text format and ``/stats`` the same counters as JSON;
+``/admin/dead-letters`` lists what ingestion refused. These three take an operator's token
+(``frigo tokens admin``): the counters tell how busy the fleet is and which devices send what is
+refused; Prometheus sends the token with ``authorization`` in its scrape config (README).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, text
 
@@ -72,13 +75,24 @@ def readyz(engine: EngineDep, broker_connected: BrokerConnectedDep) -> Readiness
     return JSONResponse(readiness.model_dump(), status_code=503)
 
 
-@router.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+@router.get(
+    "/metrics",
+    tags=["operations"],
+    # Response (no media type of its own), so that the errors are documented as the JSON they are;
+    # the 200's text is declared by hand.
+    response_class=Response,
+    dependencies=[Depends(admin_only)],
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text."},
+        **OPERATOR_ERRORS,
+    },
+)
 def get_metrics(registry: RegistryDep) -> Response:
     """Return the worker's metrics in the Prometheus text format."""
     return Response(metrics.render(registry), media_type=metrics.CONTENT_TYPE)
 
 
-@router.get("/stats", tags=["operations"])
+@router.get("/stats", tags=["operations"], dependencies=[Depends(admin_only)], responses=OPERATOR_ERRORS)
 def get_stats(stats: StatsDep, broker_connected: BrokerConnectedDep) -> IngestStatsPublic:
     """Return the ingestion counters since this worker started."""
     return IngestStatsPublic(
@@ -107,8 +121,7 @@ def get_dead_letters(
 ) -> list[DeadLetterPublic]:
     """Return the messages ingestion refused, newest first; page with the last id as before_id.
 
-    An operator route: it shows what devices sent. It has no authentication of its own yet, so
-    serve it only where operators alone can reach it.
+    An operator route: it shows what devices sent.
     """
     rows = list_dead_letters(
         session,

@@ -1,3 +1,3 @@
 """The HTTP API's models, by resource: separate from the tables and from the wire's messages."""
 
-__all__ = ["common", "consents", "households", "offers", "operations", "retail"]
+__all__ = ["admin", "common", "consents", "households", "offers", "operations", "retail"]

@@ -226,7 +226,12 @@ class WebhookEndpointCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://", description="http:// or https://")
+    url: str = Field(
+        min_length=8,
+        max_length=2000,
+        pattern=r"^https?://",
+        description="https:// on port 443 (http:// only to loopback, where private webhooks are allowed)",
+    )
 
 
 class WebhookEndpointPublic(BaseModel):

@@ -6,7 +6,7 @@
   the bearer secret, so signing out or revoking the credential ends it.
 - ``webhook_deliveries.household_id`` and ``order_id``: an erasure finds a household's deliveries by
   equality (it matched the payload with ``LIKE '%id%'``, which also caught ``hh-kitchen-2`` for
-  ``hh-kitchen``). Filled in here from each delivery's payload (an order as JSON).
+  ``hh-kitchen``). Filled in here from each delivery's payload (an order, under ``data``).
 
 Revision ID: 0009
 Revises: 0008
@@ -87,9 +87,11 @@ def _fill_delivery_owners() -> None:
             body = json.loads(payload)
         except ValueError:
             continue
-        if not isinstance(body, dict):
+        # {"type": "order.created", "timestamp": ..., "data": {...the order...}}
+        order_json = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(order_json, dict):
             continue
-        household, order = body.get("household_id"), body.get("id")
+        household, order = order_json.get("household_id"), order_json.get("id")
         connection.execute(
             deliveries.update()
             .where(deliveries.c.id == delivery_id)
