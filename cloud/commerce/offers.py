@@ -7,13 +7,12 @@ signals, each only where the grant names every data category it reads (:data:`NE
 
 - **need**: an item the household's fridge predicts runs out within :data:`NEED_DAYS`, sold by the
   retailer ("your milk runs out on Thursday"); it uses the household's inventory and consumption.
-- **complement**: an item the household never bought, from :mod:`cloud.commerce.explore` fitted on the baskets
-  of the households that consented to analytics (directional co-purchase, neighbours, take-up; the
-  engine `frigo eval offers` measures), or, for a household outside that fit, plain co-purchase
-  lift from its items ("households who buy pasta go on to buy parmesan"); it uses the household's
-  purchases and others' in aggregate.
-- **campaign**: the retailer's campaign (``cloud/commerce/campaigns.py``), in the variant the household's arm
-  gives it (none for the holdout); it uses none of the household's data.
+- **complement**: an item the household never bought, from :mod:`cloud.commerce.explore` fitted on
+  the baskets of the households that consented to analytics (the engine `frigo eval offers`
+  measures), or, for a household outside that fit, plain co-purchase lift ("households who buy
+  pasta go on to buy parmesan"); it uses the household's purchases and others' in aggregate.
+- **campaign**: the retailer's campaign (``cloud/commerce/campaigns.py``), in the variant the
+  household's arm gives it (none for the holdout); it uses none of the household's data.
 
 The offers grant's default categories (inventory and consumption) allow needs and campaigns; a
 complement needs a grant naming purchases. The rules below that read the fridge's data read only
