@@ -23,7 +23,7 @@ import logging
 import random
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -175,12 +175,19 @@ class WebhookSender:
         return attempted
 
     def claim(
-        self, limit: int, *, per_retailer: int | None = None, busy: Mapping[str, int] | None = None
+        self,
+        limit: int,
+        *,
+        per_retailer: int | None = None,
+        busy: Mapping[str, int] | None = None,
+        sending: Collection[str] = (),
     ) -> list[Claimed]:
         """Take up to ``limit`` due deliveries, oldest first, and lease them to this worker.
 
         With ``per_retailer``, take no more of one retailer than that, less what ``busy`` says this
-        worker is already sending to it.
+        worker is already sending to it. Never the deliveries in ``sending`` (this worker's in
+        flight): the lease runs on the injected clock, which a simulation moves by days while a
+        delivery is on the wire, and the same message would go out twice.
         """
         if limit <= 0:
             return []
@@ -209,6 +216,8 @@ class WebhookSender:
             .limit(limit if per_retailer is None else max(limit, BATCH))
             .with_for_update(skip_locked=True, of=WEBHOOK_DELIVERIES)
         )
+        if sending:
+            query = query.where(deliveries.id.not_in(list(sending)))
         if per_retailer is not None:
             full = [retailer for retailer, count in busy.items() if count >= per_retailer]
             if full:
@@ -221,8 +230,8 @@ class WebhookSender:
             for row in connection.execute(query).all():
                 if len(claimed) == limit:
                     break
-                sending = busy.get(row.retailer_id, 0) + taken[row.retailer_id]
-                if per_retailer is not None and sending >= per_retailer:
+                to_retailer = busy.get(row.retailer_id, 0) + taken[row.retailer_id]
+                if per_retailer is not None and to_retailer >= per_retailer:
                     continue
                 taken[row.retailer_id] += 1
                 claimed.append(_claimed(row, now))

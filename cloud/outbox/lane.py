@@ -54,6 +54,7 @@ class WebhookLane:
         self._tick_s = tick_s
         self._lock = threading.Lock()
         self._sending: Counter[str] = Counter()  # deliveries in flight, by retailer
+        self._in_flight: set[str] = set()  # their ids, never claimed again while on the wire
         self._wake = threading.Event()  # a thread came free, or the lane is stopping
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -91,10 +92,12 @@ class WebhookLane:
         with self._lock:
             free = self._pool_size - self._sending.total()
             busy = dict(self._sending)
-        claimed = self._sender.claim(free, per_retailer=self._per_retailer, busy=busy)
+            sending = set(self._in_flight)
+        claimed = self._sender.claim(free, per_retailer=self._per_retailer, busy=busy, sending=sending)
         for delivery in claimed:
             with self._lock:
                 self._sending[delivery.retailer_id] += 1
+                self._in_flight.add(delivery.id)
             self._pool.submit(self._send, delivery)
         return len(claimed)
 
@@ -106,6 +109,7 @@ class WebhookLane:
             log.exception("webhook %s: the attempt could not be recorded", delivery.id)
         finally:
             with self._lock:
+                self._in_flight.discard(delivery.id)
                 self._sending[delivery.retailer_id] -= 1
                 if self._sending[delivery.retailer_id] <= 0:
                     del self._sending[delivery.retailer_id]

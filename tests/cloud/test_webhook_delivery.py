@@ -1006,6 +1006,22 @@ def test_a_claimed_delivery_is_leased_and_taken_over_when_the_lease_runs_out(
     assert only(engine, endpoint_id).status == "delivered"
 
 
+def test_a_delivery_on_the_wire_is_never_claimed_again_whatever_the_clock_says(
+    engine: Engine, clock: ManualClock, receiver: Receiver, senders: SenderFactory
+) -> None:
+    # A simulation moves the injected clock by days while a delivery is on the wire: its lease runs
+    # out on that clock, and a lane claiming for its free threads would send the message twice.
+    retailer = add_retailer(engine)
+    add_endpoint(engine, retailer, receiver.url())
+    enqueue(engine, clock, retailer)
+    sender = senders(engine)
+    (delivery,) = sender.claim(1)
+    clock.advance(LEASE * 3)
+
+    assert sender.claim(1, sending={delivery.id}) == []
+    assert [again.id for again in sender.claim(1)] == [delivery.id], "without it, claimed twice"
+
+
 # -- 9. the webhook lane: threads of their own, a few per retailer -------------------------------------
 
 
